@@ -1,0 +1,131 @@
+"""The hash spec: stable 64-bit feature IDs and 32-bit combo-ID addresses.
+
+This module is the contract other models reuse. Changing ``HASH_SEED`` or any rule here is a new
+``HASH_SPEC_VERSION`` (recorded in every manifest).
+
+Feature ID of a value (spec v1)::
+
+    feature_id(field, token) = mmh3.hash64(f"{field}\\x1f{token}".encode("utf-8"), seed=HASH_SEED, signed=True)[0]
+
+``token`` is the raw value as a string for sparse fields (integers without a decimal point, e.g.
+``"42"``; strings as they are), ``b<k>`` for bucket ``k`` of a dense field, and ``MISSING_TOKEN``
+for a missing value of either kind.
+
+Combo ID of an ordered pair of feature IDs (paper Eq. 4-5)::
+
+    combo_hash(a, b, seed) = MurmurHash3_x86_32(le64(a) || le64(b), seed)      (uint32)
+
+bit-exact with ``mmh3.hash(key, seed, signed=False)``; the codebook address is
+``combo_hash(...) % codebook_size``.
+"""
+
+from __future__ import annotations
+
+import mmh3
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+HASH_SPEC_VERSION = 1
+HASH_SEED = 0x0DEA2025  # 233_447_461
+MISSING_TOKEN = "__missing__"
+FIELD_SEPARATOR = "\x1f"
+
+
+def feature_id(field: str, token: str) -> int:
+    """Reference (scalar) feature ID of one token: the spec, written once."""
+    return mmh3.hash64(f"{field}{FIELD_SEPARATOR}{token}".encode("utf-8"), seed=HASH_SEED, signed=True)[0]
+
+
+def _tokens(values) -> pa.Array:
+    """Canonical string tokens of a column (nulls stay null)."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if pa.types.is_floating(arr.type):
+        # 3.0 and 3 are the same category; NaN is missing.
+        arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+        integral = pc.fill_null(pc.equal(pc.floor(arr), arr), True)
+        if pc.all(integral).as_py():
+            arr = arr.cast(pa.int64())
+    if pa.types.is_boolean(arr.type):
+        arr = arr.cast(pa.int8())
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = arr.cast(pa.string())
+    return arr
+
+
+def feature_ids(field: str, values) -> np.ndarray:
+    """Feature IDs (int64) of a column of values, vectorised.
+
+    The column is dictionary-encoded by Arrow, only the distinct tokens are hashed with mmh3, and
+    the IDs are taken back by index: one Python call per distinct value, none per row.
+    Nulls, NaN and empty strings get the ID of ``MISSING_TOKEN``.
+    """
+    tokens = _tokens(values)
+    encoded = tokens.dictionary_encode()
+    uniques = encoded.dictionary.to_pylist()
+    prefix = field + FIELD_SEPARATOR
+    table = np.fromiter(
+        (mmh3.hash64((prefix + (u if u != "" else MISSING_TOKEN)).encode("utf-8"), seed=HASH_SEED, signed=True)[0]
+         for u in uniques),
+        dtype=np.int64, count=len(uniques),
+    )
+    table = np.append(table, np.int64(feature_id(field, MISSING_TOKEN)))
+    indices = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
+    return table[indices]
+
+
+def bucket_ids(field: str, buckets: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Feature IDs of dense-field buckets: token ``b<k>``, or ``MISSING_TOKEN`` where ``missing``."""
+    n_buckets = int(buckets.max(initial=-1)) + 1
+    table = np.array([feature_id(field, f"b{k}") for k in range(n_buckets)] + [feature_id(field, MISSING_TOKEN)],
+                     dtype=np.int64)
+    return table[np.where(missing, n_buckets, buckets)]
+
+
+# --- MurmurHash3_x86_32 of the 16-byte key le64(a) || le64(b), vectorised -----------------------
+
+_C1 = np.uint32(0xCC9E2D51)
+_C2 = np.uint32(0x1B873593)
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def combo_hash(ids_a, ids_b, seed: int) -> np.ndarray:
+    """MurmurHash3_x86_32 of ``le64(a) || le64(b)`` with ``seed``: uint32, same shape as the inputs.
+
+    Bit-exact with ``mmh3.hash(a.to_bytes(8, 'little', signed=True) + b.to_bytes(...), seed, signed=False)``.
+    The key is four little-endian 32-bit blocks: lo(a), hi(a), lo(b), hi(b); length 16, no tail.
+    """
+    a = np.ascontiguousarray(ids_a, dtype=np.int64)
+    b = np.ascontiguousarray(ids_b, dtype=np.int64)
+    a, b = np.broadcast_arrays(a, b)
+    ua, ub = a.astype("<i8").view(np.uint64), b.astype("<i8").view(np.uint64)
+    blocks = (ua & np.uint64(0xFFFFFFFF), ua >> np.uint64(32), ub & np.uint64(0xFFFFFFFF), ub >> np.uint64(32))
+    with np.errstate(over="ignore"):
+        h = np.full(a.shape, np.uint32(seed & 0xFFFFFFFF), dtype=np.uint32)
+        for block in blocks:
+            k = block.astype(np.uint32) * _C1
+            k = _rotl(k, 15) * _C2
+            h = _rotl(h ^ k, 13) * np.uint32(5) + np.uint32(0xE6546B64)
+        return _fmix32(h ^ np.uint32(16))
+
+
+def combo_hash_reference(a: int, b: int, seed: int) -> int:
+    """The spec's reference for one pair, through mmh3 itself (tests and docs)."""
+    key = int(a).to_bytes(8, "little", signed=True) + int(b).to_bytes(8, "little", signed=True)
+    return mmh3.hash(key, seed, signed=False)

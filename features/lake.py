@@ -1,0 +1,188 @@
+"""The lake: one root folder, fixed paths per stage, atomic outputs and completion records.
+
+Layout (root from ``DEA_HOME``, default ``./.dea``)::
+
+    raw/<dataset>/dt=YYYY-MM-DD/*.parquet        landing zone
+    features/<dataset>/dt=YYYY-MM-DD/*.parquet   int64 feature IDs per field + label + group + dt
+    features/<dataset>/manifest.json             spec, hash spec version, fitted boundaries
+    stats/<dataset>/dt=YYYY-MM-DD/               per-day long-tail and distribution statistics
+    validation/<dataset>/dt=YYYY-MM-DD/          gate verdict JSON + Data Docs HTML
+    models/<name>/<version>/                     weights, config, metrics, lineage
+    models/<name>/aliases.json                   {"champion": version, ...}
+
+Every output folder is built under a hidden temporary name and renamed into place only when it is
+complete, with a ``_COMPLETE.json`` record (inputs' fingerprints, config hash, code version). A
+stage whose record matches its inputs does no work; anything else recomputes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+COMPLETE = "_COMPLETE.json"
+
+
+def code_version() -> str:
+    try:
+        return metadata.version("dea-platform")
+    except metadata.PackageNotFoundError:  # running from a source tree without install
+        return "0+unknown"
+
+
+def parse_date(value: str | dt.date) -> dt.date:
+    """``YYYY-MM-DD`` -> date, with an error that says what was wrong."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"date {value!r} is not YYYY-MM-DD") from None
+
+
+def date_range(start: str | dt.date, days: int) -> list[str]:
+    first = parse_date(start)
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
+
+
+def window_before(date: str | dt.date, days: int) -> list[str]:
+    """The ``days`` dates strictly before ``date``, oldest first."""
+    end = parse_date(date)
+    return [(end - dt.timedelta(days=days - i)).isoformat() for i in range(days)]
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Paths of every stage's outputs under one root."""
+
+    root: Path
+
+    @classmethod
+    def default(cls, root: str | Path | None = None) -> "Lake":
+        return cls(Path(root or os.environ.get("DEA_HOME", ".dea")).resolve())
+
+    def raw(self, dataset: str, date: str | None = None) -> Path:
+        return self._day(self.root / "raw" / dataset, date)
+
+    def features(self, dataset: str, date: str | None = None) -> Path:
+        return self._day(self.root / "features" / dataset, date)
+
+    def manifest(self, dataset: str) -> Path:
+        return self.root / "features" / dataset / "manifest.json"
+
+    def stats(self, dataset: str, date: str | None = None) -> Path:
+        return self._day(self.root / "stats" / dataset, date)
+
+    def validation(self, dataset: str, date: str | None = None) -> Path:
+        return self._day(self.root / "validation" / dataset, date)
+
+    def models(self, name: str) -> Path:
+        return self.root / "models" / name
+
+    def runs(self) -> Path:
+        """Scratch space for training runs before they are registered."""
+        return self.root / "runs"
+
+    @staticmethod
+    def _day(base: Path, date: str | None) -> Path:
+        return base if date is None else base / f"dt={parse_date(date).isoformat()}"
+
+    def dates(self, stage: str, dataset: str) -> list[str]:
+        """Complete days of a stage (``raw``, ``features``, ``stats``, ``validation``), sorted."""
+        base = self.root / stage / dataset
+        if not base.exists():
+            return []
+        return sorted(p.name[3:] for p in base.glob("dt=*") if (p / COMPLETE).exists())
+
+
+# --- atomic outputs ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``final``, on error it is removed.
+
+    Readers never see a half-written folder: they only trust folders holding ``_COMPLETE.json``,
+    which the caller writes last (``write_record``), and the swap is two renames.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+# --- completion records -----------------------------------------------------------------------
+
+def fingerprint(path: Path) -> str:
+    """Identity of an input: its completion record's digest when it has one, else its files' stats.
+
+    For a folder without a record: sha256 over (relative path, size, mtime) of its files, like
+    ``make``. For a file: the same over the one file.
+    """
+    path = Path(path)
+    record = path / COMPLETE
+    if record.exists():
+        return "rec:" + json.loads(record.read_text())["digest"]
+    if not path.exists():
+        raise FileNotFoundError(f"input {path} does not exist")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return "stat:" + h.hexdigest()[:16]
+
+
+def make_record(stage: str, inputs: dict[str, str], config_hash: str, **extra: Any) -> dict:
+    """A completion record. ``key`` is what decides up-to-dateness; ``digest`` identifies it."""
+    key = {"stage": stage, "inputs": dict(sorted(inputs.items())), "config_hash": config_hash,
+           "code_version": code_version()}
+    from features.hashing import HASH_SPEC_VERSION  # local: lake is imported by hashing's users
+
+    key["hash_spec_version"] = HASH_SPEC_VERSION
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return {**key, "digest": digest, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **extra}
+
+
+def write_record(folder: Path, record: dict) -> None:
+    write_json_atomic(Path(folder) / COMPLETE, record)
+
+
+def read_record(folder: Path) -> dict | None:
+    path = Path(folder) / COMPLETE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def up_to_date(folder: Path, record: dict) -> bool:
+    """True when ``folder`` is complete and was made from the same inputs, config and code."""
+    old = read_record(folder)
+    return old is not None and old.get("digest") == record["digest"]

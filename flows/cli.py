@@ -1,0 +1,48 @@
+"""The ``dea`` command line: one subcommand per stage.
+
+Each area registers its subcommands from ``flows/commands/<area>.py`` (a ``register(subparsers)``
+function); heavy libraries are imported inside the command, so ``dea --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = ("data", "validate", "model", "registry", "pipeline")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dea", description="DEA CTR platform: features -> gate -> model -> registry.")
+    parser.add_argument("--home", help="lake root (default: $DEA_HOME or ./.dea)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"flows.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"flows.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # user errors: one clear line, no traceback
+        if args.verbose:
+            raise
+        print(f"dea {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
