@@ -46,11 +46,11 @@ def _tokens(values) -> pa.Array:
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)
     if pa.types.is_floating(arr.type):
-        # 3.0 and 3 are the same category; NaN is missing.
-        arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
-        integral = pc.fill_null(pc.equal(pc.floor(arr), arr), True)
-        if pc.all(integral).as_py():
-            arr = arr.cast(pa.int64())
+        # Per value: an integral float is the integer's token (3.0 -> "3", like int 3); NaN is missing.
+        arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), pc.add(arr, pa.scalar(0.0, arr.type)))
+        integral = pc.and_(pc.equal(pc.floor(arr), arr), pc.less(pc.abs(arr), 2.0**53))
+        as_int = pc.if_else(integral, arr, pa.scalar(0.0, arr.type)).cast(pa.int64()).cast(pa.string())
+        arr = pc.if_else(integral, as_int, arr.cast(pa.string()))
     if pa.types.is_boolean(arr.type):
         arr = arr.cast(pa.int8())
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
@@ -79,9 +79,10 @@ def feature_ids(field: str, values) -> np.ndarray:
     return table[indices]
 
 
-def bucket_ids(field: str, buckets: np.ndarray, missing: np.ndarray) -> np.ndarray:
+def bucket_ids(field: str, buckets: np.ndarray, missing: np.ndarray, n_buckets: int | None = None) -> np.ndarray:
     """Feature IDs of dense-field buckets: token ``b<k>``, or ``MISSING_TOKEN`` where ``missing``."""
-    n_buckets = int(buckets.max(initial=-1)) + 1
+    if n_buckets is None:
+        n_buckets = int(buckets.max(initial=-1)) + 1
     table = np.array([feature_id(field, f"b{k}") for k in range(n_buckets)] + [feature_id(field, MISSING_TOKEN)],
                      dtype=np.int64)
     return table[np.where(missing, n_buckets, buckets)]

@@ -1,0 +1,34 @@
+"""The Dask cluster the feature stage runs on: a LocalCluster by default, or an existing scheduler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def dask_client(address: str | None = None, *, n_workers: int | None = None,
+                threads_per_worker: int = 1, memory_limit: str = "auto") -> Iterator["distributed.Client"]:
+    """A ``distributed.Client`` for the duration of the block; Dask calls inside use it.
+
+    ``address`` (or ``DEA_DASK_ADDRESS``) connects to a running scheduler (``tcp://host:8786``);
+    otherwise a ``LocalCluster`` of ``n_workers`` processes (default: the machine's cores, at most 4)
+    is started and torn down on exit.
+    """
+    from distributed import Client, LocalCluster
+
+    address = address or os.environ.get("DEA_DASK_ADDRESS") or None
+    if address:
+        log.info("Dask: connecting to %s", address)
+        with Client(address) as client:
+            yield client
+        return
+    n_workers = n_workers or max(1, min(4, os.cpu_count() or 1))
+    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                      memory_limit=memory_limit, dashboard_address=None) as cluster, Client(cluster) as client:
+        log.info("Dask: LocalCluster with %d worker(s) x %d thread(s)", n_workers, threads_per_worker)
+        yield client
