@@ -1,0 +1,77 @@
+"""Training configuration: one typed, validated pydantic model (a form in the Prefect UI).
+
+Example::
+
+    cfg = TrainConfig(model="dea", hparams={"embedding_dim": 16}, epochs=5, lr=1e-3)
+    cfg = cfg.with_overrides(["lr=3e-4", "hparams.k=2"])      # the CLI's --set key=value
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a training run besides the data.
+
+    Weight decay is split three ways: ``weight_decay`` for the dense network, and
+    ``embedding_weight_decay`` / ``codebook_weight_decay`` for the hashed feature tables and the
+    Combo-ID codebooks (large tables where only looked-up rows carry signal, so usually 0).
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = "dea"
+    hparams: dict[str, Any] = Field(default_factory=dict)   # passed to build_model(name, n_fields, **hparams)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(4096, ge=1)
+    eval_batch_size: int = Field(65536, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    embedding_weight_decay: float = Field(0.0, ge=0)
+    codebook_weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)              # max global grad norm; None: no clipping
+    patience: int = Field(2, ge=1)                           # epochs without a better valid AUC
+    seed: int = 2025
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False                                    # torch.compile the model for training
+    bf16: bool = True                                        # bf16 autocast (CUDA only)
+    memory_budget_gb: float = Field(4.0, gt=0)               # train days larger than this stream by file
+    shuffle_buffer_rows: int = Field(1_000_000, ge=1)        # streaming shuffle buffer
+    check_every: int = Field(50, ge=1)                       # steps between loss checks (a GPU sync)
+    progress: bool = True                                    # tqdm progress bar
+    plot: bool = True                                        # also write curve.png
+
+    def config_hash(self) -> str:
+        """Hash of what changes the trained weights (not progress/plot/check cadence)."""
+        relevant = self.model_dump(exclude={"progress", "plot", "check_every", "eval_batch_size"})
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def with_overrides(self, assignments: list[str] | None) -> "TrainConfig":
+        """A copy with ``key=value`` assignments applied (values parsed as YAML; ``hparams.x=...``)."""
+        data = self.model_dump()
+        for item in assignments or []:
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--set {item!r}: expected key=value, e.g. lr=3e-4 or hparams.k=2")
+            value = yaml.safe_load(text) if text else None
+            head, _, rest = key.partition(".")
+            if rest:
+                if head != "hparams":
+                    raise ValueError(f"--set {item!r}: only hparams.<name> takes a dotted key")
+                data["hparams"][rest] = value
+            else:
+                data[key] = value
+        try:
+            return TrainConfig.model_validate(data)
+        except ValidationError as e:
+            msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: "
+                             f"{'unknown key (typo?)' if err['type'] == 'extra_forbidden' else err['msg']}"
+                             for err in e.errors())
+            raise ValueError(f"invalid training config: {msgs}") from None

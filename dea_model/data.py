@@ -1,0 +1,234 @@
+"""Feature days -> model batches: contiguous tensors read with pyarrow, batches by index slicing.
+
+A feature day is ``features/<dataset>/dt=YYYY-MM-DD/part-*.parquet`` (+ ``_COMPLETE.json``) with one
+int64 feature-ID column per manifest field, ``label`` and ``group``. It becomes::
+
+    ids    LongTensor  [N, n]   raw feature IDs in manifest field order
+    label  FloatTensor [N]      0/1
+    group  LongTensor  [N]      GAUC group key (0 when the dataset has none)
+
+Days that fit ``budget_bytes`` are held in memory (``FeatureTable``: one ``randperm`` per epoch,
+batches are index gathers, no per-row Python). Larger windows stream (``StreamingDays``): Parquet
+row groups in a shuffled order feed a shuffle buffer of ``buffer_rows`` rows, permuted and cut into
+batches; memory stays O(buffer_rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, NamedTuple, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from features.lake import Lake
+
+LABEL, GROUP = "label", "group"
+
+
+class Batch(NamedTuple):
+    ids: torch.Tensor     # [B, n] int64
+    label: torch.Tensor   # [B] float32
+    group: torch.Tensor   # [B] int64
+
+
+class Batches(Protocol):
+    """What training and prediction iterate over: in-memory or streamed days."""
+
+    fields: list[str]
+
+    def __len__(self) -> int: ...
+
+    def batches(self, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[Batch]: ...
+
+
+# --- manifest -----------------------------------------------------------------------------------
+
+def read_manifest(lake: Lake, dataset: str) -> dict:
+    """The dataset's feature manifest, with an error that says what to run when it is missing."""
+    path = lake.manifest(dataset)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {dataset!r} has no feature manifest at {path}; "
+                                f"build its feature tables first (the features stage)")
+    manifest = json.loads(path.read_text())
+    if not manifest.get("fields"):
+        raise ValueError(f"feature manifest {path} lists no 'fields'")
+    return manifest
+
+
+def feature_signature(manifest: dict) -> str:
+    """Hash of what fixes the meaning of a feature ID: fields, hash spec, spec config, buckets.
+
+    A model trained on one signature gives garbage on another; ``train.load_model`` users compare it.
+    """
+    keys = ("fields", "hash_spec_version", "hash_seed", "config_hash", "dense")
+    core = {k: manifest.get(k) for k in keys}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def day_files(lake: Lake, dataset: str, date: str) -> list[Path]:
+    """Parquet files of one complete feature day (error when the day is absent or incomplete)."""
+    folder = lake.features(dataset, date)
+    if not (folder / "_COMPLETE.json").exists():
+        have = lake.dates("features", dataset)
+        raise FileNotFoundError(f"dataset {dataset!r} has no complete feature day {date} at {folder}; "
+                                f"complete days: {have[:3] + ['...'] + have[-3:] if len(have) > 6 else have}")
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"feature day {folder} holds no Parquet files")
+    return files
+
+
+def _read(f: Path, fields: list[str], where: str, row_group: int | None = None) -> tuple[np.ndarray, ...]:
+    """One file (or one of its row groups) -> (ids [N, n] int64, label [N] float32, group [N] int64)."""
+    pf = pq.ParquetFile(f)
+    missing = [c for c in fields + [LABEL, GROUP] if c not in pf.schema_arrow.names]
+    if missing:
+        raise ValueError(f"{where}: missing columns {missing} (manifest fields: {fields})")
+    columns = fields + [LABEL, GROUP]
+    table = pf.read(columns=columns) if row_group is None else pf.read_row_group(row_group, columns=columns)
+    return _arrays(table, fields, where)
+
+
+def _arrays(table: pa.Table, fields: list[str], where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids = np.empty((table.num_rows, len(fields)), np.int64)
+    for j, name in enumerate(fields):
+        col = table.column(name)
+        if col.null_count:
+            raise ValueError(f"{where}: field {name!r} holds {col.null_count} nulls; feature IDs must be set")
+        if not pa.types.is_integer(col.type):
+            raise ValueError(f"{where}: field {name!r} is {col.type}, expected int64 feature IDs")
+        ids[:, j] = col.to_numpy()
+    label = table.column(LABEL).to_numpy(zero_copy_only=False).astype(np.float32)
+    group = table.column(GROUP).to_numpy(zero_copy_only=False).astype(np.int64)
+    return ids, label, group
+
+
+@dataclass
+class FeatureTable:
+    """Feature days held as contiguous tensors."""
+
+    ids: torch.Tensor
+    label: torch.Tensor
+    group: torch.Tensor
+    fields: list[str]
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.ids, self.label, self.group))
+
+    def to(self, device: torch.device | str) -> "FeatureTable":
+        return FeatureTable(self.ids.to(device), self.label.to(device), self.group.to(device), self.fields)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """Batches of ``batch_size`` rows (the last one shorter); a fresh permutation when shuffled.
+
+        The permutation is drawn on CPU from ``generator``, so a seed gives the same order on any device.
+        """
+        n = len(self)
+        if not shuffle:
+            for s in range(0, n, batch_size):
+                yield Batch(self.ids[s:s + batch_size], self.label[s:s + batch_size], self.group[s:s + batch_size])
+            return
+        order = torch.randperm(n, generator=generator).to(self.ids.device)
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
+            yield Batch(self.ids[idx], self.label[idx], self.group[idx])
+
+
+def load_days(lake: Lake, dataset: str, dates: list[str], fields: list[str] | None = None) -> FeatureTable:
+    """Read feature days (in the given order) into one in-memory ``FeatureTable``."""
+    fields = list(fields or read_manifest(lake, dataset)["fields"])
+    parts = []
+    for date in dates:
+        for f in day_files(lake, dataset, date):
+            parts.append(_read(f, fields, f"dataset {dataset!r} day {date} file {f}"))
+    if not parts:
+        raise ValueError(f"dataset {dataset!r}: no dates given to load")
+    ids, label, group = (np.concatenate(x) for x in zip(*parts))
+    return FeatureTable(torch.from_numpy(ids), torch.from_numpy(label), torch.from_numpy(group), fields)
+
+
+class StreamingDays:
+    """Feature days larger than memory: row groups in shuffled order through a shuffle buffer.
+
+    Each epoch visits every row exactly once. Units (file, row group) are shuffled, read one at a
+    time and appended to a buffer; a full buffer (>= ``buffer_rows``) is permuted and cut into
+    batches, the remainder (< batch_size rows) carried into the next buffer.
+    """
+
+    def __init__(self, lake: Lake, dataset: str, dates: list[str], fields: list[str] | None = None,
+                 buffer_rows: int = 1_000_000):
+        self.dataset = dataset
+        self.fields = list(fields or read_manifest(lake, dataset)["fields"])
+        self.buffer_rows = buffer_rows
+        self.units: list[tuple[Path, int, str]] = []     # (file, row group, date)
+        self.rows = 0
+        for date in dates:
+            for f in day_files(lake, dataset, date):
+                meta = pq.ParquetFile(f).metadata
+                self.units += [(f, i, date) for i in range(meta.num_row_groups)]
+                self.rows += meta.num_rows
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def _read(self, unit: tuple[Path, int, str]) -> tuple[np.ndarray, ...]:
+        f, i, date = unit
+        return _read(f, self.fields, f"dataset {self.dataset!r} day {date} file {f} row group {i}", i)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[Batch]:
+        order = torch.randperm(len(self.units), generator=generator).tolist() if shuffle else range(len(self.units))
+        pending: list[tuple[np.ndarray, ...]] = []
+        held = 0
+        for k in order:
+            arrays = self._read(self.units[k])
+            pending.append(arrays)
+            held += arrays[0].shape[0]
+            if held >= max(self.buffer_rows, batch_size):
+                ids, label, group = (np.concatenate(x) for x in zip(*pending))
+                perm = torch.randperm(ids.shape[0], generator=generator).numpy() if shuffle else np.arange(ids.shape[0])
+                full = ids.shape[0] // batch_size * batch_size
+                yield from _cut(ids, label, group, perm[:full], batch_size)
+                rest = perm[full:]
+                pending, held = [(ids[rest], label[rest], group[rest])], rest.size
+        if held:
+            ids, label, group = (np.concatenate(x) for x in zip(*pending))
+            perm = torch.randperm(ids.shape[0], generator=generator).numpy() if shuffle else np.arange(ids.shape[0])
+            yield from _cut(ids, label, group, perm, batch_size)
+
+
+def _cut(ids: np.ndarray, label: np.ndarray, group: np.ndarray, perm: np.ndarray,
+         batch_size: int) -> Iterator[Batch]:
+    ids, label, group = ids[perm], label[perm], group[perm]        # one gather for the whole buffer
+    for s in range(0, perm.size, batch_size):
+        yield Batch(torch.from_numpy(ids[s:s + batch_size]), torch.from_numpy(label[s:s + batch_size]),
+                    torch.from_numpy(group[s:s + batch_size]))
+
+
+def estimate_bytes(lake: Lake, dataset: str, dates: list[str], n_fields: int) -> int:
+    """In-memory size of the days as tensors, from Parquet footers only (no data read)."""
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for d in dates for f in day_files(lake, dataset, d))
+    return rows * (8 * n_fields + 4 + 8)
+
+
+def open_days(lake: Lake, dataset: str, dates: list[str], *, budget_bytes: float = 4e9,
+              buffer_rows: int = 1_000_000, fields: list[str] | None = None) -> FeatureTable | StreamingDays:
+    """In memory when the days fit ``budget_bytes``, else streamed by row group."""
+    fields = list(fields or read_manifest(lake, dataset)["fields"])
+    if estimate_bytes(lake, dataset, dates, len(fields)) <= budget_bytes:
+        return load_days(lake, dataset, dates, fields)
+    return StreamingDays(lake, dataset, dates, fields, buffer_rows)

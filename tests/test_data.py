@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from dea_model import data
+from features.hashing import feature_ids
+from features.lake import Lake, atomic_dir, date_range, make_record, write_json_atomic, write_record
+
+FIELDS = ["user", "item", "cat"]
+
+
+def write_feature_days(root, dataset="toy", days=3, rows=600, seed=0, row_group_size=None,
+                       fields=FIELDS, vocab=(40, 30, 5), files_per_day=1):
+    """Feature days as the features stage writes them: int64 IDs, label int8, group, dt, p_true.
+
+    Planted signal: a click is likely when (user + item) % 3 == 0, so only the pair predicts.
+    """
+    lake = Lake(root)
+    rng = np.random.default_rng(seed)
+    write_json_atomic(lake.manifest(dataset), {
+        "dataset": dataset, "fields": list(fields), "hash_spec_version": 1, "hash_seed": 1,
+        "config_hash": "toyhash", "dense": {}, "group": fields[0]})
+    dates = date_range("2026-01-01", days)
+    for date in dates:
+        raw = np.stack([rng.integers(0, v, rows) for v in vocab], axis=1)
+        p = np.where((raw[:, 0] + raw[:, 1]) % 3 == 0, 0.9, 0.1)
+        cols = {f: feature_ids(f, raw[:, j]) for j, f in enumerate(fields)}
+        cols["label"] = (rng.random(rows) < p).astype(np.int8)
+        cols["group"] = cols[fields[0]]
+        cols["dt"] = np.full(rows, date)
+        cols["p_true"] = p
+        table = pa.table(cols)
+        with atomic_dir(lake.features(dataset, date)) as tmp:
+            for i, part in enumerate(np.array_split(np.arange(rows), files_per_day)):
+                pq.write_table(table.take(part), tmp / f"part-{i:05d}.parquet", row_group_size=row_group_size)
+            write_record(tmp, make_record("transform", {}, "toyhash", rows=rows))
+    return lake, dates
+
+
+def test_load_days_gives_contiguous_typed_tensors(tmp_path):
+    lake, dates = write_feature_days(tmp_path, days=2, rows=500)
+    t = data.load_days(lake, "toy", dates)
+    assert len(t) == 1000 and t.fields == FIELDS
+    assert t.ids.dtype == torch.int64 and t.ids.shape == (1000, 3) and t.ids.is_contiguous()
+    assert t.label.dtype == torch.float32 and t.group.dtype == torch.int64
+    first = pq.read_table(lake.features("toy", dates[0]))
+    np.testing.assert_array_equal(t.ids[:500, 1].numpy(), first.column("item").to_numpy())
+    np.testing.assert_array_equal(t.label[:500].numpy(), first.column("label").to_numpy())
+    assert torch.equal(t.group, t.ids[:, 0])
+    assert t.nbytes == 1000 * (3 * 8 + 4 + 8)
+
+
+def test_shuffled_batches_cover_every_row_once_and_follow_the_seed(tmp_path):
+    lake, dates = write_feature_days(tmp_path, days=1, rows=1000)
+    t = data.load_days(lake, "toy", dates)
+
+    def epoch(seed):
+        return list(t.batches(128, shuffle=True, generator=torch.Generator().manual_seed(seed)))
+
+    a, b, c = epoch(1), epoch(1), epoch(2)
+    assert [len(x.label) for x in a] == [128] * 7 + [104]
+    ids = torch.cat([x.ids for x in a])
+    assert sorted(map(tuple, ids.tolist())) == sorted(map(tuple, t.ids.tolist()))
+    assert all(torch.equal(x.ids, y.ids) for x, y in zip(a, b))
+    assert not torch.equal(a[0].ids, c[0].ids)
+    ordered = torch.cat([x.ids for x in t.batches(300)])
+    assert torch.equal(ordered, t.ids)
+
+
+def test_streaming_matches_in_memory_rows(tmp_path):
+    lake, dates = write_feature_days(tmp_path, days=2, rows=700, row_group_size=100, files_per_day=2)
+    s = data.StreamingDays(lake, "toy", dates, buffer_rows=250)
+    assert len(s) == 1400 and len(s.units) == 16
+    t = data.load_days(lake, "toy", dates)
+    ordered = list(s.batches(64))
+    assert torch.equal(torch.cat([b.ids for b in ordered]), t.ids)
+    g = torch.Generator().manual_seed(3)
+    shuffled = list(s.batches(64, generator=g, shuffle=True))
+    assert all(len(b.label) == 64 for b in shuffled[:-1])
+    rows = torch.cat([torch.cat([b.ids, b.label[:, None].long(), b.group[:, None]], 1) for b in shuffled])
+    want = torch.cat([t.ids, t.label[:, None].long(), t.group[:, None]], 1)
+    assert sorted(map(tuple, rows.tolist())) == sorted(map(tuple, want.tolist()))   # rows stay intact
+    assert not torch.equal(rows[:, :3], t.ids)                                        # and are shuffled
+    # rows from different row groups mix within a batch (a real shuffle, not just group order)
+    first_day = set(map(tuple, t.ids[:700].tolist()))
+    mixed = [len({tuple(r) in first_day for r in b.ids.tolist()}) for b in shuffled]
+    assert max(mixed) == 2
+
+
+def test_open_days_streams_above_the_budget(tmp_path):
+    lake, dates = write_feature_days(tmp_path, days=2, rows=300)
+    assert isinstance(data.open_days(lake, "toy", dates, budget_bytes=1e9), data.FeatureTable)
+    assert isinstance(data.open_days(lake, "toy", dates, budget_bytes=1000), data.StreamingDays)
+
+
+def test_errors_name_dataset_date_and_field(tmp_path):
+    lake, dates = write_feature_days(tmp_path, days=1, rows=50)
+    with pytest.raises(FileNotFoundError, match=r"'toy' has no complete feature day 2026-03-01"):
+        data.load_days(lake, "toy", ["2026-03-01"])
+    with pytest.raises(FileNotFoundError, match="no feature manifest"):
+        data.load_days(lake, "other", dates)
+    with pytest.raises(ValueError, match=r"day 2026-01-01 file .*missing columns \['price'\]"):
+        data.load_days(lake, "toy", dates, fields=FIELDS + ["price"])
+
+
+def test_feature_signature_tracks_what_changes_ids(tmp_path):
+    lake, _ = write_feature_days(tmp_path, days=1, rows=10)
+    m = data.read_manifest(lake, "toy")
+    base = data.feature_signature(m)
+    assert data.feature_signature({**m, "fit_dates": ["x"]}) == base
+    assert data.feature_signature({**m, "dense": {"p": {"boundaries": [1.0]}}}) != base
+    assert data.feature_signature({**m, "fields": FIELDS[::-1]}) != base
+    assert json.loads(lake.manifest("toy").read_text())["fields"] == FIELDS
