@@ -270,5 +270,5 @@ def transform_one(record: dict, manifest: Manifest) -> dict[str, int]:
     frame = pd.DataFrame([row])
     for d in manifest.dense:
         frame[d] = pd.to_numeric(frame[d], errors="coerce").astype("float64")
-    table = transform_frame(frame, manifest, date="serving")
+    table = transform_frame(frame, manifest.model_copy(update={"passthrough": []}), date="serving")
     return {f: int(table[f].iloc[0]) for f in manifest.fields}

@@ -1,0 +1,187 @@
+"""The feature stage on small hand-made raw days: outputs, skipping, serving parity, bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features import pipeline
+from features.hashing import MISSING_TOKEN, feature_id
+from features.lake import COMPLETE, Lake, atomic_dir, make_record, write_record
+from features.spec import DatasetSpec
+
+DAYS = ["2026-03-01", "2026-03-02"]
+
+
+def make_spec(**overrides) -> DatasetSpec:
+    spec = dict(name="toy", label="click", group="user", sparse=["user", "item"],
+                dense=[{"name": "price", "buckets": 8, "log1p": True}], cross=[("user", "item")],
+                passthrough=["p_true"], source={"kind": "parquet"})
+    return DatasetSpec.model_validate({**spec, **overrides})
+
+
+def raw_frame(n=3000, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    price = rng.lognormal(3, 1, n)
+    price[::17] = np.nan
+    item = np.array([f"i{v}" for v in rng.zipf(1.3, n) % 500], dtype=object)
+    item[::23] = None
+    return pd.DataFrame({"click": rng.integers(0, 2, n).astype("int8"), "user": rng.zipf(1.5, n) % 300,
+                         "item": item, "price": price, "p_true": rng.random(n)})
+
+
+def write_raw(lake: Lake, date: str, frame: pd.DataFrame, parts: int = 2) -> None:
+    with atomic_dir(lake.raw("toy", date)) as tmp:
+        for k, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
+            pq.write_table(pa.Table.from_pandas(frame.iloc[chunk], preserve_index=False), tmp / f"part-{k}.parquet")
+        write_record(tmp, make_record("ingest", {"source": f"{date}:{len(frame)}"}, "test"))
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    lake = Lake(tmp_path)
+    for i, d in enumerate(DAYS):
+        write_raw(lake, d, raw_frame(seed=i))
+    return lake
+
+
+def test_fit_and_transform_write_the_documented_feature_table(lake):
+    spec = make_spec()
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    result = pipeline.transform(spec, lake, DAYS[1], manifest)
+    assert not result.skipped and result.rows == 3000
+    table = pd.read_parquet(lake.features("toy", DAYS[1]))
+    assert list(table.columns) == ["user", "item", "price", "user_x_item", "label", "group", "dt", "p_true"]
+    assert all(table[f].dtype == np.int64 for f in spec.fields)
+    raw = raw_frame(seed=1)
+    # Sparse IDs follow the spec, row for row; missing items get the missing token's ID.
+    assert table["user"].iloc[0] == feature_id("user", str(raw["user"].iloc[0]))
+    assert (table["item"].iloc[::23] == feature_id("item", MISSING_TOKEN)).all()
+    assert (table["group"] == table["user"]).all()
+    assert (table["label"].to_numpy() == raw["click"].to_numpy()).all()
+    np.testing.assert_array_equal(table["p_true"], raw["p_true"])
+    # Dense buckets: about balanced, missing prices get the missing token's ID.
+    assert (table["price"].iloc[::17] == feature_id("price", MISSING_TOKEN)).all()
+    assert table["price"].nunique() == len(manifest.dense["price"]["boundaries"]) + 2
+    record = json.loads((lake.features("toy", DAYS[1]) / COMPLETE).read_text())
+    assert record["rows"] == 3000 and record["inputs"]["manifest"] == manifest.digest
+    stored = pipeline.Manifest.load(lake.manifest("toy"))
+    assert stored == manifest and stored.fields == spec.fields and stored.hash_spec_version == 1
+
+
+def test_rerun_with_unchanged_inputs_does_nothing_and_force_recomputes(lake):
+    spec = make_spec()
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    first = pipeline.transform(spec, lake, DAYS[0], manifest)
+    mtime = (lake.features("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns
+    assert pipeline.fit(spec, lake, DAYS[:1]) == manifest
+    again = pipeline.transform(spec, lake, DAYS[0], manifest)
+    assert again.skipped and again.rows == first.rows
+    assert (lake.features("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns == mtime
+    assert not pipeline.transform(spec, lake, DAYS[0], manifest, force=True).skipped
+    # New raw data for the day -> recomputed.
+    write_raw(lake, DAYS[0], raw_frame(n=100, seed=9))
+    assert pipeline.transform(spec, lake, DAYS[0], manifest).rows == 100
+
+
+def test_refit_on_another_window_changes_the_manifest(lake):
+    spec = make_spec()
+    a = pipeline.fit(spec, lake, DAYS[:1])
+    b = pipeline.fit(spec, lake, DAYS)
+    assert a.digest != b.digest and b.fit_dates == DAYS
+
+
+def test_transform_runs_on_a_local_cluster(lake):
+    from features.cluster import dask_client
+
+    spec = make_spec()
+    with dask_client(n_workers=1):
+        manifest = pipeline.fit(spec, lake, DAYS[:1])
+        cluster_rows = pipeline.transform(spec, lake, DAYS[1], manifest)
+    local = pd.read_parquet(lake.features("toy", DAYS[1]))
+    assert cluster_rows.rows == len(local) == 3000
+
+
+def test_one_row_transform_equals_batch(lake):
+    spec = make_spec()
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    pipeline.transform(spec, lake, DAYS[1], manifest)
+    batch = pd.read_parquet(lake.features("toy", DAYS[1]))
+    raw = raw_frame(seed=1)
+    for i in [0, 17, 23, 1000, 2999]:
+        one = pipeline.transform_one(raw.iloc[i].to_dict(), manifest)
+        assert one == {f: int(batch[f].iloc[i]) for f in spec.fields}
+
+
+# --- bad input: one clear error naming what is wrong, and nothing written for that day ----------
+
+def _assert_fails_cleanly(lake, spec, date, match):
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    with pytest.raises(ValueError, match=match):
+        pipeline.transform(spec, lake, date, manifest)
+    assert not lake.features(spec.name, date).exists()
+    assert not [p for p in lake.features(spec.name).iterdir() if p.name.startswith(".tmp")]
+
+
+def test_missing_column_names_dataset_date_column_and_file(lake):
+    write_raw(lake, DAYS[1], raw_frame().rename(columns={"item": "item_renamed"}))
+    _assert_fails_cleanly(lake, make_spec(), DAYS[1], r"'toy', date 2026-03-02, file .*part-0.parquet: missing column\(s\) \['item'\]")
+
+
+def test_spec_naming_an_unknown_column(lake):
+    spec = make_spec(sparse=["user", "item", "no_such_field"])
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['no_such_field'\]"):
+        pipeline.fit(spec, lake, DAYS[:1])
+
+
+def test_wrong_dtype_names_the_column(lake):
+    frame = raw_frame()
+    frame["price"] = frame["price"].astype(str)
+    write_raw(lake, DAYS[1], frame)
+    _assert_fails_cleanly(lake, make_spec(), DAYS[1], r"file .*part-0.parquet: dense column 'price' has type (large_)?string, expected a number")
+
+
+def test_label_outside_zero_one(lake):
+    frame = raw_frame()
+    frame.loc[5, "click"] = 2
+    write_raw(lake, DAYS[1], frame)
+    _assert_fails_cleanly(lake, make_spec(), DAYS[1], r"date 2026-03-02: label column 'click' has 1 value\(s\) outside")
+
+
+def test_corrupt_parquet_file_is_named(lake):
+    (lake.raw("toy", DAYS[1]) / "part-1.parquet").write_bytes(b"PAR1 this is not parquet")
+    _assert_fails_cleanly(lake, make_spec(), DAYS[1], r"cannot read Parquet file .*part-1.parquet")
+
+
+def test_empty_day(lake):
+    write_raw(lake, DAYS[1], raw_frame().iloc[:0], parts=1)
+    _assert_fails_cleanly(lake, make_spec(), DAYS[1], r"date 2026-03-02: raw day .* is empty")
+
+
+def test_dense_field_all_nan_on_a_day(lake):
+    frame = raw_frame()
+    frame["price"] = np.nan
+    write_raw(lake, DAYS[1], frame)
+    _assert_fails_cleanly(lake, make_spec(), DAYS[1], r"date 2026-03-02: dense field 'price' is all missing")
+
+
+def test_missing_raw_day(lake):
+    manifest = pipeline.fit(make_spec(), lake, DAYS[:1])
+    with pytest.raises(FileNotFoundError, match="date 2026-03-09: no complete raw day"):
+        pipeline.transform(make_spec(), lake, "2026-03-09", manifest)
+
+
+def test_manifest_of_another_spec_is_refused(lake):
+    manifest = pipeline.fit(make_spec(), lake, DAYS[:1])
+    with pytest.raises(ValueError, match="fitted for another version of the spec"):
+        pipeline.transform(make_spec(cross=[]), lake, DAYS[1], manifest)
+
+
+def test_missing_policy_error(lake):
+    spec = make_spec(missing="error")
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    with pytest.raises(ValueError, match="sparse field 'item' has missing values"):
+        pipeline.transform(spec, lake, DAYS[1], manifest)
