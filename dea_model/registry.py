@@ -2,8 +2,9 @@
 
 Layout::
 
-    models/<name>/v0001/            weights.pt (state_dict), config.json, ... (what training wrote)
-                        metrics.json lineage.json _COMPLETE.json
+    models/<name>/v0001/            model.pt (state_dict), config.json, ... (the training folder)
+                        evaluation.json lineage.json (+ extra files, e.g. the feature manifest)
+                        _COMPLETE.json
     models/<name>/aliases.json      {"champion": "v0002", "challenger": "v0003",
                                      "champions": ["v0001", "v0002"],  # promotion stack, for rollback
                                      "log": [{"at", "action", "alias", "version", "reason"}, ...]}
@@ -39,7 +40,8 @@ from typing import Any, Iterator
 from features.lake import COMPLETE, Lake, make_record, write_json_atomic, write_record
 
 ALIASES = "aliases.json"
-WEIGHTS = "weights.pt"
+WEIGHTS = "model.pt"          # as written by dea_model.train
+EVALUATION = "evaluation.json"
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -92,7 +94,7 @@ class ModelVersion:
     name: str
     version: str
     path: Path
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)     # evaluation.json
     lineage: dict = field(default_factory=dict)
     created_at: str = ""
     aliases: tuple[str, ...] = ()
@@ -119,11 +121,14 @@ class Registry:
 
     # --- versions ---------------------------------------------------------------------------
 
-    def register(self, source: str | Path, *, metrics: dict, lineage: dict) -> ModelVersion:
+    def register(self, source: str | Path, *, metrics: dict, lineage: dict,
+                 files: dict[str, str | Path] | None = None) -> ModelVersion:
         """Copy a training output folder into a new version with its metrics and lineage.
 
-        ``source`` holds what training wrote (``weights.pt`` = a state_dict, ``config.json``...).
-        Returns the new version; nothing is visible under ``models/<name>/`` until it is complete.
+        ``source`` holds what training wrote (``model.pt`` = a state_dict, ``config.json``...);
+        ``metrics`` (the evaluation that decided promotion) go to ``evaluation.json``; ``files``
+        copies more files in under the given names. Returns the new version; nothing is visible
+        under ``models/<name>/`` until it is complete.
         """
         source = Path(source)
         if not (source / WEIGHTS).is_file():
@@ -133,7 +138,9 @@ class Registry:
         tmp = self.root / f".tmp-register-{uuid.uuid4().hex[:8]}"
         try:
             shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(".*", COMPLETE))
-            write_json_atomic(tmp / "metrics.json", metrics)
+            for name, path in (files or {}).items():
+                shutil.copyfile(path, tmp / name)
+            write_json_atomic(tmp / EVALUATION, metrics)
             write_json_atomic(tmp / "lineage.json", lineage)
             record = make_record("register", {"source": str(source)}, "", model=self.name)
             write_record(tmp, record)
@@ -173,7 +180,7 @@ class Registry:
         aliases = self.aliases()
         return ModelVersion(
             name=self.name, version=resolved, path=path,
-            metrics=json.loads((path / "metrics.json").read_text()),
+            metrics=json.loads((path / EVALUATION).read_text()),
             lineage=json.loads((path / "lineage.json").read_text()),
             created_at=record.get("created_at", ""),
             aliases=tuple(sorted(a for a, v in aliases.items() if v == resolved)))

@@ -19,7 +19,7 @@ def _trained(tmp_path: Path, seed: int) -> Path:
     out = tmp_path / f"run-{seed}"
     out.mkdir()
     torch.manual_seed(seed)
-    torch.save(torch.nn.Linear(4, 1).state_dict(), out / "weights.pt")
+    torch.save(torch.nn.Linear(4, 1).state_dict(), out / "model.pt")
     (out / "config.json").write_text(json.dumps({"model": "lr", "seed": seed}))
     return out
 
@@ -30,7 +30,11 @@ def reg(tmp_path: Path) -> Registry:
 
 
 def test_register_creates_numbered_complete_versions(reg, tmp_path):
-    v1 = reg.register(_trained(tmp_path, 1), metrics={"auc": 0.7}, lineage={"dataset": "synthetic"})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"fields": ["a"]}')
+    v1 = reg.register(_trained(tmp_path, 1), metrics={"auc": 0.7}, lineage={"dataset": "synthetic"},
+                      files={"manifest.json": manifest})
+    assert json.loads((v1.path / "manifest.json").read_text()) == {"fields": ["a"]}
     v2 = reg.register(_trained(tmp_path, 2), metrics={"auc": 0.71}, lineage={"dataset": "synthetic"})
     assert (v1.version, v2.version) == ("v0001", "v0002")
     assert reg.versions() == ["v0001", "v0002"]
@@ -46,7 +50,7 @@ def test_register_creates_numbered_complete_versions(reg, tmp_path):
 def test_register_without_weights_fails_and_leaves_nothing(reg, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(RegistryError, match="weights.pt"):
+    with pytest.raises(RegistryError, match="model.pt"):
         reg.register(empty, metrics={}, lineage={})
     assert reg.versions() == []
 
