@@ -14,7 +14,7 @@ FIELDS = ["user", "item", "cat"]
 
 
 def write_feature_days(root, dataset="toy", days=3, rows=600, seed=0, row_group_size=None,
-                       fields=FIELDS, vocab=(40, 30, 5), files_per_day=1):
+                       fields=FIELDS, vocab=(12, 9, 5), files_per_day=1):
     """Feature days as the features stage writes them: int64 IDs, label int8, group, dt, p_true.
 
     Planted signal: a click is likely when (user + item) % 3 == 0, so only the pair predicts.

@@ -1,0 +1,337 @@
+"""Train, evaluate and load CTR models on the feature days of the lake.
+
+``train`` fits a model from ``dea_model.models`` on a window of days, validates after every epoch,
+keeps the state with the best validation AUC (early stopping after ``patience`` epochs without a
+better one) and writes one folder atomically::
+
+    model.pt       state_dict only (load with torch.load(..., weights_only=True))
+    config.json    TrainConfig, model name + hparams, dataset, fields, feature signature, dates
+    metrics.json   best-epoch validation metrics (+ test metrics when a test day is given)
+    curve.json     per epoch: train loss, valid auc/gauc/logloss, seconds, samples/s
+    curve.png      the same, drawn (when matplotlib is available and ``plot`` is on)
+    _COMPLETE.json completion record (inputs' fingerprints, config hash)
+
+Loss: binary cross-entropy on logits, L = -mean(y log sigma(z) + (1 - y) log(1 - sigma(z))).
+On CUDA the forward runs under bf16 autocast (loss in fp32); ``torch.compile`` is opt-in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dea_model import metrics as M
+from dea_model.config import TrainConfig
+from dea_model.data import Batches, FeatureTable, feature_signature, open_days, read_manifest
+from features.lake import Lake, atomic_dir, code_version, fingerprint, make_record, write_record
+
+log = logging.getLogger(__name__)
+
+WEIGHTS, CONFIG, METRICS, CURVE = "model.pt", "config.json", "metrics.json", "curve.json"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged: the loss became NaN or infinite (the message names epoch and step)."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    metrics: dict                     # the content of metrics.json
+    curve: list[dict]                 # the content of curve.json
+    model: nn.Module = field(repr=False)   # best-epoch weights, on CPU, eval mode
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no GPU; use device=auto or cpu")
+    return torch.device(name)
+
+
+def build_model(name: str, n_fields: int, **hparams) -> nn.Module:
+    """``dea_model.models.build_model`` (imported late: the model zoo is heavy and optional here)."""
+    from dea_model.models import build_model as build
+
+    return build(name, n_fields, **hparams)
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Optimizer groups with their own weight decay: embeddings, codebooks, the dense rest.
+
+    A model may say which parameters are which through ``model.param_groups()`` returning
+    ``{"embedding": [...], "codebook": [...]}``; otherwise ``nn.Embedding`` weights are embeddings
+    and parameters named ``*codebook*`` are codebooks.
+    """
+    if hasattr(model, "param_groups"):
+        named = {k: list(v) for k, v in model.param_groups().items()}
+    else:
+        named = {"embedding": [], "codebook": []}
+        for mod_name, module in model.named_modules():
+            for p_name, p in module.named_parameters(recurse=False):
+                full = f"{mod_name}.{p_name}"
+                if "codebook" in full:
+                    named["codebook"].append(p)
+                elif isinstance(module, nn.Embedding):
+                    named["embedding"].append(p)
+    taken = {id(p) for ps in named.values() for p in ps}
+    dense = [p for p in model.parameters() if id(p) not in taken]
+    decay = {"embedding": cfg.embedding_weight_decay, "codebook": cfg.codebook_weight_decay}
+    groups = [{"name": k, "params": ps, "weight_decay": decay.get(k, cfg.weight_decay)}
+              for k, ps in named.items() if ps]
+    groups.append({"name": "dense", "params": dense, "weight_decay": cfg.weight_decay})
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(param_groups(model, cfg), lr=cfg.lr)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+
+
+@torch.no_grad()
+def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch_size: int = 65536,
+                    bf16: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Click probabilities sigma(model(ids)) of every row in order, with its labels and groups."""
+    model.eval()
+    probs, labels, groups = [], [], []
+    for b in data.batches(batch_size):
+        with _autocast(device, bf16):
+            logits = model(b.ids.to(device, non_blocking=True))
+        probs.append(torch.sigmoid(logits.float()).cpu())
+        labels.append(b.label.cpu())
+        groups.append(b.group.cpu())
+    cat = lambda xs: torch.cat(xs).numpy() if xs else np.empty(0)  # noqa: E731
+    return cat(probs).astype(np.float64), cat(labels), cat(groups)
+
+
+def _check_finite(window: list[torch.Tensor], epoch: int, first_step: int) -> float:
+    """Mean of a window of step losses; error naming the first bad step (one sync per window)."""
+    losses = torch.stack(window).float().cpu()
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise NonFiniteLossError(f"training diverged: loss is {losses[i].item()} at epoch {epoch}, step {first_step + i} "
+                                 f"(lower lr, set grad_clip, or check the inputs)")
+    return float(losses.mean())
+
+
+# --- training -----------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], valid_date: str,
+          out_dir: str | Path, *, test_date: str | None = None, model: nn.Module | None = None) -> TrainResult:
+    """Train on ``train_dates``, early-stop on ``valid_date``'s AUC, write everything to ``out_dir``.
+
+    ``model`` overrides ``build_model(cfg.model, n_fields, **cfg.hparams)`` (benchmarks pass
+    external models this way). With ``test_date`` the best state is also scored on that day.
+    Nothing is written unless training completes.
+    """
+    if not train_dates:
+        raise ValueError(f"dataset {dataset!r}: no training days given")
+    if valid_date in train_dates or (test_date and test_date in list(train_dates) + [valid_date]):
+        raise ValueError(f"dataset {dataset!r}: train {train_dates}, valid {valid_date} and test {test_date} overlap")
+    device = resolve_device(cfg.device)
+    manifest = read_manifest(lake, dataset)
+    fields = list(manifest["fields"])
+    budget = cfg.memory_budget_gb * 1e9
+    train_data = open_days(lake, dataset, list(train_dates), budget_bytes=budget,
+                           buffer_rows=cfg.shuffle_buffer_rows, fields=fields)
+    valid_data = open_days(lake, dataset, [valid_date], budget_bytes=budget, fields=fields)
+    if device.type == "cuda" and isinstance(train_data, FeatureTable) \
+            and train_data.nbytes < 0.25 * torch.cuda.mem_get_info(device)[0]:
+        train_data = train_data.to(device)      # batches are then gathers on the GPU
+
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        model = build_model(cfg.model, len(fields), **cfg.hparams)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    forward = torch.compile(model) if cfg.compile else model
+    generator = torch.Generator().manual_seed(cfg.seed)
+    log.info("training %s on %s %s..%s (%d rows, %s), valid %s (%d rows), device %s",
+             cfg.model, dataset, train_dates[0], train_dates[-1], len(train_data),
+             type(train_data).__name__, valid_date, len(valid_data), device)
+
+    curve: list[dict] = []
+    best_auc, best_state, best_epoch, stale = -math.inf, None, 0, 0
+    train_seconds, samples = 0.0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        loss_sum, window, step0, step = 0.0, [], 0, 0
+        t0 = time.perf_counter()
+        bar = _progress(cfg, len(train_data), f"{cfg.model} epoch {epoch}")
+        for step, batch in enumerate(train_data.batches(cfg.batch_size, shuffle=True, generator=generator)):
+            ids = batch.ids.to(device, non_blocking=True)
+            y = batch.label.to(device, non_blocking=True)
+            with _autocast(device, cfg.bf16):
+                logits = forward(ids)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            window.append(loss.detach())
+            bar.update(len(y))
+            if len(window) == cfg.check_every:
+                mean = _check_finite(window, epoch, step0)
+                loss_sum += mean * len(window)
+                bar.set_postfix(loss=f"{mean:.4f}")
+                window, step0 = [], step + 1
+        if window:
+            loss_sum += _check_finite(window, epoch, step0) * len(window)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - t0
+        bar.close()
+        train_seconds += seconds
+        samples += len(train_data)
+        p, y, g = predict_batches(model, valid_data, device, cfg.eval_batch_size, cfg.bf16)
+        valid = M.ctr_metrics(y, p, g)
+        point = {"epoch": epoch, "train_loss": loss_sum / (step + 1), "valid_auc": valid["auc"],
+                 "valid_gauc": valid["gauc"], "valid_logloss": valid["logloss"], "seconds": seconds,
+                 "samples_per_second": len(train_data) / seconds}
+        curve.append(point)
+        log.info("epoch %d: train loss %.4f, valid AUC %.4f GAUC %.4f logloss %.4f (%.1f s, %.0f samples/s)",
+                 epoch, point["train_loss"], valid["auc"], valid["gauc"], valid["logloss"], seconds,
+                 point["samples_per_second"])
+        if best_state is None or valid["auc"] > best_auc:
+            best_auc, best_epoch, best_valid, stale = valid["auc"], epoch, valid, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                log.info("early stop after epoch %d: no better valid AUC than epoch %d", epoch, best_epoch)
+                break
+
+    model.load_state_dict(best_state)
+    results = {"dataset": dataset, "model": cfg.model, "best_epoch": best_epoch, "epochs_run": len(curve),
+               "train_rows": len(train_data), "train_seconds": train_seconds,
+               "samples_per_second": samples / train_seconds if train_seconds else float("nan"),
+               "valid_date": valid_date, "valid": best_valid}
+    if test_date:
+        test_data = open_days(lake, dataset, [test_date], budget_bytes=budget, fields=fields)
+        results["test_date"] = test_date
+        p, y, g = predict_batches(model, test_data, device, cfg.eval_batch_size, cfg.bf16)
+        results["test"] = M.ctr_metrics(y, p, g)
+    model.to("cpu").eval()
+    config = {"model": cfg.model, "hparams": getattr(model, "hparams", cfg.hparams), "train": cfg.model_dump(),
+              "dataset": dataset, "fields": fields, "feature_signature": feature_signature(manifest),
+              "manifest_digest": manifest.get("record", {}).get("digest"), "train_dates": list(train_dates),
+              "valid_date": valid_date, "test_date": test_date, "device": str(device),
+              "torch_version": torch.__version__, "code_version": code_version()}
+    out_dir = Path(out_dir)
+    inputs = {f"features/{d}": fingerprint(lake.features(dataset, d)) for d in [*train_dates, valid_date]}
+    with atomic_dir(out_dir) as tmp:
+        torch.save(model.state_dict(), tmp / WEIGHTS)
+        for name, obj in ((CONFIG, config), (METRICS, results), (CURVE, curve)):
+            (tmp / name).write_text(json.dumps(obj, indent=2, default=_json_default))
+        if cfg.plot:
+            _plot(curve, tmp / "curve.png", f"{cfg.model} on {dataset}")
+        write_record(tmp, make_record("train", inputs, cfg.config_hash(), model=cfg.model, dataset=dataset))
+    log.info("model written to %s", out_dir)
+    return TrainResult(out_dir, results, curve, model)
+
+
+def _progress(cfg: TrainConfig, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", unit_scale=True, disable=not cfg.progress,
+                dynamic_ncols=True, leave=False)
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return str(x)
+
+
+def _plot(curve: list[dict], path: Path, title: str) -> None:
+    """Train loss and valid logloss (left), valid AUC and GAUC (right) per epoch."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plotting is a nicety, never a failure
+        return
+    epochs = [c["epoch"] for c in curve]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(epochs, [c["train_loss"] for c in curve], "o-", label="train loss")
+    a.plot(epochs, [c["valid_logloss"] for c in curve], "o-", label="valid logloss")
+    b.plot(epochs, [c["valid_auc"] for c in curve], "o-", label="valid AUC")
+    b.plot(epochs, [c["valid_gauc"] for c in curve], "o-", label="valid GAUC")
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- using a trained model ----------------------------------------------------------------------
+
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode with its trained weights, its config.json) from a training folder."""
+    model_dir = Path(model_dir)
+    for name in (CONFIG, WEIGHTS):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(f"{model_dir} is not a trained model folder: {name} is missing")
+    config = json.loads((model_dir / CONFIG).read_text())
+    model = build_model(config["model"], len(config["fields"]), **config["hparams"])
+    state = torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), config
+
+
+def check_features(config: dict, lake: Lake, dataset: str, model_dir: str | Path = "the model") -> None:
+    """Error unless ``dataset``'s feature tables mean what the model was trained on."""
+    manifest = read_manifest(lake, dataset)
+    if list(manifest["fields"]) != list(config["fields"]):
+        raise ValueError(f"model {model_dir} was trained on fields {config['fields']}, but the feature "
+                         f"tables of dataset {dataset!r} have {manifest['fields']}")
+    have = feature_signature(manifest)
+    if have != config["feature_signature"]:
+        raise ValueError(f"model {model_dir} was trained on feature tables with signature "
+                         f"{config['feature_signature']}, but dataset {dataset!r} now has {have} (hash spec, "
+                         f"spec config or bucket boundaries changed): retrain, or rebuild the features "
+                         f"with the model's manifest")
+
+
+def _score(model_dir, lake: Lake, dataset: str, date: str, device: str | None):
+    dev = resolve_device(device or "auto")
+    model, config = load_model(model_dir, dev)
+    check_features(config, lake, dataset, model_dir)
+    data = open_days(lake, dataset, [date], fields=config["fields"],
+                     budget_bytes=config["train"].get("memory_budget_gb", 4.0) * 1e9)
+    return predict_batches(model, data, dev, config["train"].get("eval_batch_size", 65536),
+                           config["train"].get("bf16", True))
+
+
+def predict(model_dir: str | Path, lake: Lake, dataset: str, date: str, *, device: str | None = None) -> np.ndarray:
+    """Click probabilities [N] (float64) for every row of one feature day, in file order."""
+    return _score(model_dir, lake, dataset, date, device)[0]
+
+
+def evaluate(model_dir: str | Path, lake: Lake, dataset: str, date: str, *, device: str | None = None) -> dict:
+    """Metrics (auc, gauc, logloss, calibration, rows, ...) of a trained model on one feature day."""
+    p, y, g = _score(model_dir, lake, dataset, date, device)
+    return {"dataset": dataset, "date": date, "model_dir": str(model_dir), **M.ctr_metrics(y, p, g)}

@@ -1,0 +1,171 @@
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from dea_model import train as T
+from dea_model.config import TrainConfig
+from features.lake import write_json_atomic
+from test_data import write_feature_days
+
+
+class Tiny(nn.Module):
+    """Hashed embeddings -> MLP: enough to learn the fixture's (user, item) pair signal."""
+
+    def __init__(self, n_fields, dim=8, buckets=211, hidden=32, nan_at_call=None):
+        super().__init__()
+        self.hparams = dict(dim=dim, buckets=buckets, hidden=hidden)
+        self.buckets, self.nan_at_call, self.calls = buckets, nan_at_call, 0
+        self.embedding = nn.Embedding(buckets, dim)
+        self.codebook = nn.Parameter(torch.zeros(3, dim))
+        self.mlp = nn.Sequential(nn.Linear(n_fields * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, ids):                                   # ids [B, n] -> logits [B]
+        e = self.embedding(torch.remainder(ids, self.buckets)) + self.codebook.sum()
+        out = self.mlp(e.flatten(1)).squeeze(-1)
+        self.calls += self.training
+        if self.nan_at_call is not None and self.calls == self.nan_at_call:
+            out = out * float("nan")
+        return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tiny_registry():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(T, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, **hp))
+        yield
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    return write_feature_days(tmp_path_factory.mktemp("lake"), days=3, rows=1500, seed=0)
+
+
+CFG = TrainConfig(model="tiny", epochs=6, batch_size=128, lr=0.02, device="cpu", progress=False,
+                  plot=False, seed=7)
+
+
+@pytest.fixture(scope="module")
+def trained(lake, tmp_path_factory):
+    (lk, dates) = lake
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return T.train(CFG.model_copy(update={"plot": True}), lk, "toy", dates[:1], dates[1], out, test_date=dates[2])
+
+
+def test_train_writes_a_complete_folder_and_learns_the_planted_signal(lake, trained):
+    lk, dates = lake
+    out = trained.out_dir
+    assert {p.name for p in out.iterdir()} == {"model.pt", "config.json", "metrics.json", "curve.json",
+                                               "curve.png", "_COMPLETE.json"}
+    m = json.loads((out / "metrics.json").read_text())
+    p_true = pq.read_table(lk.features("toy", dates[2])).column("p_true").to_numpy()
+    y = pq.read_table(lk.features("toy", dates[2])).column("label").to_numpy()
+    oracle = roc_auc_score(y, p_true)
+    assert m["test"]["auc"] > oracle - 0.03 and m["test"]["auc"] > 0.75
+    assert 0.5 < m["test"]["gauc"] < 1 and m["test"]["rows"] == 1500
+    curve = json.loads((out / "curve.json").read_text())
+    assert len(curve) == m["epochs_run"] and curve[0]["train_loss"] > curve[-1]["train_loss"]
+    assert m["valid"]["auc"] == max(c["valid_auc"] for c in curve)
+    assert m["valid"]["auc"] == curve[m["best_epoch"] - 1]["valid_auc"]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["fields"] == ["user", "item", "cat"] and cfg["hparams"] == {"dim": 8, "buckets": 211, "hidden": 32}
+    assert cfg["train_dates"] == dates[:1] and cfg["valid_date"] == dates[1]
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert set(state) == set(trained.model.state_dict())
+
+
+def test_evaluate_and_predict_reload_the_best_state(lake, trained):
+    lk, dates = lake
+    ev = T.evaluate(trained.out_dir, lk, "toy", dates[1])
+    assert ev["auc"] == pytest.approx(trained.metrics["valid"]["auc"], abs=1e-12)
+    assert ev["gauc"] == pytest.approx(trained.metrics["valid"]["gauc"], abs=1e-12)
+    p = T.predict(trained.out_dir, lk, "toy", dates[2])
+    ids = torch.from_numpy(np.stack([pq.read_table(lk.features("toy", dates[2])).column(f).to_numpy()
+                                     for f in ["user", "item", "cat"]], 1))
+    with torch.no_grad():
+        direct = torch.sigmoid(trained.model(ids)).double().numpy()
+    np.testing.assert_allclose(p, direct, rtol=1e-6)
+    model, config = T.load_model(trained.out_dir)
+    assert not model.training and config["model"] == "tiny"
+
+
+def test_cpu_training_is_deterministic_for_a_seed(lake, tmp_path):
+    lk, dates = lake
+    cfg = CFG.model_copy(update={"epochs": 2})
+    a = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "a").model.state_dict()
+    b = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "b").model.state_dict()
+    c = T.train(cfg.model_copy(update={"seed": 8}), lk, "toy", dates[:1], dates[1], tmp_path / "c").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["mlp.0.weight"], c["mlp.0.weight"])
+
+
+def test_early_stopping_keeps_the_best_state(lake, tmp_path):
+    lk, dates = lake
+    cfg = CFG.model_copy(update={"epochs": 40, "lr": 0.05, "patience": 2,
+                                 "hparams": {"dim": 32, "buckets": 4001, "hidden": 128}})
+    r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "es")   # memorises day 1, then overfits
+    assert r.metrics["epochs_run"] < 40
+    assert r.metrics["epochs_run"] == r.metrics["best_epoch"] + 2
+    ev = T.evaluate(r.out_dir, lk, "toy", dates[1])
+    assert ev["auc"] == pytest.approx(r.metrics["valid"]["auc"], abs=1e-12)
+    assert r.curve[-1]["valid_auc"] < r.metrics["valid"]["auc"]
+
+
+def test_tiny_dataset_is_overfit(tmp_path):
+    lk, dates = write_feature_days(tmp_path, days=2, rows=256, vocab=(10**6,) * 3)   # unique rows, noisy labels
+    cfg = CFG.model_copy(update={"epochs": 20, "lr": 0.03, "patience": 20, "batch_size": 64,
+                                 "hparams": {"dim": 16, "buckets": 4099, "hidden": 64}})
+    r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "of")
+    assert T.evaluate(r.out_dir, lk, "toy", dates[0])["auc"] > 0.99
+
+
+def test_nan_loss_stops_with_a_clear_error_and_writes_nothing(lake, tmp_path, monkeypatch):
+    lk, dates = lake
+    monkeypatch.setattr(T, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, nan_at_call=17))
+    cfg = CFG.model_copy(update={"check_every": 5})
+    with pytest.raises(T.NonFiniteLossError, match=r"loss is nan at epoch 2, step 4"):  # 12 steps per epoch
+        T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "runs" / "x")
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_streaming_training_path(lake, tmp_path):
+    lk, dates = lake
+    cfg = CFG.model_copy(update={"epochs": 3, "memory_budget_gb": 1e-6, "shuffle_buffer_rows": 500})
+    r = T.train(cfg, lk, "toy", dates[:2], dates[2], tmp_path / "st")
+    assert r.metrics["train_rows"] == 3000 and r.metrics["valid"]["auc"] > 0.75
+
+
+def test_weight_decay_groups():
+    model = Tiny(3)
+    cfg = TrainConfig(weight_decay=1e-4, embedding_weight_decay=1e-6, codebook_weight_decay=1e-5)
+    groups = {g["name"]: g for g in T.param_groups(model, cfg)}
+    assert groups["embedding"]["params"] == [model.embedding.weight]
+    assert groups["codebook"]["params"] == [model.codebook]
+    assert len(groups["dense"]["params"]) == 4
+    assert [groups[k]["weight_decay"] for k in ("embedding", "codebook", "dense")] == [1e-6, 1e-5, 1e-4]
+    opt = T.make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw"}))
+    assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 3
+
+
+def test_loading_against_changed_features_is_a_clear_error(lake, trained, tmp_path):
+    lk, dates = lake
+    manifest = json.loads(lk.manifest("toy").read_text())
+    try:
+        write_json_atomic(lk.manifest("toy"), {**manifest, "dense": {"price": {"boundaries": [1.0, 2.0]}}})
+        with pytest.raises(ValueError, match=r"dataset 'toy' now has .*bucket boundaries changed"):
+            T.evaluate(trained.out_dir, lk, "toy", dates[2])
+        write_json_atomic(lk.manifest("toy"), {**manifest, "fields": ["user", "cat", "item"]})
+        with pytest.raises(ValueError, match=r"trained on fields \['user', 'item', 'cat'\]"):
+            T.predict(trained.out_dir, lk, "toy", dates[2])
+    finally:
+        write_json_atomic(lk.manifest("toy"), manifest)
+
+
+def test_overlapping_days_are_refused(lake, tmp_path):
+    lk, dates = lake
+    with pytest.raises(ValueError, match="overlap"):
+        T.train(CFG, lk, "toy", dates[:2], dates[1], tmp_path / "o")
