@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import mmh3
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,13 +37,9 @@ def feature_id(field: str, token: str) -> int:
     return mmh3.hash64(f"{field}{FIELD_SEPARATOR}{token}".encode("utf-8"), seed=HASH_SEED, signed=True)[0]
 
 
-def _tokens(values) -> pa.Array:
-    """Canonical string tokens of a column (nulls stay null)."""
-    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.cast(arr.type.value_type)
+def _tokens(dictionary: pa.Array) -> pa.Array:
+    """Canonical string tokens of distinct values (nulls stay null; NaN becomes null)."""
+    arr = dictionary
     if pa.types.is_floating(arr.type):
         # Per value: an integral float is the integer's token (3.0 -> "3", like int 3); NaN is missing.
         arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), pc.add(arr, pa.scalar(0.0, arr.type)))
@@ -53,30 +48,116 @@ def _tokens(values) -> pa.Array:
         arr = pc.if_else(integral, as_int, arr.cast(pa.string()))
     if pa.types.is_boolean(arr.type):
         arr = arr.cast(pa.int8())
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+    if not pa.types.is_string(arr.type):
         arr = arr.cast(pa.string())
     return arr
+
+
+def _encode(values) -> tuple[np.ndarray, pa.Array]:
+    """(indices, distinct values) of a column; nulls get index ``len(distinct)``."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.unify_dictionaries().combine_chunks() if pa.types.is_dictionary(arr.type) else arr.combine_chunks()
+    encoded = arr if pa.types.is_dictionary(arr.type) else arr.dictionary_encode()
+    distinct = encoded.dictionary
+    indices = encoded.indices.fill_null(len(distinct)).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return indices, distinct
 
 
 def feature_ids(field: str, values) -> np.ndarray:
     """Feature IDs (int64) of a column of values, vectorised.
 
-    The column is dictionary-encoded by Arrow, only the distinct tokens are hashed with mmh3, and
-    the IDs are taken back by index: one Python call per distinct value, none per row.
+    The column is dictionary-encoded by Arrow in its own type (parquet dictionaries are reused),
+    only the distinct values are turned into tokens and hashed (``hash64_tokens``, MurmurHash3 in
+    NumPy), and the IDs are taken back by index: no Python call per row or per distinct value.
     Nulls, NaN and empty strings get the ID of ``MISSING_TOKEN``.
     """
-    tokens = _tokens(values)
-    encoded = tokens.dictionary_encode()
-    uniques = encoded.dictionary.to_pylist()
-    prefix = field + FIELD_SEPARATOR
-    table = np.fromiter(
-        (mmh3.hash64((prefix + (u if u != "" else MISSING_TOKEN)).encode("utf-8"), seed=HASH_SEED, signed=True)[0]
-         for u in uniques),
-        dtype=np.int64, count=len(uniques),
-    )
-    table = np.append(table, np.int64(feature_id(field, MISSING_TOKEN)))
-    indices = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
+    indices, distinct = _encode(values)
+    table = np.append(hash64_tokens(field, _tokens(distinct)), np.int64(feature_id(field, MISSING_TOKEN)))
     return table[indices]
+
+
+def hash64_tokens(field: str, tokens: pa.Array) -> np.ndarray:
+    """``feature_id(field, t)`` for every string ``t`` of an Arrow array; null and "" -> missing."""
+    tokens = tokens.cast(pa.string())
+    valid = pc.fill_null(pc.greater(pc.utf8_length(tokens), 0), False).to_numpy(zero_copy_only=False)
+    prefix = np.frombuffer((field + FIELD_SEPARATOR).encode("utf-8"), dtype=np.uint8)
+    offsets = np.frombuffer(tokens.buffers()[1], dtype=np.int32)[tokens.offset: tokens.offset + len(tokens) + 1]
+    data = tokens.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    ids = murmur3_x64_64(prefix, data, offsets)
+    return np.where(valid, ids, np.int64(feature_id(field, MISSING_TOKEN)))
+
+
+def murmur3_x64_64(prefix: np.ndarray, data: np.ndarray, offsets: np.ndarray, seed: int = HASH_SEED) -> np.ndarray:
+    """First 64 bits (signed) of MurmurHash3_x64_128 of ``prefix + data[offsets[i]:offsets[i+1]]`` per i.
+
+    Bit-exact with ``mmh3.hash64(key, seed, signed=True)[0]``. Keys are laid out as a zero-padded
+    byte matrix ``[n, 16·blocks]``; each 16-byte block is two little-endian uint64 lanes, processed
+    for all keys at once with per-key masks for the number of full blocks and the tail length.
+    """
+    n = len(offsets) - 1
+    lengths = (np.diff(offsets) + len(prefix)).astype(np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    width = int(-(-lengths.max() // 16) * 16) if lengths.max() > 0 else 16
+    keys = np.zeros((n, width), dtype=np.uint8)
+    keys[:, : len(prefix)] = prefix
+    token_len = np.diff(offsets)
+    rows = np.repeat(np.arange(n), token_len)
+    cols = np.arange(int(token_len.sum())) - np.repeat(offsets[:-1] - offsets[0], token_len) + len(prefix)
+    keys[rows, cols] = data[offsets[0]: offsets[-1]]
+    lanes = keys.view("<u8")  # [n, width / 8]
+    full_blocks = lengths // 16
+    tail = lengths % 16
+    h1 = np.full(n, np.uint64(seed & 0xFFFFFFFF), dtype=np.uint64)
+    h2 = h1.copy()
+    with np.errstate(over="ignore"):
+        for b in range(width // 16):
+            k1, k2 = lanes[:, 2 * b].copy(), lanes[:, 2 * b + 1].copy()
+            full = full_blocks > b
+            if full.any():
+                m1 = _mix_k1(k1) ^ h1
+                m1 = _rotl64(m1, 27) + h2
+                m1 = m1 * _U5 + np.uint64(0x52DCE729)
+                m2 = _mix_k2(k2) ^ h2
+                m2 = _rotl64(m2, 31) + m1
+                m2 = m2 * _U5 + np.uint64(0x38495AB5)
+                h1, h2 = np.where(full, m1, h1), np.where(full, m2, h2)
+            at_tail = (full_blocks == b) & (tail > 0)
+            if at_tail.any():  # tail bytes beyond the key are zero in the padded matrix
+                h2 = np.where(at_tail & (tail > 8), h2 ^ _mix_k2(k2), h2)
+                h1 = np.where(at_tail, h1 ^ _mix_k1(k1), h1)
+        length = lengths.astype(np.uint64)
+        h1, h2 = h1 ^ length, h2 ^ length
+        h1 = h1 + h2
+        h2 = h2 + h1
+        h1, h2 = _fmix64(h1), _fmix64(h2)
+        h1 = h1 + h2
+    return h1.view(np.int64)
+
+
+_X1, _X2, _U5 = np.uint64(0x87C37B91114253D5), np.uint64(0x4CF5AD432745937F), np.uint64(5)
+
+
+def _rotl64(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+def _mix_k1(k: np.ndarray) -> np.ndarray:
+    return _rotl64(k * _X1, 31) * _X2
+
+
+def _mix_k2(k: np.ndarray) -> np.ndarray:
+    return _rotl64(k * _X2, 33) * _X1
+
+
+def _fmix64(k: np.ndarray) -> np.ndarray:
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xFF51AFD7ED558CCD)
+    k = k ^ (k >> np.uint64(33))
+    k = k * np.uint64(0xC4CEB9FE1A85EC53)
+    return k ^ (k >> np.uint64(33))
 
 
 def bucket_ids(field: str, buckets: np.ndarray, missing: np.ndarray, n_buckets: int | None = None) -> np.ndarray:

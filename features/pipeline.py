@@ -24,8 +24,8 @@ from pathlib import Path
 import dask
 import dask.dataframe as dd
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
@@ -127,8 +127,6 @@ def _check_schema(spec: DatasetSpec, schema: pa.Schema, where: str) -> None:
             raise ValueError(f"{where}: sparse column {s!r} has type {t}, expected strings or integers")
 
 
-def _read_raw(spec: DatasetSpec, files: list[Path], columns: list[str]) -> dd.DataFrame:
-    return dd.read_parquet([str(f) for f in files], columns=columns)
 
 
 # --- fit ----------------------------------------------------------------------------------------
@@ -147,7 +145,7 @@ def fit(spec: DatasetSpec, lake: Lake, dates: list[str], *, force: bool = False)
             return old
     bucketizer = QuantileBucketizer(spec.dense)
     if spec.dense:
-        frame = _read_raw(spec, [f for d in dates for f in files[d]], spec.dense_names)
+        frame = dd.read_parquet([str(f) for d in dates for f in files[d]], columns=spec.dense_names)
         try:
             bucketizer.fit(frame)
         except ValueError as e:
@@ -167,73 +165,70 @@ def fit(spec: DatasetSpec, lake: Lake, dates: list[str], *, force: bool = False)
 
 # --- transform ----------------------------------------------------------------------------------
 
-def transform_frame(frame: pd.DataFrame, manifest: Manifest, date: str) -> pd.DataFrame:
-    """Raw rows -> feature table rows (the one implementation batch and serving share)."""
+def transform_table(table: pa.Table, manifest: Manifest, date: str) -> pa.Table:
+    """Raw rows -> feature-table rows (the one implementation batch and serving share)."""
     where = f"dataset {manifest.dataset!r}, date {date}"
-    out: dict[str, np.ndarray] = {}
+    n = table.num_rows
+    ids: dict[str, np.ndarray] = {}
     for field in manifest.sparse:
-        values = pa.array(frame[field], from_pandas=True)
-        if manifest.missing == "error" and (values.null_count or _has_empty(values)):
+        values = table[field]
+        ids[field] = hashing.feature_ids(field, values)
+        if manifest.missing == "error" and (ids[field] == hashing.feature_id(field, hashing.MISSING_TOKEN)).any():
             raise ValueError(f"{where}: sparse field {field!r} has missing values and the spec says missing: error")
-        out[field] = hashing.feature_ids(field, values)
     bucketizer = QuantileBucketizer.from_dict(manifest.dense)
     for field in manifest.dense:
-        buckets, missing = bucketizer.transform(field, frame[field].to_numpy(dtype="float64", na_value=np.nan))
+        x = pc.fill_null(table[field].cast(pa.float64()), np.nan).to_numpy()
+        buckets, missing = bucketizer.transform(field, x)
         if manifest.missing == "error" and missing.any():
             raise ValueError(f"{where}: dense field {field!r} has missing values and the spec says missing: error")
-        out[field] = hashing.bucket_ids(field, buckets, missing, n_buckets=bucketizer.n_buckets(field))
+        ids[field] = hashing.bucket_ids(field, buckets, missing, n_buckets=bucketizer.n_buckets(field))
     for a, b in manifest.cross:
-        out[f"{a}_x_{b}"] = cross_ids(f"{a}_x_{b}", out[a], out[b])
-    label = frame[manifest.label].to_numpy(dtype="float64", na_value=np.nan)
-    bad = ~np.isin(label, (0.0, 1.0))
+        ids[f"{a}_x_{b}"] = cross_ids(f"{a}_x_{b}", ids[a], ids[b])
+    label = pc.fill_null(table[manifest.label].cast(pa.float64()), np.nan).to_numpy()
+    bad = (label != 0) & (label != 1)
     if bad.any():
         examples = sorted({str(v) for v in label[bad][:5]})
         raise ValueError(f"{where}: label column {manifest.label!r} has {int(bad.sum())} value(s) outside "
                          f"{{0, 1}} (e.g. {examples})")
-    table = pd.DataFrame({f: out[f] for f in manifest.fields}, index=frame.index)
-    table["label"] = label.astype(np.int8)
-    table["group"] = out[manifest.group] if manifest.group else np.zeros(len(frame), dtype=np.int64)
-    table["dt"] = pd.Series(date, index=frame.index, dtype="string")
+    columns = {f: pa.array(ids[f], pa.int64()) for f in manifest.fields}
+    columns["label"] = pa.array(label.astype(np.int8))
+    columns["group"] = pa.array(ids[manifest.group] if manifest.group else np.zeros(n, np.int64))
+    columns["dt"] = pc.take(pa.array([date], pa.string()), np.zeros(n, np.int32))
     for col in manifest.passthrough:
-        table[col] = frame[col].to_numpy()
-    return table
-
-
-def _has_empty(values: pa.Array) -> bool:
-    return pa.types.is_string(values.type) and bool(pa.compute.any(pa.compute.equal(values, "")).as_py())
+        columns[col] = table[col]
+    return pa.table(columns)
 
 
 def cross_ids(name: str, ids_a: np.ndarray, ids_b: np.ndarray) -> np.ndarray:
-    """ID of the cross ``name`` for each row: ``feature_id(name, f"{id_a}:{id_b}")``, hashing distinct pairs only."""
+    """ID of the cross ``name`` per row: ``feature_id(name, f"{id_a}:{id_b}")``, hashing distinct pairs only."""
     pairs, inverse = np.unique(np.stack([ids_a, ids_b], axis=1), axis=0, return_inverse=True)
-    tokens = [f"{a}:{b}" for a, b in pairs.tolist()]  # one string per distinct pair, not per row
-    return hashing.feature_ids(name, pa.array(tokens, pa.string()))[inverse.ravel()]
+    tokens = pc.binary_join_element_wise(pa.array(pairs[:, 0]).cast(pa.string()),
+                                         pa.array(pairs[:, 1]).cast(pa.string()), ":")
+    return hashing.hash64_tokens(name, tokens)[inverse.ravel()]
 
 
-def _empty_feature_frame(manifest: Manifest, raw_meta: pd.DataFrame) -> pd.DataFrame:
-    meta = pd.DataFrame({f: pd.Series(dtype="int64") for f in manifest.fields})
-    meta["label"] = pd.Series(dtype="int8")
-    meta["group"] = pd.Series(dtype="int64")
-    meta["dt"] = pd.Series(dtype="string")
-    for col in manifest.passthrough:
-        meta[col] = pd.Series(dtype=raw_meta[col].dtype)
-    return meta
-
-
-def _partition_checks(frame: pd.DataFrame, dense: list[str]) -> pd.DataFrame:
-    """Per-partition counts for day-level checks: rows and NaN per dense field."""
-    row = {"rows": len(frame)}
-    row.update({f"nan:{d}": int(frame[d].isna().sum()) for d in dense})
-    return pd.DataFrame([row])
+def _transform_file(src: Path, dst: Path, manifest: Manifest, date: str) -> dict:
+    """One Dask task: a raw Parquet file -> a feature Parquet file, plus counts for day-level checks."""
+    columns = list(dict.fromkeys([manifest.label, *manifest.sparse, *manifest.dense, *manifest.passthrough]))
+    schema = pq.read_schema(src)
+    as_dictionary = [c for c in manifest.sparse if pa.types.is_string(schema.field(c).type)
+                     or pa.types.is_large_string(schema.field(c).type)]
+    table = pq.read_table(src, columns=columns, read_dictionary=as_dictionary)
+    pq.write_table(transform_table(table, manifest, date), dst, compression="zstd")
+    counts = {"rows": table.num_rows}
+    for d in manifest.dense:
+        col = table[d].cast(pa.float64())
+        counts[f"nan:{d}"] = col.null_count + int(pc.sum(pc.is_nan(col)).as_py() or 0)
+    return counts
 
 
 def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
               force: bool = False) -> TransformResult:
-    """Write the feature table of one raw day (skip when its record matches the inputs)."""
+    """Write the feature table of one raw day, one Dask task per raw file (skip when up to date)."""
     start = time.perf_counter()
     if manifest.config_hash != spec.config_hash():
         raise ValueError(f"dataset {spec.name!r}: the manifest was fitted for another version of the spec "
-                         f"(config hash {manifest.config_hash} != {spec.config_hash()}); refit with `dea features --refit`")
+                         f"(config hash {manifest.config_hash} != {spec.config_hash()}); refit with `dea features --force`")
     files = raw_day_files(spec, lake, date)
     out = lake.features(spec.name, date)
     record = make_record("transform", {"raw": fingerprint(lake.raw(spec.name, date)), "manifest": manifest.digest},
@@ -243,21 +238,16 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
         log.info("features of %s %s are up to date (%d rows): nothing to do", spec.name, date, rows)
         return TransformResult(spec.name, date, out, rows, time.perf_counter() - start, skipped=True)
 
-    raw = _read_raw(spec, files, spec.raw_columns)
-    features = raw.map_partitions(transform_frame, manifest, date,
-                                  meta=_empty_feature_frame(manifest, raw._meta))
-    checks = raw.map_partitions(_partition_checks, spec.dense_names,
-                                meta=_partition_checks(raw._meta, spec.dense_names))
     with atomic_dir(out) as tmp:
-        write = features.to_parquet(str(tmp), write_index=False, compute=False, write_metadata_file=False,
-                                    name_function=lambda i: f"part-{i:05d}.parquet")
-        _, counts = dask.compute(write, checks)
-        rows = int(counts["rows"].sum())
+        tasks = [dask.delayed(_transform_file)(f, tmp / f"part-{i:05d}.parquet", manifest, date)
+                 for i, f in enumerate(files)]
+        counts = dask.compute(*tasks)
+        rows = sum(c["rows"] for c in counts)
         for d in spec.dense_names:
-            if int(counts[f"nan:{d}"].sum()) == rows:
+            if sum(c[f"nan:{d}"] for c in counts) == rows:
                 raise ValueError(f"dataset {spec.name!r}, date {date}: dense field {d!r} is all missing (NaN) "
                                  f"in {lake.raw(spec.name, date)}")
-        write_record(tmp, {**record, "rows": rows, "files": len(list(tmp.glob('*.parquet')))})
+        write_record(tmp, {**record, "rows": rows, "files": len(files)})
     seconds = time.perf_counter() - start
     log.info("features of %s %s: %d rows in %.1f s -> %s", spec.name, date, rows, seconds, out)
     return TransformResult(spec.name, date, out, rows, seconds, skipped=False)
@@ -265,10 +255,8 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
 
 def transform_one(record: dict, manifest: Manifest) -> dict[str, int]:
     """Feature IDs of one raw record, for serving: identical to the batch transform of the same row."""
-    row = {c: record.get(c) for c in manifest.sparse + list(manifest.dense)}
-    row[manifest.label] = 0
-    frame = pd.DataFrame([row])
-    for d in manifest.dense:
-        frame[d] = pd.to_numeric(frame[d], errors="coerce").astype("float64")
-    table = transform_frame(frame, manifest.model_copy(update={"passthrough": []}), date="serving")
-    return {f: int(table[f].iloc[0]) for f in manifest.fields}
+    columns = {c: pa.array([record.get(c)]) for c in manifest.sparse}
+    columns.update({d: pa.array([record.get(d)], pa.float64()) for d in manifest.dense})
+    columns[manifest.label] = pa.array([0], pa.int8())
+    table = transform_table(pa.table(columns), manifest.model_copy(update={"passthrough": []}), date="serving")
+    return {f: table[f][0].as_py() for f in manifest.fields}

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from features.hashing import (HASH_SEED, HASH_SPEC_VERSION, MISSING_TOKEN, bucket_ids, combo_hash,
+                              hash64_tokens,
                               combo_hash_reference, feature_id, feature_ids)
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -93,3 +94,19 @@ def test_field_name_separates_equal_tokens():
 def test_bucket_ids_are_bucket_tokens():
     got = bucket_ids("price", np.array([0, 2, 0]), np.array([False, False, True]), n_buckets=4)
     assert got.tolist() == [feature_id("price", "b0"), feature_id("price", "b2"), feature_id("price", MISSING_TOKEN)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.text(max_size=20), tokens=st.lists(st.text(max_size=40), min_size=1, max_size=20))
+def test_vectorised_murmur_equals_mmh3_for_any_text(field, tokens):
+    got = hash64_tokens(field, pa.array(tokens, pa.string()))
+    expected = [feature_id(field, t if t else MISSING_TOKEN) for t in tokens]
+    assert got.tolist() == expected
+
+
+def test_vectorised_murmur_on_every_key_length_and_sliced_arrays():
+    tokens = pa.array(["k" * n for n in range(70)] + ["é漢字🙂" * 3])
+    for field in ("", "C1", "a_long_field_name_over_16_bytes"):
+        expected = [feature_id(field, t or MISSING_TOKEN) for t in tokens.to_pylist()]
+        assert hash64_tokens(field, tokens).tolist() == expected
+        assert hash64_tokens(field, tokens.slice(5, 30)).tolist() == expected[5:35]
