@@ -524,6 +524,8 @@ def ingest(spec: DatasetSpec, lake: Lake, *, dates: list[str] | None = None, for
         ctx = _context(spec)
         pieces = _plan(ctx)
     known = [d for p in pieces for d in p.dates]
+    if not known:
+        raise SourceError(f"dataset {spec.name!r}: the source has no rows ({spec.source.path})")
     wanted = known if dates is None else [parse_date(d).isoformat() for d in dates]
     unknown = sorted(set(wanted) - set(known))
     if unknown:
