@@ -232,3 +232,43 @@ def open_days(lake: Lake, dataset: str, dates: list[str], *, budget_bytes: float
     if estimate_bytes(lake, dataset, dates, len(fields)) <= budget_bytes:
         return load_days(lake, dataset, dates, fields)
     return StreamingDays(lake, dataset, dates, fields, buffer_rows)
+
+
+def split_days(days: list[str], *, train_days: int | None = None, dates: list[str] | None = None,
+               valid_date: str | None = None) -> tuple[list[str], str, str | None]:
+    """(train dates, valid date, test date or None) from the complete feature days.
+
+    Default with days d1..dN: train d1..d(N-2), valid d(N-1), test dN (N = 2: train d1, valid d2).
+    ``valid_date`` fixes the validation day (test = the next day); ``dates`` lists the training
+    days (valid = the first day after them); ``train_days`` keeps the last N days before valid.
+    """
+    days = sorted(days)
+    if valid_date is None:
+        if dates:
+            later = [d for d in days if d > max(dates)]
+            if not later:
+                raise ValueError(f"no feature day after the training days {dates} to validate on; give valid_date")
+            valid_date = later[0]
+        elif len(days) >= 2:
+            valid_date = days[-2] if len(days) >= 3 else days[-1]
+        else:
+            raise ValueError(f"need at least 2 complete feature days (train + valid), found {days}")
+    if valid_date not in days:
+        raise ValueError(f"validation day {valid_date} is not a complete feature day (have {days})")
+    after = [d for d in days if d > valid_date]
+    test_date = after[0] if after else None
+    if dates:
+        unknown = [d for d in dates if d not in days]
+        if unknown:
+            raise ValueError(f"training days {unknown} are not complete feature days (have {days})")
+        late = [d for d in dates if d >= valid_date]
+        if late:
+            raise ValueError(f"training days {late} are not before the validation day {valid_date}")
+        train = sorted(dates)
+    else:
+        train = [d for d in days if d < valid_date]
+        if train_days is not None:
+            train = train[-train_days:] if train_days > 0 else []
+    if not train:
+        raise ValueError(f"no training days before the validation day {valid_date} (have {days})")
+    return train, valid_date, test_date

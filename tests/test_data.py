@@ -115,3 +115,18 @@ def test_feature_signature_tracks_what_changes_ids(tmp_path):
     assert data.feature_signature({**m, "dense": {"p": {"boundaries": [1.0]}}}) != base
     assert data.feature_signature({**m, "fields": FIELDS[::-1]}) != base
     assert json.loads(lake.manifest("toy").read_text())["fields"] == FIELDS
+
+
+def test_split_days():
+    days = [f"2026-01-0{i}" for i in range(1, 7)]
+    assert data.split_days(days) == (days[:4], days[4], days[5])
+    assert data.split_days(days[:2]) == (days[:1], days[1], None)
+    assert data.split_days(days, train_days=2) == (days[2:4], days[4], days[5])
+    assert data.split_days(days, valid_date=days[2]) == (days[:2], days[2], days[3])
+    assert data.split_days(days, dates=[days[0], days[2]]) == ([days[0], days[2]], days[3], days[4])
+    with pytest.raises(ValueError, match="at least 2"):
+        data.split_days(days[:1])
+    with pytest.raises(ValueError, match="not before the validation day"):
+        data.split_days(days, dates=[days[3]], valid_date=days[2])
+    with pytest.raises(ValueError, match="2026-02-01 is not a complete feature day"):
+        data.split_days(days, valid_date="2026-02-01")

@@ -169,3 +169,23 @@ def test_overlapping_days_are_refused(lake, tmp_path):
     lk, dates = lake
     with pytest.raises(ValueError, match="overlap"):
         T.train(CFG, lk, "toy", dates[:2], dates[1], tmp_path / "o")
+
+
+def test_cli_train_then_evaluate(lake, tmp_path, capsys):
+    from flows.cli import main
+
+    lk, dates = lake
+    out = tmp_path / "cli"
+    assert main(["--home", str(lk.root), "train", "--dataset", "toy", "--model", "tiny", "--epochs", "2",
+                 "--no-progress", "--device", "cpu", "--set", "hparams.dim=4", "--set", "plot=false",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"train {dates[0]}..{dates[0]} (1 day(s)), valid {dates[1]}, test {dates[2]}" in text
+    assert "test" in text and f"-> {out}" in text
+    assert json.loads((out / "config.json").read_text())["hparams"]["dim"] == 4
+    assert main(["--home", str(lk.root), "evaluate", "--model-dir", str(out), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["date"] == dates[2] and m["auc"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["test"]["auc"], abs=1e-12)
+    assert main(["--home", str(lk.root), "train", "--dataset", "toy", "--set", "lrr=1"]) == 2
+    assert "lrr: unknown key" in capsys.readouterr().err
