@@ -19,7 +19,12 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
     otherwise a ``LocalCluster`` of ``n_workers`` processes (default: the machine's cores, at most 4)
     is started and torn down on exit.
     """
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # before distributed's import, and for workers
     from distributed import Client, LocalCluster
+
+    quiet = logging.getLogger("distributed")
+    if quiet.level < logging.WARNING and not log.isEnabledFor(logging.DEBUG):
+        quiet.setLevel(logging.WARNING)  # Dask's lifecycle chatter; its errors still show
 
     address = address or os.environ.get("DEA_DASK_ADDRESS") or None
     if address:

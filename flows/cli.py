@@ -17,7 +17,7 @@ COMMAND_MODULES = ("data", "validate", "model", "registry", "pipeline")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dea", description="DEA CTR platform: features -> gate -> model -> registry.")
     parser.add_argument("--home", help="lake root (default: $DEA_HOME or ./.dea)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the libraries' progress logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.func(args) or 0)
