@@ -147,7 +147,7 @@ def test_mild_drift_between_days(days):
 
 
 def test_write_day_partitions_match_one_table_and_are_byte_identical(tmp_path, spec):
-    rows, part = 70_000, 30_000                                # parts straddle the 65,536-row blocks
+    rows, part = 70_000, 30_000                                # parts straddle the 50,000-row blocks
     assert part % BLOCK_ROWS and rows > BLOCK_ROWS
     runs = []
     for name in ("a", "b"):
@@ -175,6 +175,8 @@ def test_spec_errors_name_the_dataset_and_field(tmp_path, spec):
     source = spec.source.model_copy(update={"options": {"generator": {"pair_scal": 2.0}}})
     with pytest.raises(ValueError, match="pair_scal"):
         write_day(spec.model_copy(update={"source": source}), DAYS[0], tmp_path, rows=10, seed=SEED)
+    with pytest.raises(ValueError, match="rows=-1"):
+        write_day(spec, DAYS[0], tmp_path, rows=-1, seed=SEED)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_day(spec, DAYS[0], tmp_path / "missing", rows=10, seed=SEED)
 
