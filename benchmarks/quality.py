@@ -1,0 +1,232 @@
+"""Quality benchmark: test AUC / GAUC / logloss of each model on each dataset, over seeds.
+
+Every model sees the identical split and features (the features stage's int64 IDs) and is trained
+by the same loop (``dea_model.train.train``: Adam, early stopping on the validation day's AUC);
+metrics are on the test day, never used for any choice. Splits (the dataset configs'
+pseudo-days): train d1..d(N-2), valid d(N-1), test dN; i.e. criteo folds 0-7 / 8 / 9, frappe's
+validation file cut 4/1 + its test file, movielens by time, synthetic's 4 days 2/1/1.
+
+The external peers are DeepCTR-Torch's AutoInt and FiBiNET (``deepctr_autoint``,
+``deepctr_fibinet``): each field's hashed IDs are mapped to dense vocabulary indices fitted on the
+training days (unseen -> index 0), and their networks run inside the same training loop.
+
+    .venv/bin/python benchmarks/quality.py --datasets synthetic,criteo,frappe,movielens \\
+        --models dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet --seeds 3 \\
+        --out results/quality.json            # also writes results/quality.md
+    .venv/bin/python benchmarks/quality.py --quick --datasets synthetic --models fm --out /tmp/q.json
+
+Datasets are ingested and featurised into a temporary lake unless ``--home`` names a lake that
+already has (or should keep) them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dea_model.config import TrainConfig  # noqa: E402
+from dea_model.data import load_days, split_days  # noqa: E402
+from dea_model.train import resolve_device, train  # noqa: E402
+from features.lake import Lake  # noqa: E402
+
+log = logging.getLogger("quality")
+PEERS = {"deepctr_autoint": "AutoInt", "deepctr_fibinet": "FiBiNET"}
+
+
+# --- the external peers -------------------------------------------------------------------------
+
+class DeepCTRPeer(nn.Module):
+    """A DeepCTR-Torch model behind our interface: ids [B, n] int64 -> logits [B].
+
+    Field j's vocabulary is the sorted distinct IDs of the training days; an ID maps to its
+    position + 1 (``torch.searchsorted``), unseen IDs to 0. DeepCTR's output layer is built with
+    ``task="regression"``, so it returns the logit (bias included, no sigmoid).
+    """
+
+    def __init__(self, kind: str, vocabs: list[np.ndarray], embedding_dim: int = 16, seed: int = 1024,
+                 device: str = "cpu", **kwargs):
+        super().__init__()
+        import deepctr_torch.models as dm
+        from deepctr_torch.inputs import SparseFeat
+
+        self.hparams = {"kind": kind, "embedding_dim": embedding_dim, **kwargs}
+        for j, v in enumerate(vocabs):
+            self.register_buffer(f"vocab{j}", torch.as_tensor(np.sort(v), dtype=torch.int64))
+        self.n = len(vocabs)
+        columns = [SparseFeat(f"f{j}", vocabulary_size=len(v) + 1, embedding_dim=embedding_dim)
+                   for j, v in enumerate(vocabs)]
+        self.net = getattr(dm, PEERS[kind])(columns, columns, task="regression", seed=seed, device=device,
+                                            **kwargs)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        cols = []
+        for j in range(self.n):                    # a loop over fields, vectorised over the batch
+            vocab = getattr(self, f"vocab{j}")
+            pos = torch.searchsorted(vocab, ids[:, j].contiguous()).clamp_(max=vocab.numel() - 1)
+            cols.append(torch.where(vocab[pos] == ids[:, j], pos + 1, 0))
+        return self.net(torch.stack(cols, 1).float()).squeeze(-1)      # [B]
+
+
+def peer_model(kind: str, lake: Lake, dataset: str, train_dates: list[str], cfg: TrainConfig,
+               embedding_dim: int) -> DeepCTRPeer:
+    table = load_days(lake, dataset, train_dates)
+    vocabs = [np.unique(table.ids[:, j].numpy()) for j in range(table.ids.shape[1])]
+    extra = {"dnn_hidden_units": (400, 400)} if kind == "deepctr_autoint" else {"dnn_hidden_units": (400, 400, 400)}
+    torch.manual_seed(cfg.seed)
+    return DeepCTRPeer(kind, vocabs, embedding_dim, seed=cfg.seed, device=str(resolve_device(cfg.device)), **extra)
+
+
+# --- datasets -----------------------------------------------------------------------------------
+
+def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int) -> list[str]:
+    """Complete feature days of ``dataset`` in ``lake``: reused when present, else ingest + fit + transform.
+
+    The manifest (bucket boundaries) is fitted on the training days only.
+    """
+    days = lake.dates("features", dataset)
+    if len(days) >= 3:
+        return days
+    from features import pipeline
+    from features.cluster import dask_client
+    from features.sources import ingest
+    from features.spec import load_spec
+
+    spec = load_spec(dataset)
+    if quick and spec.source.kind == "synthetic":
+        source = spec.source.model_dump()
+        source["options"] = {**source["options"], "rows_per_day": 20_000}
+        spec = load_spec(dataset, overrides={"source": source})
+    t = time.perf_counter()
+    ingest(spec, lake)
+    raw = lake.dates("raw", dataset)
+    fit_days, _, _ = split_days(raw)
+    with dask_client(n_workers=workers):
+        manifest = pipeline.fit(spec, lake, fit_days)
+        for d in raw:
+            pipeline.transform(spec, lake, d, manifest)
+    log.info("%s: %d feature days ready in %.1f s", dataset, len(raw), time.perf_counter() - t)
+    return lake.dates("features", dataset)
+
+
+def oracle_auc(lake: Lake, dataset: str, date: str) -> float | None:
+    """AUC of the planted click probability ``p_true`` on a day (synthetic only)."""
+    import pyarrow.parquet as pq
+
+    from dea_model.metrics import auc
+
+    files = sorted(lake.features(dataset, date).glob("*.parquet"))
+    if not files or "p_true" not in pq.read_schema(files[0]).names:
+        return None
+    parts = [pq.read_table(f, columns=["label", "p_true"]) for f in files]
+    return auc(np.concatenate([t.column("label").to_numpy() for t in parts]),
+               np.concatenate([t.column("p_true").to_numpy() for t in parts]))
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def run_one(lake: Lake, dataset: str, model: str, seed: int, split, cfg: TrainConfig, out: Path,
+            embedding_dim: int) -> dict:
+    train_dates, valid_date, test_date = split
+    cfg = cfg.model_copy(update={"model": model, "seed": seed})
+    peer = peer_model(model, lake, dataset, train_dates, cfg, embedding_dim) if model in PEERS else None
+    r = train(cfg, lake, dataset, train_dates, valid_date, out, test_date=test_date, model=peer)
+    m, test = r.metrics, r.metrics["test"]
+    return {"dataset": dataset, "model": model, "seed": seed, "auc": test["auc"], "gauc": test["gauc"],
+            "logloss": test["logloss"], "calibration": test["calibration"], "valid_auc": m["valid"]["auc"],
+            "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"], "train_rows": m["train_rows"],
+            "test_rows": test["rows"], "train_seconds": m["train_seconds"],
+            "samples_per_second": m["samples_per_second"],
+            "params": sum(p.numel() for p in r.model.parameters())}
+
+
+def _ms(values: list[float], digits: int = 4) -> str:
+    v = np.array([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if v.size == 0:
+        return "–"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.{digits}f}"
+
+
+def markdown(rows: list[dict], oracles: dict[str, float | None]) -> str:
+    """One line per (dataset, model): mean ± std (sample std over seeds) of the test metrics."""
+    lines = ["| dataset | model | seeds | test AUC | test GAUC | test logloss | samples/s | epochs | oracle AUC |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == ds):
+            rs = [r for r in rows if r["dataset"] == ds and r["model"] == model]
+            oracle = oracles.get(ds)
+            lines.append(f"| {ds} | {model} | {len(rs)} | {_ms([r['auc'] for r in rs])} | "
+                         f"{_ms([r['gauc'] for r in rs])} | {_ms([r['logloss'] for r in rs])} | "
+                         f"{np.mean([r['samples_per_second'] for r in rs]):,.0f} | "
+                         f"{np.mean([r['best_epoch'] for r in rs]):.1f} | "
+                         f"{'–' if oracle is None else f'{oracle:.4f}'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", default="synthetic,criteo,frappe,movielens")
+    ap.add_argument("--models", default="dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per (dataset, model)")
+    ap.add_argument("--out", required=True, help="JSON results; the markdown table goes next to it (.md)")
+    ap.add_argument("--home", help="lake with (or to keep) the datasets' feature days (default: a temporary one)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 1 seed, small synthetic days")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--embedding-dim", type=int, default=16, help="embedding size of every model")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="TrainConfig override for our models (e.g. hparams.k=2, lr=3e-4)")
+    ap.add_argument("--workers", type=int, default=2, help="Dask workers for the feature stage")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    seeds = 1 if args.quick else args.seeds
+    base = TrainConfig(epochs=1 if args.quick else args.epochs, batch_size=args.batch_size, progress=False,
+                       plot=False).with_overrides(args.set)
+    ours = base.model_copy(update={"hparams": {"embedding_dim": args.embedding_dim, **base.hparams}})
+
+    rows: list[dict] = []
+    oracles: dict[str, float | None] = {}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dea-quality-") as tmp:
+        lake = Lake(Path(args.home).resolve()) if args.home else Lake(Path(tmp) / "lake")
+        for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+            try:
+                days = prepare(lake, ds, quick=args.quick, workers=args.workers)
+            except FileNotFoundError as e:
+                log.warning("skipping dataset %s: %s", ds, e)
+                continue
+            split = split_days(days)
+            oracles[ds] = oracle_auc(lake, ds, split[2])
+            log.info("%s: train %s..%s, valid %s, test %s", ds, split[0][0], split[0][-1], split[1], split[2])
+            for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+                for seed in range(seeds):
+                    row = run_one(lake, ds, model, seed, split, base if model in PEERS else ours,
+                                  Path(tmp) / "runs" / f"{ds}-{model}-{seed}", args.embedding_dim)
+                    rows.append(row)
+                    log.info("%s %s seed %d: test AUC %.4f GAUC %.4f logloss %.4f (%.0f samples/s)", ds, model,
+                             seed, row["auc"], row["gauc"], row["logloss"], row["samples_per_second"])
+                    out.write_text(json.dumps(rows, indent=2))        # partial results survive a crash
+    out.write_text(json.dumps(rows, indent=2))
+    table = markdown(rows, oracles)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"-> {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
