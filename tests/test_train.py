@@ -189,3 +189,21 @@ def test_cli_train_then_evaluate(lake, tmp_path, capsys):
         json.loads((out / "metrics.json").read_text())["test"]["auc"], abs=1e-12)
     assert main(["--home", str(lk.root), "train", "--dataset", "toy", "--set", "lrr=1"]) == 2
     assert "lrr: unknown key" in capsys.readouterr().err
+
+
+def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
+    pytest.importorskip("deepctr_torch")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    spec = importlib.util.spec_from_file_location("quality_bench", path)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    peer = quality.DeepCTRPeer("deepctr_autoint", [np.array([50, -7, 3]), np.array([10])], embedding_dim=4)
+    ids = torch.tensor([[3, 10], [99, 10], [-7, 11]])
+    assert peer(ids).shape == (3,)
+    seen = []
+    peer.net.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    peer(ids)
+    assert seen[0].tolist() == [[2, 1], [0, 1], [1, 0]]        # sorted vocab position + 1, unseen -> 0
