@@ -1,0 +1,16 @@
+"""The layer library, by role: hashing and embeddings, pair scores, attention, fusion, blocks."""
+
+from .attention import CollapseAvoiding, FieldAttention, safe_softmax
+from .combo import Codebooks, ComboIDScores
+from .embedding import FieldEmbedding, collision_rate
+from .fusion import FUSIONS, ScoreFusion
+from .hashing import codebook_seeds, combo_addresses, combo_hash
+from .interaction import fm_interaction
+from .mlp import MLP
+from .pairs import DIAG_MODES, apply_diagonal, ordered_pairs, pairs_to_square
+
+__all__ = [
+    "DIAG_MODES", "FUSIONS", "MLP", "Codebooks", "CollapseAvoiding", "ComboIDScores", "FieldAttention",
+    "FieldEmbedding", "ScoreFusion", "apply_diagonal", "codebook_seeds", "collision_rate", "combo_addresses",
+    "combo_hash", "fm_interaction", "ordered_pairs", "pairs_to_square", "safe_softmax",
+]

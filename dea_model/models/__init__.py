@@ -1,0 +1,32 @@
+"""CTR models by name: ``build_model(name, n_fields, **hparams)``.
+
+One file per model, composed from ``dea_model.layers``. To add one (AFM, FiBiNET, MemoNet, HSTU,
+…): write ``models/<name>.py`` with a ``CTRModel`` subclass (``name``, ``Config``) and list it in
+``REGISTRY`` below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .autoint import AutoInt
+from .base import CTRModel
+from .dea import DEA
+from .fm import FM
+from .transformer import Transformer
+
+REGISTRY: dict[str, type[CTRModel]] = {cls.name: cls for cls in (DEA, Transformer, AutoInt, FM)}
+
+__all__ = ["REGISTRY", "CTRModel", "available", "build_model", "DEA", "Transformer", "AutoInt", "FM"]
+
+
+def available() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(REGISTRY)
+
+
+def build_model(name: str, n_fields: int, **hparams: Any) -> CTRModel:
+    """The model ``name`` for ``n_fields`` input fields; unknown hyperparameters raise ValueError."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    return REGISTRY[name](n_fields, **hparams)

@@ -1,0 +1,59 @@
+"""Hashed field embeddings: int64 feature ID → row by modulo, all fields in one table.
+
+    row(f, x) = f·m + (x mod m),      e_f = T[row(f, x_f)],      T ∈ R^{(n·m)×d}
+
+Per-field tables of m rows each, stored as one (n·m, d) table with field offsets, so a batch is
+one gather. Feature IDs are mmh3 64-bit hashes (``features.hashing``), hence uniform: a field with
+V distinct values in m rows has an expected fraction
+
+    collision_rate(V, m) = 1 − (1 − 1/m)^(V−1) ≈ 1 − exp(−V/m)
+
+of its values sharing their row with another value. For the default m = 2¹⁶ = 65,536 rows:
+V = 1,000 → 1.5 %, 10⁴ → 14 %, 10⁵ → 78 %. (m = 2¹⁸: 0.4 %, 3.7 %, 32 %.) The Criteo 100k set
+has at most ~2,000 values per field (≤ 3 %). Per-field tables keep different fields from sharing
+rows; the cost is memory for small fields. Dense Adam steps the whole table every batch
+(n·m·d parameters: 41 M for n = 39, m = 2¹⁶, d = 16, about 0.3 s per step on 2 CPU cores), which is
+why the default is not larger.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FieldEmbedding", "collision_rate"]
+
+
+def collision_rate(n_values: int, rows: int) -> float:
+    """Expected fraction of ``n_values`` uniformly hashed values that share their row: 1 − (1 − 1/m)^(V−1)."""
+    return -math.expm1((n_values - 1) * math.log1p(-1.0 / rows)) if rows > 1 else float(n_values > 1)
+
+
+class FieldEmbedding(nn.Module):
+    """Embeddings of n fields' int64 IDs: (B, n) → (B, n, d); one (n·m, d) table, one gather.
+
+    ``is_embedding = True`` tells :meth:`CTRModel.param_groups` to give the table the embedding
+    weight decay. Init N(0, init_std²).
+    """
+
+    is_embedding = True
+
+    def __init__(self, n_fields: int, dim: int, rows: int, init_std: float = 0.01):
+        super().__init__()
+        if rows < 1 or n_fields < 1 or dim < 1:
+            raise ValueError(f"FieldEmbedding needs n_fields, dim, rows ≥ 1, got {n_fields}, {dim}, {rows}")
+        self.n_fields, self.dim, self.rows = n_fields, dim, rows
+        self.weight = nn.Parameter(torch.randn(n_fields * rows, dim) * init_std)
+        self.register_buffer("offsets", torch.arange(n_fields) * rows, persistent=False)
+
+    def row_index(self, ids: Tensor) -> Tensor:
+        """(B, n) int64 IDs → (B, n) table rows f·m + (x mod m)."""
+        return ids.remainder(self.rows) + self.offsets
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return nn.functional.embedding(self.row_index(ids), self.weight)
+
+    def extra_repr(self) -> str:
+        return f"n_fields={self.n_fields}, dim={self.dim}, rows_per_field={self.rows}"

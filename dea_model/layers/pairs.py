@@ -1,0 +1,42 @@
+"""Ordered field pairs and their (B, …, n, n) score matrices."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["ordered_pairs", "pairs_to_square", "DIAG_MODES", "apply_diagonal"]
+
+DIAG_MODES = ("keep", "zero", "neg_inf")
+
+
+def ordered_pairs(n: int, diagonal: bool = False) -> tuple[Tensor, Tensor]:
+    """(left, right): the ordered pairs (i, j) in row-major order, i ≠ j unless ``diagonal``.
+
+    P = n(n−1) pairs, or n² with the diagonal.
+    """
+    keep = torch.ones(n, n, dtype=torch.bool) if diagonal else ~torch.eye(n, dtype=torch.bool)
+    left, right = torch.nonzero(keep, as_tuple=True)
+    return left, right
+
+
+def pairs_to_square(x: Tensor, n: int, diagonal: bool = False, fill: float = 0.0) -> Tensor:
+    """(…, P) pair values in :func:`ordered_pairs` order → (…, n, n), the diagonal set to ``fill``.
+
+    Without the diagonal this is a pad, not a scatter: the n²−1 cells after (0, 0) split into
+    n−1 runs of n off-diagonal cells each followed by one diagonal cell.
+    """
+    lead = x.shape[:-1]
+    if diagonal:
+        return x.reshape(*lead, n, n)
+    x = F.pad(x.reshape(*lead, n - 1, n), (0, 1), value=fill)  # (…, n−1, n+1)
+    return F.pad(x.flatten(-2), (1, 0), value=fill).reshape(*lead, n, n)
+
+
+def apply_diagonal(s: Tensor, mode: str) -> Tensor:
+    """S with its diagonal kept, set to 0 (literal A − diag(A), Eq. 10) or to −∞ (excluded)."""
+    if mode == "keep":
+        return s
+    eye = torch.eye(s.shape[-1], dtype=torch.bool, device=s.device)
+    return s.masked_fill(eye, 0.0 if mode == "zero" else float("-inf"))

@@ -1,0 +1,86 @@
+"""What every CTR model shares: a typed config of hyperparameters, input checks, parameter groups.
+
+A model is ``Model(n_fields, **hparams)``: the hyperparameters are the fields of the model's
+``Config`` dataclass (defaults there), ``model.hparams`` is that config as a JSON-ready dict and
+``build_model(model.name, model.n_fields, **model.hparams)`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+__all__ = ["CTRModel", "check_choice", "check_positive"]
+
+
+def check_choice(model: str, key: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"model {model!r}: {key}={value!r} is not one of {tuple(choices)}")
+
+
+def check_positive(model: str, **values: int | float) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise ValueError(f"model {model!r}: {key} must be > 0, got {value!r}")
+
+
+def _json_ready(value: Any) -> Any:
+    return [_json_ready(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+class CTRModel(nn.Module):
+    """Base class: ``forward(ids (B, n) int64) -> logits (B,)`` (pre-sigmoid).
+
+    Subclasses set ``name`` and ``Config`` (a dataclass whose ``__post_init__`` validates values).
+    Modules with ``is_embedding = True`` (hashed embedding tables, codebooks) hold the
+    parameters that :meth:`param_groups` puts in the "embedding" group.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, n_fields: int, **hparams: Any):
+        super().__init__()
+        if not isinstance(n_fields, int) or n_fields < 2:
+            raise ValueError(f"model {self.name!r} needs n_fields ≥ 2 (an int), got {n_fields!r}")
+        known = {f.name for f in dataclasses.fields(self.Config)}
+        for key in hparams:
+            if key not in known:
+                raise ValueError(f"model {self.name!r} has no hyperparameter {key!r}; "
+                                 f"known: {', '.join(sorted(known))}")
+        self.n_fields = n_fields
+        self.cfg = self.Config(**hparams)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The hyperparameters, defaults filled in, JSON-serialisable (tuples as lists)."""
+        return {k: _json_ready(v) for k, v in dataclasses.asdict(self.cfg).items()}
+
+    def check_ids(self, ids: Tensor) -> None:
+        if ids.dim() != 2 or ids.shape[1] != self.n_fields:
+            raise ValueError(f"model {self.name!r} expects ids of shape (B, {self.n_fields}), got {tuple(ids.shape)}")
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """Parameters of embedding tables and codebooks (modules marked ``is_embedding``)."""
+        return [p for m in self.modules() if getattr(m, "is_embedding", False) for p in m.parameters(recurse=False)]
+
+    def param_groups(self, weight_decay: float = 0.0, embedding_weight_decay: float = 0.0) -> list[dict]:
+        """Optimizer groups: "embedding" (tables and codebooks, ``embedding_weight_decay``),
+        "decay" (other weight matrices, ``weight_decay``), "no_decay" (biases, norms, scalars: 0).
+
+        Empty groups are left out. Usage: ``torch.optim.AdamW(model.param_groups(1e-5, 1e-6), lr=1e-3)``.
+        """
+        embedding = {id(p) for p in self.embedding_parameters()}
+        groups: dict[str, list[nn.Parameter]] = {"embedding": [], "decay": [], "no_decay": []}
+        for name, p in self.named_parameters():
+            key = ("embedding" if id(p) in embedding
+                   else "decay" if p.dim() >= 2 and not name.endswith("bias") else "no_decay")
+            groups[key].append(p)
+        decay = {"embedding": embedding_weight_decay, "decay": weight_decay, "no_decay": 0.0}
+        return [{"name": k, "params": v, "weight_decay": decay[k]} for k, v in groups.items() if v]
+
+    def extra_repr(self) -> str:
+        return f"n_fields={self.n_fields}"

@@ -1,0 +1,136 @@
+"""DEA: Dual Enhanced Attention (arXiv 2503.11233), with the readings of DESIGN.md / MODEL-NOTES §1.
+
+    E    = [e_1 … e_n]                                      (B, n, d)  hashed field embeddings
+    A_m  = ComboID(ids)                                      (B, L, H, n, n)  once per batch (Eq. 4-10)
+    for each layer l (tokens X, X₀ = E):
+        Q, K, V, R = X W_Q, X W_K, X W_V, X W_R              per head d_h = d_a / H
+        S    = Q Kᵀ / √d_h − diag                            (B, H, n, n)
+        A_c  = S ⊙ [|S| ≥ τ]     τ = c·mean_batch |S_i≠j|    collapse-avoiding (Eq. 11-14)
+        Â    = fuse(A_m^{(l)}, A_c)                          sum / gate / multiply (Eq. 15-17)
+        X    = ReLU(softmax(Â) V + R)                        AutoInt-style residual (+ LayerNorm)
+    ŷ    = DNN(flatten(X_L))                                 logit (B,)  (Eq. 3)
+
+Ablations (paper Tables 2-4) are flags, not copies:
+    combo=False                 → no A_m: Â = A_c (−∞ where masked) or S ("Transformer w/o diag")
+    collapse=False              → no A_c: Â = A_m ("Combo-ID attention"), or S without both
+    siamese=0                   → "w/o gsc": e_ij = C⁰[a⁰_ij], no gate
+    fusion ∈ {sum, gate, multiply} (default multiply = the paper's headline row)
+    diag ∈ {zero (literal A − diag A), neg_inf (excluded from the softmax), keep (no removal)}
+With both combo and collapse off the model is AutoInt-style attention over S with the diagonal
+handled by ``diag``; without combo, Q/K are the only source of scores; without collapse (and with
+combo) Q/K are not computed at all.
+
+Choices where the paper is silent (DESIGN.md): learned per-head Q/K/V and a residual projection
+as in AutoInt (the baseline DEA is compared with) — Eq. 1's Q = K = V = E would make the layers
+parameter-free; ReLU after the residual, LayerNorm optional; DNN [400, 400].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from features.hashing import HASH_SEED
+
+from ..layers import (DIAG_MODES, FUSIONS, MLP, CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding,
+                      ScoreFusion, apply_diagonal, safe_softmax)
+from .base import CTRModel, check_choice, check_positive
+
+
+@dataclass
+class DEAConfig:
+    embedding_dim: int = 16            # d
+    embedding_rows: int = 2**16        # rows per field table (see layers/embedding.py for collisions)
+    layers: int = 3                    # L
+    heads: int = 2                     # H
+    attention_dim: int = 32            # d_a (token width after layer 1)
+    combo: bool = True                 # Combo-ID attention A_m
+    siamese: int = 2                   # k siamese codebooks (0 = no gated siamese codebook)
+    codebook_size: int = 2**18         # s rows per codebook
+    pair_hidden: int = 32              # h of the pair MLP (Eq. 8)
+    codebook_seed: int = HASH_SEED     # base of the per-codebook hash seeds
+    collapse: bool = True              # collapse-avoiding attention A_c
+    tau_multiplier: float = 1.0        # τ = multiplier · batch mean |S|
+    tau_momentum: float = 0.99         # running τ: τ̄ ← m·τ̄ + (1−m)·τ
+    tau_running: bool = True           # eval uses τ̄ (predictions independent of batch-mates)
+    fusion: str = "multiply"           # sum | gate | multiply
+    fusion_hidden: int = 32            # hidden width of g(·) in the multiply fusion
+    diag: str = "zero"                 # zero | neg_inf | keep
+    layer_norm: bool = False
+    dnn_hidden: tuple[int, ...] = (400, 400)
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        self.dnn_hidden = tuple(int(w) for w in self.dnn_hidden)
+        check_choice("dea", "fusion", self.fusion, FUSIONS)
+        check_choice("dea", "diag", self.diag, DIAG_MODES)
+        check_positive("dea", embedding_dim=self.embedding_dim, embedding_rows=self.embedding_rows,
+                       layers=self.layers, heads=self.heads, attention_dim=self.attention_dim,
+                       codebook_size=self.codebook_size, pair_hidden=self.pair_hidden,
+                       tau_multiplier=self.tau_multiplier, fusion_hidden=self.fusion_hidden)
+        if self.siamese < 0:
+            raise ValueError(f"model 'dea': siamese must be ≥ 0, got {self.siamese}")
+        if self.attention_dim % self.heads:
+            raise ValueError(f"model 'dea': attention_dim {self.attention_dim} is not a multiple of heads {self.heads}")
+
+
+class DEABlock(nn.Module):
+    """One dual-attention layer: X (B, n, d_in), A_m^{(l)} (B, H, n, n) or None → X' (B, n, d_a)."""
+
+    def __init__(self, cfg: DEAConfig, d_in: int, n_fields: int):
+        super().__init__()
+        self.diag = cfg.diag
+        uses_scores = cfg.collapse or not cfg.combo
+        self.attn = FieldAttention(d_in, cfg.attention_dim, cfg.heads, qk=uses_scores)
+        self.collapse = (CollapseAvoiding(cfg.heads, cfg.tau_multiplier, cfg.tau_momentum, cfg.tau_running)
+                         if cfg.collapse else None)
+        self.fusion = (ScoreFusion(cfg.fusion, n_fields, cfg.heads, cfg.fusion_hidden)
+                       if cfg.collapse and cfg.combo else None)
+        # −∞ can empty a row only when the diagonal is excluded and nothing else survives
+        self.rows_may_empty = cfg.diag == "neg_inf" and cfg.collapse and not cfg.combo
+        self.norm = nn.LayerNorm(cfg.attention_dim) if cfg.layer_norm else nn.Identity()
+
+    def forward(self, x: Tensor, a_m: Tensor | None) -> Tensor:
+        q, k, v, r = self.attn(x)
+        if q is not None:
+            s = apply_diagonal(self.attn.scores(q, k), "keep" if self.diag == "keep" else "zero")
+        if self.collapse is not None:
+            keep = self.collapse(s)                                     # (B, H, n, n) bool
+            if a_m is None:
+                logits = s.masked_fill(~keep, float("-inf"))            # A_c alone: −∞ fill
+            else:
+                logits = self.fusion(a_m, s.masked_fill(~keep, 0.0))    # A_c in a fusion: 0 fill
+        else:
+            logits = s if a_m is None else a_m
+        if self.diag == "neg_inf":
+            logits = apply_diagonal(logits, "neg_inf")
+        p = safe_softmax(logits) if self.rows_may_empty else torch.softmax(logits, -1)
+        return self.norm(torch.relu(self.attn.mix(p, v) + r))
+
+
+class DEA(CTRModel):
+    """Dual Enhanced Attention CTR model: ids (B, n) int64 → logits (B,). See the module docstring."""
+
+    name = "dea"
+    Config = DEAConfig
+
+    def __init__(self, n_fields: int, **hparams):
+        super().__init__(n_fields, **hparams)
+        c = self.cfg
+        self.embedding = FieldEmbedding(n_fields, c.embedding_dim, c.embedding_rows)
+        self.combo = (ComboIDScores(n_fields, c.embedding_dim, c.codebook_size, c.siamese, c.pair_hidden,
+                                    c.layers * c.heads, diagonal=c.diag == "keep", seed=c.codebook_seed)
+                      if c.combo else None)
+        self.blocks = nn.ModuleList(DEABlock(c, c.embedding_dim if l == 0 else c.attention_dim, n_fields)
+                                    for l in range(c.layers))
+        self.head = MLP(n_fields * c.attention_dim, c.dnn_hidden, 1, c.dropout)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        self.check_ids(ids)
+        x = self.embedding(ids)                                                     # (B, n, d)
+        a_m = self.combo(ids).unflatten(1, (len(self.blocks), -1)) if self.combo is not None else None
+        for l, block in enumerate(self.blocks):
+            x = block(x, None if a_m is None else a_m[:, l])                        # (B, n, d_a)
+        return self.head(x.flatten(1)).squeeze(-1)
