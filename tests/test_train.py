@@ -145,10 +145,11 @@ def test_weight_decay_groups():
     groups = {g["name"]: g for g in T.param_groups(model, cfg)}
     assert groups["embedding"]["params"] == [model.embedding.weight]
     assert groups["codebook"]["params"] == [model.codebook]
-    assert len(groups["dense"]["params"]) == 4
-    assert [groups[k]["weight_decay"] for k in ("embedding", "codebook", "dense")] == [1e-6, 1e-5, 1e-4]
+    assert groups["decay"]["params"] == [model.mlp[0].weight, model.mlp[2].weight]
+    assert groups["no_decay"]["params"] == [model.mlp[0].bias, model.mlp[2].bias]
+    assert [groups[k]["weight_decay"] for k in ("embedding", "codebook", "decay", "no_decay")] == [1e-6, 1e-5, 1e-4, 0]
     opt = T.make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw"}))
-    assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 3
+    assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 4
 
 
 def test_loading_against_changed_features_is_a_clear_error(lake, trained, tmp_path):
