@@ -1,0 +1,277 @@
+"""The data-quality gate on fault-injected synthetic days: each fault is caught by the expectation
+named for it, a clean day passes, the first day warns, the verdict JSON is always written.
+
+One base lake per module: four clean reference days (20k rows) with features and statistics; each
+fault case copies it and lands a faulty fifth day.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from features import pipeline, synthetic
+from features.lake import Lake, atomic_dir, make_record, write_record
+from features.spec import load_spec
+from features.stats import write_day_stats
+from validation import gate_config, read_verdict, reference_window, run_gate
+from validation.checks import psi
+
+ROWS = 20_000
+SEED = 7
+REFERENCE = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]
+DAY = "2026-01-05"
+
+
+def _write_raw(lake: Lake, spec, date: str, table: pa.Table) -> None:
+    with atomic_dir(lake.raw(spec.name, date)) as tmp:
+        pq.write_table(table, tmp / "part-00000.parquet")
+        write_record(tmp, make_record("ingest", {"synthetic": f"{date}:{table.num_rows}"}, spec.config_hash(),
+                                      rows=table.num_rows))
+
+
+def _clean(spec, date: str = DAY) -> pa.Table:
+    return synthetic.generate_day(date, rows=ROWS, seed=SEED, spec=spec)
+
+
+def _land(lake: Lake, spec, date: str, table: pa.Table) -> str | None:
+    """Write a raw day and try the feature stage on it; returns the stage's error, if any."""
+    _write_raw(lake, spec, date, table)
+    try:
+        pipeline.transform(spec, lake, date, pipeline.Manifest.load(lake.manifest(spec.name)))
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec("synthetic")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, spec) -> Lake:
+    lake = Lake(tmp_path_factory.mktemp("gate") / "lake")
+    for d in REFERENCE:
+        _write_raw(lake, spec, d, _clean(spec, d))
+    manifest = pipeline.fit(spec, lake, REFERENCE[:3])
+    for d in REFERENCE:
+        pipeline.transform(spec, lake, d, manifest)
+        write_day_stats(spec, manifest, lake, d)
+    return lake
+
+
+@pytest.fixture
+def lake(base, tmp_path) -> Lake:
+    """A private copy of the base lake (reference days only)."""
+    shutil.copytree(base.root, tmp_path / "lake")
+    return Lake(tmp_path / "lake")
+
+
+# --- faults: (name, how the raw day is broken, the expectation named for it) ----------------------
+
+def _all_null(t: pa.Table) -> pa.Table:
+    return t.set_column(t.schema.get_field_index("brand"), "brand", pa.nulls(t.num_rows, pa.string()))
+
+
+def _label_zero(t: pa.Table) -> pa.Table:
+    return t.set_column(0, "click", pa.array(np.zeros(t.num_rows, np.int8)))
+
+
+def _dense_x10(t: pa.Table) -> pa.Table:
+    return t.set_column(t.schema.get_field_index("price"), "price", pc.multiply(t["price"], 10.0))
+
+
+def _one_id_90(t: pa.Table) -> pa.Table:
+    users = t["user_id"].to_numpy().copy()
+    rng = np.random.default_rng(0)
+    users[rng.random(len(users)) < 0.9] = users[0]
+    return t.set_column(t.schema.get_field_index("user_id"), "user_id", pa.array(users))
+
+
+def _dropped(t: pa.Table) -> pa.Table:
+    return t.drop_columns(["city"])
+
+
+def _wrong_type(t: pa.Table) -> pa.Table:
+    return t.set_column(t.schema.get_field_index("price"), "price", t["price"].cast(pa.string()))
+
+
+def _duplicated(t: pa.Table) -> pa.Table:
+    return pa.concat_tables([t, t.slice(0, t.num_rows // 2)])
+
+
+def _new_ids(t: pa.Table) -> pa.Table:
+    items = t["item_id"].to_numpy().copy()
+    fresh = np.random.default_rng(1).random(len(items)) < 0.6
+    items[fresh] = 10**12 + np.arange(fresh.sum())
+    return t.set_column(t.schema.get_field_index("item_id"), "item_id", pa.array(items))
+
+
+def _tiny(t: pa.Table) -> pa.Table:
+    return t.slice(0, t.num_rows // 100)
+
+
+FAULTS = [
+    ("field all null", _all_null, "null_rate.brand"),
+    ("label rate 0", _label_zero, "label_rate"),
+    ("dense field x10", _dense_x10, "psi.price"),
+    ("one ID at 90%", _one_id_90, "top1_share.user_id"),
+    ("dropped column", _dropped, "columns"),
+    ("wrong column type", _wrong_type, "dtype.price"),
+    ("half the rows duplicated", _duplicated, "duplicate_rate"),
+    ("explosion of new IDs", _new_ids, "new_id_rate.item_id"),
+    ("1% of the usual rows", _tiny, "rows"),
+]
+
+
+@pytest.mark.parametrize("fault, breaker, expectation", FAULTS, ids=[f[0] for f in FAULTS])
+def test_gate_catches_fault(lake, spec, fault, breaker, expectation):
+    stage_error = _land(lake, spec, DAY, breaker(_clean(spec)))
+    result = run_gate(spec, lake, DAY, reports=False)
+
+    assert result.verdict == "fail", result.summary
+    named = result.check(expectation)
+    assert named["status"] == "fail", (fault, named)
+    assert named["severity"] == "error"
+    assert expectation in {c["expectation"] for c in result.failing}
+    doc = json.loads(result.verdict_path.read_text())
+    assert doc["verdict"] == "fail" and doc["blocked"] is True
+    assert doc["reference_dates"] == REFERENCE
+    if stage_error is not None:   # schema faults stop the feature stage: the gate says so too
+        assert result.check("features_complete")["status"] == "fail"
+        assert "no complete feature day" in result.check("features_complete")["note"]
+
+
+def test_gate_clean_day_passes_with_reports(lake, spec):
+    assert _land(lake, spec, DAY, _clean(spec)) is None
+    result = run_gate(spec, lake, DAY)
+
+    assert result.verdict == "pass", [c for c in result.failing]
+    assert result.failing == []
+    statuses = {c["expectation"]: c["status"] for c in result.checks}
+    for name in ("rows", "label_rate", "duplicate_rate", "null_rate.brand", "top1_share.user_id",
+                 "new_id_rate.item_id", "psi.price", "kl.price", "columns", "dtype.price", "label_values",
+                 "combo_collision_rate", "unique_ids.user_id", "tail_share.item_id"):
+        assert statuses[name] == "pass", name
+    assert result.check("rows")["observed"] == ROWS
+    assert result.data_docs is not None and result.data_docs.exists()
+    pages = {p.name: p.read_text() for p in (result.data_docs.parent / "validations").rglob("*.html")}
+    assert set(pages) == {"gate-metrics.html", "gate-schema.html", "gate-raw_sample.html", "gate-buckets.html"}
+    assert "population stability index" in pages["gate-metrics.html"]      # the custom PSI expectation
+    assert {p.name for p in result.plots} == {"rank_frequency.png", "dense_buckets.png"}
+    assert all(p.stat().st_size > 10_000 for p in result.plots)
+    summary = result.summary_path.read_text()
+    assert "**PASS**" in summary and "| `psi.price` |" in summary
+    # a second run with the same inputs does nothing
+    again = run_gate(spec, lake, DAY)
+    assert again.skipped and again.verdict == "pass"
+
+
+def test_gate_first_day_has_no_reference_and_warns(base, spec, tmp_path):
+    lake = Lake(tmp_path / "lake")
+    shutil.copytree(base.root / "raw", lake.root / "raw")
+    shutil.copytree(base.root / "features", lake.root / "features")
+    result = run_gate(spec, lake, REFERENCE[0], reports=False)
+
+    assert result.verdict == "warn"
+    assert result.doc["reference_dates"] == []
+    assert any("no reference window" in n for n in result.doc["notes"])
+    assert result.check("rows")["status"] == "pass"                  # absolute bound (>= 1 row) still holds
+    assert result.check("psi.price")["status"] == "skipped"
+    assert result.check("unique_ids.user_id")["note"] == "no reference window"
+    assert result.check("new_id_rate.user_id")["note"] == "not measured (no previous day)"
+
+
+def test_gate_verdict_written_when_inputs_missing(lake, spec):
+    result = run_gate(spec, lake, "2026-02-01", reports=False)      # nothing landed on that day
+
+    assert result.verdict == "fail"
+    assert {c["expectation"] for c in result.failing} == {"raw_complete", "features_complete", "stats_complete"}
+    assert read_verdict(lake, spec.name, "2026-02-01")["verdict"] == "fail"
+
+
+def test_gate_verdict_written_when_feature_day_is_corrupt(lake, spec):
+    assert _land(lake, spec, DAY, _clean(spec)) is None
+    part = next(lake.features(spec.name, DAY).glob("*.parquet"))
+    part.write_bytes(b"not parquet")
+    result = run_gate(spec, lake, DAY, reports=False)
+
+    assert result.verdict == "fail"
+    stats = result.check("stats_complete")
+    assert stats["status"] == "fail" and stats["note"]
+    assert result.check("columns")["status"] == "pass"               # the raw day itself is fine
+
+
+def test_gate_override_is_logged_and_failed_days_leave_the_reference(lake, spec):
+    _land(lake, spec, DAY, _label_zero(_clean(spec)))
+    failed = run_gate(spec, lake, DAY, reports=False)
+    assert failed.verdict == "fail"
+    cfg = gate_config(spec)
+    manifest = json.loads(lake.manifest(spec.name).read_text())
+    dates, _ = reference_window(spec, lake, "2026-01-06", cfg, manifest)
+    assert DAY not in dates and dates == REFERENCE
+
+    result = run_gate(spec, lake, DAY, override="campaign paused all clicks on purpose", reports=False)
+    assert not result.skipped                                         # the override is part of the record
+    assert result.verdict == "warn" and result.doc["checks_verdict"] == "fail"
+    assert result.doc["override"]["reason"] == "campaign paused all clicks on purpose"
+    assert result.doc["override"]["user"]
+    assert "Manual override" in result.summary_path.read_text()
+    dates, _ = reference_window(spec, lake, "2026-01-06", cfg, manifest)
+    assert dates[-1] == DAY                                           # a person judged it acceptable
+
+
+def test_gate_bounds_come_from_the_spec(spec):
+    cfg = gate_config(spec.model_copy(update={"gate": {"null_rate": {"max": 0.5},
+                                                        "fields": {"os": {"top1_share": {"max": 1.0}}}}}))
+    assert cfg.null_rate.max == 0.5 and cfg.null_rate.slack == 0.1        # merged over the default
+    assert cfg.bound("top1_share", "os").max == 1.0
+    assert cfg.bound("top1_share", "user_id").max == 0.999
+    with pytest.raises(ValueError, match=r"gate\.null_rat: unknown key"):
+        gate_config(spec.model_copy(update={"gate": {"null_rat": {"max": 0.5}}}))
+    with pytest.raises(ValueError, match="not a field"):
+        gate_config(spec.model_copy(update={"gate": {"fields": {"nope": {"psi": {"max": 1}}}}}))
+    with pytest.raises(ValueError, match="min 0.9 > max 0.1"):
+        gate_config(spec.model_copy(update={"gate": {"label_rate": {"min": 0.9, "max": 0.1}}}))
+
+
+def test_gate_bound_resolution_and_psi():
+    from validation.config import Bound
+
+    lo, hi, basis = Bound(min=1, ratio=(0.5, 2.0)).resolve([100, 300, 200])
+    assert (lo, hi) == (100.0, 400.0) and "median 200" in basis
+    lo, hi, _ = Bound(max=0.9, slack=0.1).resolve([0.2, 0.3, None])
+    assert lo == pytest.approx(0.1) and hi == pytest.approx(0.4)
+    assert Bound(slack=0.1).resolve([]) == (None, None, "")
+    same = np.array([10, 50, 30, 10.0])
+    assert psi(same, same * 3) == pytest.approx(0.0, abs=1e-3)
+    p, q = np.array([10, 10, 80.0]), np.array([40, 40, 20.0])
+    ps, qs = (p + 0.5) / (p + 0.5).sum(), (q + 0.5) / (q + 0.5).sum()
+    assert psi(p, q) == pytest.approx(float(np.sum((ps - qs) * np.log(ps / qs))))
+
+
+def test_gate_cli_validate_prints_verdict_and_writes_reports(lake, spec, capsys):
+    from flows.cli import main
+
+    _land(lake, spec, DAY, _clean(spec))
+    assert main(["--home", str(lake.root), "validate", "--dataset", "synthetic", "--date", DAY]) == 0
+    out = capsys.readouterr().out
+    assert "verdict PASS" in out and "Data Docs:" in out and "rank_frequency.png" in out
+    docs = lake.validation(spec.name, DAY) / "gx/uncommitted/data_docs/local_site/index.html"
+    assert docs.exists() and (lake.validation(spec.name, DAY) / "dense_buckets.png").exists()
+
+    _land(lake, spec, "2026-01-06", _tiny(_clean(spec, "2026-01-06")))
+    assert main(["--home", str(lake.root), "validate", "--dataset", "synthetic", "--date", "2026-01-06",
+                 "--no-reports"]) == 1
+    out = capsys.readouterr().out
+    assert "verdict FAIL" in out and "FAIL  rows" in out
+    assert main(["--home", str(lake.root), "validate", "--dataset", "synthetic", "--date", "2026-01-06",
+                 "--no-reports", "--override", "holiday traffic"]) == 0
+    assert "override by" in capsys.readouterr().out

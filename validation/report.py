@@ -1,0 +1,131 @@
+"""What a person reads: the markdown summary of a verdict and the PNG plots next to it.
+
+``rank_frequency.png``  per field, the log-log rank-frequency curve of today (bold) over the
+                        reference days (thin): a flattened head, a new plateau or a cut tail shows.
+``dense_buckets.png``   per dense field, today's bucket shares (bars) against the pooled reference
+                        (step line); the first bar is "missing".
+
+Plots use matplotlib's Agg canvas directly (no pyplot state, no display needed).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from validation.checks import bucket_shares, reference_histogram
+
+STATUS_ORDER = {"fail": 0, "error": 0, "pass": 2, "skipped": 3}
+ICON = {"fail": "❌ fail", "error": "❌ error", "pass": "✅ pass", "skipped": "⏭ skipped"}
+
+
+def summary_markdown(doc: dict) -> str:
+    """Verdict, reasons and the table expectation | observed | bound | status, failures first."""
+    lines = [f"# Data-quality gate — `{doc['dataset']}` {doc['date']}: **{doc['verdict'].upper()}**", ""]
+    if doc.get("override"):
+        o = doc["override"]
+        lines.append(f"> Manual override by `{o['user']}` at {o['at']}: {o['reason']} "
+                     f"(the checks said **{doc['checks_verdict']}**)")
+        lines.append("")
+    ref = doc.get("reference_dates") or []
+    lines.append(f"- reference window: {len(ref)} day(s)" + (f", {ref[0]} … {ref[-1]}" if ref else
+                                                              " — first day: relative bounds skipped, verdict at best warn"))
+    counts = doc["counts"]
+    lines.append(f"- checks: {counts.get('pass', 0)} passed, {counts.get('fail', 0)} failed "
+                 f"({counts.get('fail_error', 0)} blocking), {counts.get('skipped', 0)} skipped")
+    for note in doc.get("notes", []):
+        lines.append(f"- {note}")
+    reports = doc.get("reports", {})
+    if reports.get("data_docs"):
+        lines.append(f"- Data Docs: `{reports['data_docs']}`")
+    for p in reports.get("plots", []):
+        lines.append(f"- plot: `{p}`")
+    lines += ["", "| status | expectation | observed | bound | severity |", "|---|---|---|---|---|"]
+    rows = sorted(doc["checks"], key=lambda c: (STATUS_ORDER.get(c["status"], 1) + (c["severity"] == "warning") * 0.5,
+                                               c["expectation"]))
+    for c in rows:
+        status = ICON.get(c["status"], c["status"])
+        if c["status"] == "fail" and c["severity"] == "warning":
+            status = "⚠️ warn"
+        observed = _fmt(c["observed"])
+        if c.get("note") and c["status"] != "pass":
+            observed = f"{observed} ({c['note']})" if observed != "—" else c["note"]
+        lines.append(f"| {status} | `{c['expectation']}` | {observed} | {c['bound']} | {c['severity']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return ", ".join(map(str, v[:6])) + (", …" if len(v) > 6 else "")
+    return str(v).replace("|", "\\|")
+
+
+def _grid(n: int, cols: int = 4):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = max(1, math.ceil(n / cols))
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def plot_rank_frequency(stats: dict, reference: list[dict], path: Path, failing: set[str] = frozenset()) -> Path | None:
+    """Log-log rank-frequency curves of every sparse and cross field, today over the reference."""
+    from matplotlib.ticker import NullFormatter
+
+    names = [f for f, s in stats["fields"].items() if s["kind"] != "dense"]
+    if not names:
+        return None
+    fig, axes = _grid(len(names))
+    for ax, f in zip(axes, names):
+        for r in reference:
+            rf = r["fields"].get(f, {}).get("rank_frequency")
+            if rf and rf["rank"]:
+                ax.loglog(rf["rank"], np.asarray(rf["freq"]) / r["rows"], color="0.6", lw=0.8)
+        rf = stats["fields"][f]["rank_frequency"]
+        if rf["rank"]:
+            ax.loglog(rf["rank"], np.asarray(rf["freq"]) / stats["rows"], color="C3" if f in failing else "C0",
+                      lw=2, marker=".", label="today")
+        ax.set_title(f, fontsize=9, color="C3" if f in failing else "black")
+        ax.set_xlabel("rank", fontsize=7)
+        ax.set_ylabel("share of rows", fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"{stats['dataset']} {stats['date']}: rank-frequency (today bold, reference grey)", fontsize=10)
+    fig.savefig(path, dpi=80)
+    return path
+
+
+def plot_dense_buckets(stats: dict, reference: list[dict], path: Path, failing: set[str] = frozenset()) -> Path | None:
+    """Bucket shares of every dense field today (bars) against the pooled reference (steps)."""
+    names = list(stats.get("dense", {}))
+    if not names:
+        return None
+    fig, axes = _grid(len(names))
+    for ax, f in zip(axes, names):
+        today = bucket_shares(stats["dense"][f])
+        x = np.arange(-1, len(today) - 1)
+        ax.bar(x, today / max(today.sum(), 1), width=0.9, color="C3" if f in failing else "C0", alpha=0.7,
+               label="today")
+        ref = reference_histogram(f, stats, reference)
+        if ref is not None:
+            ax.step(x, ref / ref.sum(), where="mid", color="black", lw=1.2, label="reference")
+        ax.set_title(f, fontsize=9, color="C3" if f in failing else "black")
+        ax.set_xlabel("bucket (−1 = missing)", fontsize=7)
+        ax.set_ylabel("share of rows", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{stats['dataset']} {stats['date']}: dense buckets today vs reference", fontsize=10)
+    fig.savefig(path, dpi=80)
+    return path
