@@ -33,6 +33,9 @@ class Tiny(nn.Module):
         return out
 
 
+REAL_BUILD = T.build_model
+
+
 @pytest.fixture(autouse=True, scope="module")
 def tiny_registry():
     with pytest.MonkeyPatch.context() as mp:
@@ -208,3 +211,22 @@ def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
     peer.net.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     peer(ids)
     assert seen[0].tolist() == [[2, 1], [0, 1], [1, 0]]        # sorted vocab position + 1, unseen -> 0
+
+
+@pytest.mark.parametrize("name, hparams", [
+    ("fm", {"embedding_dim": 4, "embedding_rows": 512}),
+    ("dea", {"embedding_dim": 4, "embedding_rows": 512, "codebook_size": 1024, "layers": 1, "attention_dim": 8,
+             "dnn_hidden": [16]}),
+])
+def test_registry_models_train_save_and_reload(lake, tmp_path, monkeypatch, name, hparams):
+    lk, dates = lake
+    monkeypatch.setattr(T, "build_model", REAL_BUILD)
+    cfg = CFG.model_copy(update={"model": name, "hparams": hparams, "epochs": 4, "lr": 0.02})
+    r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / name, test_date=dates[2])
+    assert r.metrics["test"]["auc"] > 0.6
+    model, config = T.load_model(r.out_dir)
+    assert type(model).__name__ == type(r.model).__name__ and config["hparams"] == r.model.hparams
+    np.testing.assert_allclose(T.predict(r.out_dir, lk, "toy", dates[2]),
+                               T.predict(r.out_dir, lk, "toy", dates[2]), rtol=0)   # eval is batch-independent
+    ev = T.evaluate(r.out_dir, lk, "toy", dates[2])
+    assert ev["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-9)
