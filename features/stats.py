@@ -315,8 +315,10 @@ def expected_distinct_pairs(stats: dict, fields: list[str] | None = None) -> flo
 
         D_ij = Σ_u Σ_v n_u n_v (1 − exp(−r_u r_v / (n_u n_v R)))
 
-    and the total is Σ_{i≠j} D_ij. Correlated fields have fewer distinct pairs, so this is an upper
-    estimate. Shapes: per field a (B,) vector of bins; all pairs at once as (F, F, B, B).
+    and the total is Σ_{i≠j} D_ij. For independent Zipf fields it is within about 6 % of the exact
+    count (slightly under: a bin averages its IDs' probabilities); correlated fields have fewer
+    distinct pairs, so there it over-estimates. Shapes: per field a (B,) vector of bins (the missing
+    value as one more bin); all pairs at once as (F, F, B, B).
     """
     R = float(stats["rows"])
     names = fields or list(stats["fields"])

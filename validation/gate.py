@@ -212,6 +212,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
                           summary=(out / SUMMARY_FILE).read_text(),
                           plots=[Path(p) for p in doc.get("reports", {}).get("plots", [])])
 
+    timings = {"inputs": time.perf_counter() - start}
     if availability["features_complete"][0]:
         try:
             stats = write_day_stats(spec, manifest, lake, date, min_count=cfg.min_count, client=client).stats
@@ -222,6 +223,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
             availability["stats_complete"] = (False, f"{type(e).__name__}: {e}")
     else:
         availability["stats_complete"] = (False, "no feature day")
+    timings["stats"] = time.perf_counter() - start - sum(timings.values())
 
     # 2. checks, run through GX
     checks, row = build_checks(spec, manifest, cfg, schema=schema, stats=stats, reference=reference,
@@ -234,6 +236,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
             from validation.expectations import run_suites  # GX: imported only when a gate runs
 
             docs = run_suites(tmp, spec.name, checks, tables, docs=reports)
+            timings["great_expectations"] = time.perf_counter() - start - sum(timings.values())
         except Exception as e:  # noqa: BLE001 — the verdict must be written even when GX breaks
             log.exception("%s: Great Expectations failed", where)
             checks.append(Check("gate_error", "gate_error", "gate", "error", None, status="error",
@@ -249,6 +252,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
             for name, plot in (("rank_frequency.png", plot_rank_frequency), ("dense_buckets.png", plot_dense_buckets)):
                 if plot(stats, reference, tmp / name, failing):
                     plots.append(out / name)
+        timings["plots"] = time.perf_counter() - start - sum(timings.values())
         ov = None
         if override:
             ov = {"reason": override, "user": getpass.getuser(), "at": dt.datetime.now(dt.timezone.utc).isoformat()}
@@ -265,6 +269,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
             "reports": {"data_docs": str(out / DOCS_INDEX) if docs else None,
                         "summary": str(out / SUMMARY_FILE), "plots": [str(p) for p in plots]},
             "inputs": inputs, "seconds": round(time.perf_counter() - start, 3),
+            "timings": {k: round(v, 3) for k, v in timings.items()},
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         summary = _summary(doc)

@@ -71,7 +71,8 @@ def _grid(n: int, cols: int = 4):
     from matplotlib.figure import Figure
 
     rows = max(1, math.ceil(n / cols))
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows), layout="constrained")
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.92, wspace=0.3, hspace=0.55)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes[n:]:
@@ -81,26 +82,23 @@ def _grid(n: int, cols: int = 4):
 
 def plot_rank_frequency(stats: dict, reference: list[dict], path: Path, failing: set[str] = frozenset()) -> Path | None:
     """Log-log rank-frequency curves of every sparse and cross field, today over the reference."""
-    from matplotlib.ticker import NullFormatter
-
     names = [f for f, s in stats["fields"].items() if s["kind"] != "dense"]
     if not names:
         return None
     fig, axes = _grid(len(names))
     for ax, f in zip(axes, names):
+        color = "C3" if f in failing else "C0"
         for r in reference:
             rf = r["fields"].get(f, {}).get("rank_frequency")
             if rf and rf["rank"]:
-                ax.loglog(rf["rank"], np.asarray(rf["freq"]) / r["rows"], color="0.6", lw=0.8)
+                ax.plot(np.log10(rf["rank"]), np.log10(np.asarray(rf["freq"]) / r["rows"]), color="0.6", lw=0.8)
         rf = stats["fields"][f]["rank_frequency"]
         if rf["rank"]:
-            ax.loglog(rf["rank"], np.asarray(rf["freq"]) / stats["rows"], color="C3" if f in failing else "C0",
-                      lw=2, marker=".", label="today")
-        ax.set_title(f, fontsize=9, color="C3" if f in failing else "black")
-        ax.set_xlabel("rank", fontsize=7)
-        ax.set_ylabel("share of rows", fontsize=7)
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.plot(np.log10(rf["rank"]), np.log10(np.asarray(rf["freq"]) / stats["rows"]), color=color, lw=2,
+                    marker=".")
+        ax.set_title(f, fontsize=9, color=color if f in failing else "black")
+        ax.set_xlabel("log10 rank", fontsize=7)
+        ax.set_ylabel("log10 share of rows", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.suptitle(f"{stats['dataset']} {stats['date']}: rank-frequency (today bold, reference grey)", fontsize=10)
     fig.savefig(path, dpi=80)
