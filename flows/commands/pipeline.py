@@ -1,0 +1,144 @@
+"""``dea run`` (the ``dea-daily`` flow end to end) and ``dea backfill`` (it, or one stage, over dates).
+
+Both run Prefect flows in-process: against ``PREFECT_API_URL`` when it is set (the runs then show
+in that server's UI), else against an ephemeral server whose database lives in ``PREFECT_HOME``
+(default ``<lake>/prefect``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="synthetic", help="dataset spec name (default: synthetic)")
+    p.add_argument("--window", type=int, default=3,
+                   help="days before the date to train on; the last one is the validation day (default: 3)")
+    p.add_argument("--model", help="model to train (default: dea)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: 3)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any TrainConfig field, e.g. --set lr=3e-4 --set hparams.k=2 (repeatable)")
+    p.add_argument("--rows", type=int, help="synthetic rows per day (default: the synthetic config's)")
+    p.add_argument("--dask", metavar="ADDRESS", help="existing Dask scheduler (default: a LocalCluster)")
+    p.add_argument("--workers", type=int, help="LocalCluster workers (default: cores, at most 4)")
+    p.add_argument("--force", action="store_true", help="recompute every stage even when up to date")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the dea-daily flow end to end: ingest, features, gate, train, evaluate, register")
+    p.add_argument("--date", help="day to gate and evaluate on, YYYY-MM-DD (default: yesterday)")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("backfill", help="run dea-daily (or one stage) for every date of a range, in order")
+    p.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
+    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD (included)")
+    p.add_argument("--stage", default="dea-daily",
+                   choices=["dea-daily", "ingest", "features", "validate", "train", "evaluate", "register"])
+    _common(p)
+    p.set_defaults(func=cmd_backfill)
+
+
+def _params(args) -> dict:
+    """Flow parameters from the command line (what the Prefect UI form would hold)."""
+    from features.spec import load_spec
+    from flows.params import DAILY_TRAIN, DaskParams
+
+    sets = [f"{k}={v}" for k, v in {"model": args.model, "epochs": args.epochs}.items() if v is not None]
+    params = {"dataset": args.dataset, "window": args.window, "force": args.force, "home": args.home,
+              "train": DAILY_TRAIN.with_overrides(sets + args.set),
+              "cluster": DaskParams(address=args.dask, n_workers=args.workers)}
+    if args.rows:
+        source = load_spec(args.dataset).source.model_dump()
+        source["options"] = {**source["options"], "rows_per_day": args.rows}
+        params["spec_overrides"] = {"source": source}
+    return params
+
+
+def _num(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def _stage_line(name: str, seconds: float, r: dict) -> str:
+    if name == "ingest":
+        what = f"{len(r['written'])} day(s) written ({sum(r['written'].values()):,} rows), {len(r['skipped'])} up to date"
+    elif name == "features":
+        written = sum(d["status"] == "written" for d in r["days"])
+        what = (f"manifest {'refitted' if r['refit'] else 'up to date'}, {written} day(s) written, "
+                f"{len(r['days']) - written} up to date")
+    elif name == "validate":
+        what = f"gate {r['verdict']}{' (up to date)' if r.get('skipped') else ''} -> {r['summary']}"
+    elif name == "train":
+        m = r["metrics"]
+        what = (f"{m['model']} {'up to date' if r['skipped'] else 'trained'}: valid AUC {_num(m['valid']['auc'])}, "
+                f"best epoch {m['best_epoch']} of {m['epochs_run']} -> {r['model_dir']}")
+    elif name == "evaluate":
+        what = f"candidate AUC {_num(r['candidate']['auc'])} GAUC {_num(r['candidate']['gauc'])} -> {r['path']}"
+    else:
+        what = f"{r['version']} {'promoted to champion' if r['promoted'] else 'kept as challenger'}: {r['reason']}"
+    return f"  {name:9} {seconds:7.1f} s  {what}"
+
+
+def _report(result: dict, lake) -> None:
+    from dea_model.registry import Registry
+
+    for name, seconds in result["seconds"].items():
+        print(_stage_line(name, seconds, result[name]))
+    reg = result["register"]
+    champion = Registry(lake, result["promotion_model"]).champion() if "promotion_model" in result else None
+    ev = result["evaluate"]
+    row = ev["candidate"] if reg["promoted"] else (ev["champion"] or ev["candidate"])
+    print(f"champion {reg['champion']} on {result['date']}: AUC {_num(row['auc'])}  GAUC {_num(row['gauc'])}  "
+          f"logloss {_num(row['logloss'])}  calibration {_num(row['calibration'])}  ({row['rows']:,} rows)")
+    for name, m in ev["baselines"].items():
+        print(f"  baseline {name:7} AUC {_num(m['auc'])}  GAUC {_num(m['gauc'])}  logloss {_num(m['logloss'])}")
+    print("reports:")
+    print(f"  gate summary   {result['validate']['summary']}")
+    if result["validate"].get("data_docs"):
+        print(f"  Data Docs      {result['validate']['data_docs']}")
+    print(f"  evaluation     {ev['path']}")
+    print(f"  champion       {reg['path'] if reg['promoted'] else champion or reg['champion']}")
+
+
+def cmd_run(args) -> int:
+    from flows import settings
+
+    settings.apply(args.home)  # before Prefect is imported
+    from features.lake import Lake
+    from flows.dea_daily import dea_daily
+
+    params = _params(args)
+    start = time.perf_counter()
+    try:
+        result = dea_daily(date=args.date, **params)
+    except Exception as e:  # the flow run is Failed; say where and why, without a traceback
+        print(f"dea-daily {args.dataset} {args.date or '(yesterday)'}: Failed after "
+              f"{time.perf_counter() - start:.1f} s: {e}")
+        return 1
+    print(f"dea-daily {result['dataset']} {result['date']}: Completed in {time.perf_counter() - start:.1f} s "
+          f"(lake {Lake.default(args.home).root})")
+    _report(result, Lake.default(args.home))
+    return 0
+
+
+def cmd_backfill(args) -> int:
+    from flows import settings
+
+    settings.apply(args.home)
+    from flows.backfill import backfill
+
+    start = time.perf_counter()
+    try:
+        results = backfill(start=args.start, end=args.end, stage=args.stage, **_params(args))
+    except Exception as e:
+        print(f"backfill {args.dataset} {args.start}..{args.end} ({args.stage}): Failed after "
+              f"{time.perf_counter() - start:.1f} s: {e}")
+        return 1
+    for r in results:
+        print(f"  {r.get('date', '')}  {json.dumps({k: v for k, v in r.items() if k == 'seconds'})}")
+    print(f"backfill {args.dataset} {args.start}..{args.end} ({args.stage}): {len(results)} date(s) Completed "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0

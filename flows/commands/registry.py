@@ -1,0 +1,126 @@
+"""``dea registry list|show|promote|rollback`` and ``dea predict``: the model registry, and scoring a
+day with the champion."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("registry", help="list, show, promote or roll back registered model versions")
+    p.add_argument("--model", default="dea", help="registered model name (default: dea)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every version with its aliases and evaluation metrics").set_defaults(func=cmd_list)
+    a = actions.add_parser("show", help="one version: metrics, lineage, files")
+    a.add_argument("version", nargs="?", default="champion", help="v0003, 3 or an alias (default: champion)")
+    a.add_argument("--json", action="store_true", help="print the version as JSON only")
+    a.set_defaults(func=cmd_show)
+    a = actions.add_parser("promote", help="make a version the champion")
+    a.add_argument("version")
+    a.add_argument("--reason", default="manual promotion")
+    a.set_defaults(func=cmd_promote)
+    a = actions.add_parser("rollback", help="give the champion alias back to the previous champion")
+    a.add_argument("--reason", default="manual rollback")
+    a.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("predict", help="score a day with the champion and write predictions as Parquet")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--date", required=True, help="day to score, YYYY-MM-DD (its raw day must be in the lake)")
+    p.add_argument("--model", default="dea", help="registered model name (default: dea)")
+    p.add_argument("--version", default="champion", help="version or alias to score with (default: champion)")
+    p.set_defaults(func=cmd_predict)
+
+
+def _registry(args):
+    from dea_model.registry import Registry
+    from features.lake import Lake
+
+    return Registry(Lake.default(args.home), args.model)
+
+
+def _num(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def cmd_list(args) -> int:
+    reg = _registry(args)
+    versions = reg.list_versions()
+    if not versions:
+        print(f"model {reg.name!r}: no versions registered under {reg.root}")
+        return 0
+    print(f"{'version':8} {'aliases':20} {'eval date':10} {'AUC':>7} {'GAUC':>7} {'logloss':>8}  created")
+    for v in versions:
+        m = v.metrics
+        print(f"{v.version:8} {','.join(v.aliases) or '-':20} {v.lineage.get('eval_date', '-'):10} "
+              f"{_num(m.get('auc')):>7} {_num(m.get('gauc')):>7} {_num(m.get('logloss')):>8}  {v.created_at}")
+    print(f"{len(versions)} version(s) of {reg.name!r} in {reg.root}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    v = _registry(args).show(args.version)
+    if args.json:
+        print(json.dumps(v.as_dict(), indent=2, default=str))
+        return 0
+    print(f"{v.name} {v.version}  aliases: {', '.join(v.aliases) or '-'}  created {v.created_at}")
+    print(f"  path     {v.path}")
+    print(f"  metrics  " + "  ".join(f"{k} {_num(v.metrics.get(k))}" for k in ("auc", "gauc", "logloss", "calibration")))
+    for key, value in v.lineage.items():
+        print(f"  {key:18} {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    reg = _registry(args)
+    before = reg.champion()
+    v = reg.promote(args.version, args.reason)
+    print(f"{reg.name}: champion {before.version if before else 'none'} -> {v.version} ({args.reason}); "
+          f"aliases in {reg.root / 'aliases.json'}")
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    reg = _registry(args)
+    before = reg.champion()
+    v = reg.rollback(args.reason)
+    print(f"{reg.name}: champion {before.version} -> {v.version} (rolled back); aliases in {reg.root / 'aliases.json'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import time
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as pds
+    import pyarrow.parquet as pq
+
+    from flows import settings
+
+    settings.apply(args.home)  # before Prefect is imported (through flows.featurize)
+    from dea_model.train import predict
+    from features.lake import atomic_dir, make_record, write_record
+    from flows.featurize import features_for_model
+    from flows.params import Day
+
+    start = time.perf_counter()
+    day = Day.open(args.dataset, args.date, args.home)
+    reg = _registry(args)
+    version = reg.show(args.version)
+    lake = features_for_model(day, version.path / "manifest.json",
+                              day.lake.runs() / day.dataset / f"dt={day.date}" / f"{reg.name}-{version.version}.features")
+    probs = predict(version.path, lake, day.dataset, day.date)
+    files = sorted(str(f) for f in lake.features(day.dataset, day.date).glob("*.parquet"))  # predict's order
+    table = pds.dataset(files, format="parquet").to_table(columns=["label", "group", "dt"])
+    table = table.append_column("p_click", pa.array(probs, pa.float64()))
+    out = day.lake.root / "predictions" / day.dataset / f"dt={day.date}"
+    with atomic_dir(out) as tmp:
+        pq.write_table(table, tmp / "part-00000.parquet")
+        write_record(tmp, make_record("predict", {"model": f"{reg.name}/{version.version}"}, "",
+                                      rows=table.num_rows, model=reg.name, version=version.version))
+    print(f"{day.dataset} {day.date}: {table.num_rows:,} rows scored with {reg.name} {version.version} "
+          f"(mean p_click {float(np.mean(probs)):.4f}, observed CTR {float(table['label'].to_numpy().mean()):.4f}) "
+          f"in {time.perf_counter() - start:.1f} s -> {out}")
+    return 0

@@ -1,0 +1,87 @@
+"""Flow ``dea-daily``: ingest -> features -> validate -> train -> evaluate -> register, for one date.
+
+The deployment ``dea-daily/retrain`` runs it every day for yesterday. Every stage is its own
+subflow (the same flows the per-stage deployments run) and skips when its outputs are current, so
+a re-run after a crash picks up where it stopped and a re-run of a finished day does nothing. A
+failing gate ends the run Failed before training; the champion only moves when the candidate wins.
+The dataset's lock is held for the whole run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from flows import settings
+
+settings.apply()
+
+from prefect import flow, get_run_logger  # noqa: E402
+from prefect.artifacts import create_progress_artifact, update_progress_artifact  # noqa: E402
+
+from dea_model.config import TrainConfig  # noqa: E402
+from flows.cluster import flow_client  # noqa: E402
+from flows.evaluate import evaluate_flow  # noqa: E402
+from flows.featurize import features_flow  # noqa: E402
+from flows.guard import dataset_lock  # noqa: E402
+from flows.ingest import ingest_flow  # noqa: E402
+from flows.params import DAILY_TRAIN, DaskParams, Day, Promotion  # noqa: E402
+from flows.register import register_flow  # noqa: E402
+from flows.reports import artifact_key  # noqa: E402
+from flows.train import train_flow  # noqa: E402
+from flows.validate import GateFailed, validate_flow  # noqa: E402
+
+STAGES = ("ingest", "features", "validate", "train", "evaluate", "register")
+
+
+def refuse_failed_days(day: Day, dates: list[str]) -> None:
+    """Training days whose own gate ended ``fail`` stop the run (override their gate to accept them)."""
+    from validation.gate import read_verdict
+
+    failed = [d for d in dates if (read_verdict(day.lake, day.dataset, d) or {}).get("verdict") == "fail"]
+    if failed:
+        raise GateFailed(f"dataset {day.dataset!r}: training day(s) {failed} failed their own gate; re-run "
+                         f"`validate` for them with override='<reason>' to train on them, or pick another date")
+
+
+@flow(name="dea-daily")
+def dea_daily(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
+              train: TrainConfig = DAILY_TRAIN, promotion: Promotion = Promotion(),
+              cluster: DaskParams = DaskParams(), gate_override: str | None = None,
+              force: bool = False, home: str | None = None,
+              spec_overrides: dict[str, Any] | None = None) -> dict:
+    """Retrain on the ``window`` days before ``date`` (default: yesterday), gate ``date``, evaluate
+    the candidate beside the champion on ``date`` and register it (champion only if it wins)."""
+    log = get_run_logger()
+    day = Day.open(dataset, date, home, spec_overrides)
+    common = {"dataset": dataset, "date": day.date, "force": force, "home": home, "spec_overrides": spec_overrides}
+    model = {"window": window, "train": train}
+    progress = create_progress_artifact(0.0, key=artifact_key("dea-daily", dataset),
+                                        description=f"dea-daily stages done for {dataset} {day.date}")
+    results: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+
+    def stage(name: str, run, **kwargs) -> dict:
+        start = time.perf_counter()
+        results[name] = run(**common, **kwargs)
+        seconds[name] = round(time.perf_counter() - start, 2)
+        update_progress_artifact(progress, 100.0 * len(results) / len(STAGES))
+        return results[name]
+
+    with dataset_lock(day.lake, dataset):
+        stage("ingest", ingest_flow, window=window)
+        with flow_client(cluster):  # one Dask cluster for the feature and statistics work
+            stage("features", features_flow, window=window, cluster=cluster)
+            stage("validate", validate_flow, override=gate_override, cluster=cluster)
+        refuse_failed_days(day, day.window(window))
+        stage("train", train_flow, **model)
+        stage("evaluate", evaluate_flow, **model, promotion=promotion)
+        registered = stage("register", register_flow, **model, promotion=promotion)
+    log.info("dea-daily %s %s done in %.1f s (%s); champion %s", dataset, day.date, sum(seconds.values()),
+             ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()), registered["champion"])
+    return {"dataset": dataset, "date": day.date, "seconds": seconds, **results}
+
+
+if __name__ == "__main__":
+    print(dea_daily())

@@ -1,0 +1,105 @@
+"""Flow ``features``: fit the manifest on the training window (when it changed), transform the days.
+
+Named ``featurize.py``, not ``features.py``: Prefect loads a deployment's entrypoint as a script
+with its folder first on ``sys.path``, where ``flows/features.py`` would shadow the ``features``
+package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from flows import settings
+
+settings.apply()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from features.lake import Lake, write_json_atomic  # noqa: E402
+from flows.cluster import flow_client  # noqa: E402
+from flows.guard import dataset_lock  # noqa: E402
+from flows.params import DaskParams, Day  # noqa: E402
+from flows.reports import artifact_key, publish, table  # noqa: E402
+
+
+@task(cache_policy=NO_CACHE)
+def fit_manifest(day: Day, dates: list[str], force: bool):
+    from features import pipeline
+
+    return pipeline.fit(day.spec, day.lake, dates, force=force)
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def transform_day(day: Day, date: str, manifest, force: bool):
+    from features import pipeline
+
+    return pipeline.transform(day.spec, day.lake, date, manifest, force=force)
+
+
+@flow(name="features")
+def features_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
+                  force: bool = False, home: str | None = None,
+                  spec_overrides: dict[str, Any] | None = None,
+                  cluster: DaskParams = DaskParams()) -> dict:
+    """Fit ``features/<dataset>/manifest.json`` on the ``window`` days before ``date``, then write
+    the feature tables of those days and of ``date``. Each step skips when its record is current."""
+    from features.pipeline import Manifest
+
+    log = get_run_logger()
+    day = Day.open(dataset, date, home, spec_overrides)
+    fit_dates = day.window(window)
+    with dataset_lock(day.lake, day.dataset), flow_client(cluster):
+        path = day.lake.manifest(day.dataset)
+        before = Manifest.load(path).digest if path.exists() else None
+        manifest = fit_manifest(day, fit_dates, force)
+        refit = force or manifest.digest != before
+        log.info("manifest of %s %s on %s..%s", day.dataset, "fitted" if refit else "up to date, skipped",
+                 fit_dates[0], fit_dates[-1])
+        results = [transform_day(day, d, manifest, force) for d in fit_dates + [day.date]]
+    for r in results:
+        log.info("features %s %s: %s (%d rows, %.1f s)", r.dataset, r.date,
+                 "up to date, skipped" if r.skipped else "written", r.rows, r.seconds)
+    rows = [{"date": r.date, "rows": r.rows, "status": "skipped" if r.skipped else "written",
+             "seconds": round(r.seconds, 1)} for r in results]
+    publish(artifact_key("features", day.dataset), f"# Features of {day.dataset} for {day.date}\n\n"
+            f"Manifest {manifest.digest} fitted on {', '.join(fit_dates)} "
+            f"({'refitted' if refit else 'unchanged'}).\n\n" + table(rows, ["date", "rows", "status", "seconds"]),
+            f"feature tables of {day.dataset}")
+    return {"stage": "features", "manifest": str(path), "manifest_digest": manifest.digest, "refit": refit,
+            "days": rows}
+
+
+def features_for_model(day: Day, model_manifest: Path, scratch: Path) -> Lake:
+    """A lake holding the feature day ``day.date`` built with a model's own manifest.
+
+    The lake's manifest is refitted as the training window moves, so a model trained on an older
+    window (the champion) reads other bucket IDs than today's tables hold. When the model's
+    manifest is the lake's, the day is transformed in the lake (a no-op when current); otherwise
+    the raw day (linked, not copied) is transformed with the model's manifest into the lake
+    ``scratch``, kept there and reused.
+    """
+    from features import pipeline
+
+    wanted = pipeline.Manifest.load(model_manifest)
+    current = day.lake.manifest(day.dataset)
+    if current.exists() and pipeline.Manifest.load(current).digest == wanted.digest:
+        lake = day.lake
+    else:
+        lake = Lake(Path(scratch))
+        raw = lake.raw(day.dataset, day.date)
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        if not raw.exists():
+            os.symlink(day.lake.raw(day.dataset, day.date), raw, target_is_directory=True)
+        if not lake.manifest(day.dataset).exists():
+            write_json_atomic(lake.manifest(day.dataset), json.loads(Path(model_manifest).read_text()))
+    pipeline.transform(day.spec, lake, day.date, wanted)
+    return lake
+
+
+if __name__ == "__main__":
+    print(features_flow())

@@ -1,0 +1,82 @@
+"""Typed parameters shared by the flows (pydantic models: the Prefect UI renders them as forms)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dea_model.config import TrainConfig
+from features.lake import Lake, parse_date, window_before
+from features.spec import DatasetSpec, load_spec
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# The daily retrain's default: a few epochs, early stopping on the window's last day.
+DAILY_TRAIN = TrainConfig(epochs=3, patience=1)
+
+
+class Promotion(_Params):
+    """Which model name to register under, and the rule that moves the ``champion`` alias.
+
+    Promote when GAUC_cand > GAUC_champ + ``min_gain`` and AUC_cand >= AUC_champ - ``auc_tolerance``
+    (both evaluated on the run's date); the first model is always promoted.
+    """
+
+    model_name: str = "dea"
+    auc_tolerance: float = Field(0.002, ge=0)
+    min_gain: float = Field(0.0, ge=0)
+
+
+class DaskParams(_Params):
+    """Where feature work runs: an existing scheduler (``tcp://host:8786``) or a LocalCluster."""
+
+    address: str | None = None           # None: $DEA_DASK_ADDRESS, else a LocalCluster
+    n_workers: int | None = Field(None, ge=1)
+
+
+def resolve_date(date: dt.date | str | None) -> str:
+    """The run's date as ``YYYY-MM-DD``; ``None`` means yesterday (local time), the daily default."""
+    if date is None:
+        return (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    return parse_date(date).isoformat()
+
+
+# Synthetic days exist for any date, but the source's record hashes its calendar (start, days):
+# the flows give synthetic specs one fixed, wide calendar, so the days' records stay the same
+# whatever window a run asks for.
+SYNTHETIC_CALENDAR = {"start_date": "2000-01-01", "days": 54_787}   # through 2149-12-31
+
+
+def with_synthetic_calendar(spec: DatasetSpec) -> DatasetSpec:
+    if spec.source.kind != "synthetic":
+        return spec
+    return spec.model_copy(update={"source": spec.source.model_copy(update=SYNTHETIC_CALENDAR)})
+
+
+@dataclass(frozen=True)
+class Day:
+    """What every stage works on: a dataset spec, the lake and one date."""
+
+    spec: DatasetSpec
+    lake: Lake
+    date: str
+
+    @classmethod
+    def open(cls, dataset: str, date: dt.date | str | None, home: str | None = None,
+             spec_overrides: dict[str, Any] | None = None) -> "Day":
+        spec = with_synthetic_calendar(load_spec(dataset, spec_overrides))
+        return cls(spec, Lake.default(home), resolve_date(date))
+
+    @property
+    def dataset(self) -> str:
+        return self.spec.name
+
+    def window(self, days: int) -> list[str]:
+        """The ``days`` training dates before this date, oldest first."""
+        return window_before(self.date, days)

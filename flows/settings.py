@@ -1,0 +1,44 @@
+"""Prefect environment defaults, applied before ``prefect`` is first imported.
+
+Prefect 3 reads its settings once, when ``prefect.context`` is imported, so every flow module
+calls ``apply()`` above its ``import prefect`` (and the ``dea`` commands call ``apply(args.home)``
+first, which wins). Only unset variables are filled in; anything the user exported is kept.
+
+- ``PREFECT_HOME``: ``<lake>/prefect`` for a local lake, else a per-user temporary folder (even
+  ``prefect version`` would otherwise create ``~/.prefect``).
+- analytics off (``PREFECT_SERVER_ANALYTICS_ENABLED=false``, ``DO_NOT_TRACK=1``): no heartbeat to
+  an outside host, and no "database is locked" traceback on a fresh database.
+- ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120``: the 20 s default times out under load.
+
+Without ``PREFECT_API_URL`` flows run against an ephemeral server (a SQLite file in PREFECT_HOME);
+with it they report to that server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_LOGGING_LOG_PRINTS": "true",
+}
+
+
+def prefect_home(lake_root: str | os.PathLike | None = None) -> Path:
+    """Where Prefect keeps its database and profiles: under a local lake, else a temp folder."""
+    root = str(lake_root or os.environ.get("DEA_HOME", ".dea"))
+    if "://" in root and not root.startswith("file://"):
+        return Path(tempfile.gettempdir()) / f"dea-prefect-{os.getuid()}"
+    return Path(root.removeprefix("file://")).resolve() / "prefect"
+
+
+def apply(lake_root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Fill in unset Prefect variables; returns what was set. Idempotent, first caller wins."""
+    wanted = {"PREFECT_HOME": str(prefect_home(lake_root)), **DEFAULTS}
+    added = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(added)
+    return added

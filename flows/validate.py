@@ -1,0 +1,79 @@
+"""Flow ``validate``: the data-quality gate of the date (``validation.gate.run_gate``).
+
+Publishes the gate's markdown summary as an artifact with a link to the Data Docs. A ``fail``
+verdict ends the flow Failed, naming the failing expectations and the report; ``override`` (a
+reason, logged in the verdict) turns a fail into a warn for a day a person judged acceptable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flows import settings
+
+settings.apply()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_link_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from flows.cluster import flow_client  # noqa: E402
+from flows.guard import dataset_lock  # noqa: E402
+from flows.params import DaskParams, Day  # noqa: E402
+from flows.reports import artifact_key, publish  # noqa: E402
+
+
+class GateFailed(RuntimeError):
+    """The gate blocked the day; the message names the failing expectations and the report."""
+
+
+def read_verdict(day: Day) -> dict | None:
+    """The stored verdict of the date, reduced to what a model's lineage needs."""
+    from validation.gate import VERDICT_FILE, read_verdict as stored
+
+    doc = stored(day.lake, day.dataset, day.date)
+    if doc is None:
+        return None
+    return {"verdict": doc["verdict"], "checks_verdict": doc["checks_verdict"], "override": doc["override"],
+            "path": str(day.lake.validation(day.dataset, day.date) / VERDICT_FILE)}
+
+
+@task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def gate(day: Day, override: str | None, force: bool, client):
+    from validation.gate import run_gate
+
+    return run_gate(day.spec, day.lake, day.date, override=override, client=client, force=force)
+
+
+@flow(name="validate")
+def validate_flow(dataset: str = "synthetic", date: dt.date | None = None, override: str | None = None,
+                  force: bool = False, home: str | None = None, spec_overrides: dict[str, Any] | None = None,
+                  cluster: DaskParams = DaskParams()) -> dict:
+    """Gate the feature day ``date``; Failed when the verdict is ``fail`` (unless ``override``)."""
+    log = get_run_logger()
+    day = Day.open(dataset, date, home, spec_overrides)
+    with dataset_lock(day.lake, day.dataset), flow_client(cluster) as client:
+        result = gate(day, override, force, client)
+    docs = result.data_docs
+    link = f"[Data Docs]({docs.as_uri()})" if docs else "Data Docs: not written"
+    publish(artifact_key("gate", day.dataset), f"{result.summary}\n\n{link} · verdict `{result.verdict_path}`",
+            f"data-quality gate of {day.dataset} {day.date}: {result.verdict}")
+    if docs:
+        create_link_artifact(link=docs.as_uri(), link_text=f"Data Docs {day.dataset} {day.date}",
+                             key=artifact_key("data-docs", day.dataset))
+    failing = [c["expectation"] for c in result.failing if c["severity"] == "error"]
+    log.info("gate %s %s: %s%s (%d checks, failing: %s) -> %s", day.dataset, day.date, result.verdict.upper(),
+             " (up to date, skipped)" if result.skipped else "", len(result.checks), ", ".join(failing) or "none",
+             result.summary_path)
+    if result.blocked:
+        raise GateFailed(f"gate of {day.dataset} {day.date} failed: {', '.join(failing)}; report {result.summary_path}"
+                         f"{f', Data Docs {docs}' if docs else ''}. To accept the day anyway, re-run with "
+                         f"override='<reason>'.")
+    return {"stage": "validate", "verdict": result.verdict, "skipped": result.skipped, "failing": failing,
+            "summary": str(result.summary_path), "verdict_path": str(result.verdict_path),
+            "data_docs": str(docs) if docs else None}
+
+
+if __name__ == "__main__":
+    print(validate_flow())
