@@ -25,11 +25,11 @@ All k+1 codebooks live in one ((k+1)·s, d) table with offsets m·s.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from features.hashing import HASH_SEED
 
+from .embedding import gather_rows
 from .hashing import codebook_seeds, combo_addresses, to_int32
 from .pairs import ordered_pairs, pairs_to_square
 
@@ -84,24 +84,29 @@ class ComboIDScores(nn.Module):
         """(k+1, B, P) int64 rows of the combined table (codebook m at offset m·s)."""
         return combo_addresses(ids, self.left, self.right, self.seeds, self.size)
 
-    def gate(self, addr: Tensor) -> Tensor:
-        """g = σ(Σ_m W₀^m·C^m[a^m] + b₀): addr (k, B, P) siamese rows → (B, P)."""
+    def gate(self, addr: Tensor, project_tables: bool | None = None) -> Tensor:
+        """g = σ(Σ_m W₀^m·C^m[a^m] + b₀): addr (k, B, P) siamese rows → (B, P).
+
+        ``project_tables`` picks the order (same value either way); default: project the tables
+        when there are at least as many pairs as codebook rows.
+        """
         k, B, P = addr.shape
         table = self.codebooks.weight
-        if B * P < self.size:  # few pairs: gather k·d floats per pair, then project
-            u = torch.einsum("mbpd,md->bp", F.embedding(addr, table), self.gate_weight)
+        if project_tables is None:
+            project_tables = B * P >= self.size
+        if not project_tables:  # few pairs: gather k·d floats per pair, then project
+            u = torch.einsum("mbpd,md->bp", gather_rows(table, addr), self.gate_weight)
         else:  # many pairs: project each siamese table once, gather one scalar per pair and codebook
             proj = torch.bmm(table[self.size:].view(k, self.size, -1), self.gate_weight.unsqueeze(-1))
-            u = F.embedding(addr - self.size, proj.view(-1, 1)).sum(0).squeeze(-1)
+            u = gather_rows(proj.view(-1, 1), addr - self.size).sum(0).squeeze(-1)
         return torch.sigmoid(u + self.gate_bias)
 
     def forward(self, ids: Tensor) -> Tensor:
         with torch.no_grad():
             addr = self.addresses(ids)                                   # (k+1, B, P)
-        e = F.embedding(addr[0], self.codebooks.weight)                  # (B, P, d)  C⁰[a⁰]
+        e = gather_rows(self.codebooks.weight, addr[0])                  # (B, P, d)  C⁰[a⁰]
         if self.siamese:
             e = e * self.gate(addr[1:]).unsqueeze(-1)                    # g · C⁰[a⁰]
-        h = F.relu(self.pair_mlp(e))                                     # (B, P, h)
-        scores = torch.matmul(self.out.weight, h.transpose(1, 2))        # (B, L·H, P)
-        scores = scores + self.out.bias.unsqueeze(-1)
+        h = torch.relu(self.pair_mlp(e))                                 # (B, P, h)
+        scores = self.out(h).transpose(1, 2)                             # (B, L·H, P)
         return pairs_to_square(scores, self.n_fields, self.diagonal)     # (B, L·H, n, n)

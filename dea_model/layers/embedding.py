@@ -23,7 +23,34 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FieldEmbedding", "collision_rate"]
+__all__ = ["FieldEmbedding", "collision_rate", "gather_rows"]
+
+
+class _GatherRows(torch.autograd.Function):
+    """table[index] whose backward is one ``index_add_`` (3× faster than embedding's on CPU)."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[0]
+        return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (index,) = ctx.saved_tensors
+        flat = grad.reshape(-1, grad.shape[-1])
+        return flat.new_zeros(ctx.rows, flat.shape[1]).index_add_(0, index.reshape(-1), flat), None
+
+
+def gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """Rows of ``table`` (R, d) at ``index`` (any shape, int64) → (*index.shape, d), differentiable.
+
+    On CPU ``F.embedding``'s backward sorts the indices; an ``index_add_`` is 3× (d = 16) to 12×
+    (d = 1) faster at 1.5 M indices. On CUDA ``F.embedding`` is used (deterministic, fused).
+    """
+    if table.is_cuda or not torch.is_grad_enabled() or not table.requires_grad:
+        return nn.functional.embedding(index, table)
+    return _GatherRows.apply(table, index)
 
 
 def collision_rate(n_values: int, rows: int) -> float:
@@ -53,7 +80,7 @@ class FieldEmbedding(nn.Module):
         return ids.remainder(self.rows) + self.offsets
 
     def forward(self, ids: Tensor) -> Tensor:
-        return nn.functional.embedding(self.row_index(ids), self.weight)
+        return gather_rows(self.weight, self.row_index(ids))
 
     def extra_repr(self) -> str:
         return f"n_fields={self.n_fields}, dim={self.dim}, rows_per_field={self.rows}"

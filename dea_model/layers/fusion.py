@@ -49,15 +49,20 @@ class ScoreFusion(nn.Module):
             self.g_in_weight, self.g_in_bias = _rowwise(heads, n_fields, hidden)
             self.g_out_weight, self.g_out_bias = _rowwise(heads, hidden, n_fields, zero=True)
 
+    @staticmethod
+    def _rows(a: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """Row-wise per-head linear map: (B, H, n, i) · (H, i, o) + (H, 1, o) → (B, H, n, o)."""
+        return torch.einsum("bhni,hio->bhno", a, weight) + bias
+
     def forward(self, a_m: Tensor, a_c: Tensor) -> Tensor:
         if self.kind == "sum":
             return self.alpha * a_m + self.beta * a_c
         if self.kind == "gate":
-            g = torch.sigmoid(a_c @ self.gate_weight + self.gate_bias)
+            g = torch.sigmoid(self._rows(a_c, self.gate_weight, self.gate_bias))
             return a_m + g * (a_c - a_m)  # (1 − g)·A_m + g·A_c
-        revise = 2 * torch.sigmoid(a_c @ self.revise_weight + self.revise_bias)
-        additive = torch.relu(a_c @ self.g_in_weight + self.g_in_bias) @ self.g_out_weight + self.g_out_bias
-        return revise * a_m + additive
+        revise = 2 * torch.sigmoid(self._rows(a_c, self.revise_weight, self.revise_bias))
+        hidden = torch.relu(self._rows(a_c, self.g_in_weight, self.g_in_bias))
+        return revise * a_m + self._rows(hidden, self.g_out_weight, self.g_out_bias)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"

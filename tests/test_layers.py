@@ -1,0 +1,229 @@
+"""The layer library: embeddings, pair maps, attention, collapse-avoiding mask, combo-ID scores, fusion."""
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding, ScoreFusion,
+                              apply_diagonal, collision_rate, fm_interaction, ordered_pairs, pairs_to_square,
+                              safe_softmax)
+from dea_model.layers.embedding import gather_rows
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --- embeddings ------------------------------------------------------------------------------------
+
+def test_field_embedding_rows_are_modulo_with_field_offsets():
+    emb = FieldEmbedding(n_fields=3, dim=4, rows=10)
+    ids = torch.tensor([[0, -1, 23], [2**63 - 1, -(2**63), 10]])
+    expected = torch.tensor([[0, 10 + 9, 20 + 3], [(2**63 - 1) % 10, 10 + (-(2**63)) % 10, 20 + 0]])
+    assert torch.equal(emb.row_index(ids), expected)
+    assert torch.equal(emb(ids), emb.weight[expected])
+
+
+def test_gather_rows_gradient_equals_embedding_gradient():
+    table = randn(50, 8).requires_grad_()
+    index = torch.randint(0, 50, (7, 30), generator=torch.Generator().manual_seed(1))
+    upstream = randn(7, 30, 8, seed=2)
+    (gather_rows(table, index) * upstream).sum().backward()
+    ours = table.grad.clone()
+    table.grad = None
+    (F.embedding(index, table) * upstream).sum().backward()
+    torch.testing.assert_close(ours, table.grad)
+
+
+def test_collision_rate_formula_matches_simulation():
+    values, rows = 3000, 4096
+    g = torch.Generator().manual_seed(0)
+    shared = []
+    for _ in range(20):
+        slot = torch.randint(0, rows, (values,), generator=g)
+        shared.append(float((torch.bincount(slot, minlength=rows)[slot] > 1).double().mean()))
+    assert collision_rate(values, rows) == pytest.approx(1 - math.exp(-(values - 1) / rows), rel=1e-3)
+    assert sum(shared) / len(shared) == pytest.approx(collision_rate(values, rows), abs=0.01)
+    assert collision_rate(1, 10) == 0.0
+
+
+# --- pair maps and diagonals ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_pairs_to_square_places_every_pair(diagonal):
+    n = 5
+    left, right = ordered_pairs(n, diagonal)
+    assert len(left) == (n * n if diagonal else n * (n - 1))
+    values = torch.arange(len(left), dtype=torch.float32) + 1
+    square = pairs_to_square(values.expand(2, 3, -1), n, diagonal, fill=-7.0)
+    assert square.shape == (2, 3, n, n)
+    for p, (i, j) in enumerate(zip(left.tolist(), right.tolist())):
+        assert square[1, 2, i, j] == values[p]
+    if not diagonal:
+        assert torch.all(square.diagonal(dim1=-2, dim2=-1) == -7.0)
+
+
+def test_apply_diagonal_modes():
+    s = randn(2, 4, 4)
+    assert torch.equal(apply_diagonal(s, "keep"), s)
+    zero = apply_diagonal(s, "zero")
+    assert torch.all(zero.diagonal(dim1=-2, dim2=-1) == 0) and torch.equal(zero[:, 0, 1:], s[:, 0, 1:])
+    assert torch.all(torch.isneginf(apply_diagonal(s, "neg_inf").diagonal(dim1=-2, dim2=-1)))
+
+
+def test_safe_softmax_empty_row_is_zero_and_gradients_finite():
+    logits = torch.tensor([[0.0, 1.0, float("-inf")], [float("-inf")] * 3]).requires_grad_()
+    p = safe_softmax(logits)
+    torch.testing.assert_close(p[0], torch.softmax(torch.tensor([0.0, 1.0, float("-inf")]), -1))
+    assert torch.equal(p[1], torch.zeros(3))
+    (p * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+# --- attention -----------------------------------------------------------------------------------
+
+def test_field_attention_matches_per_head_reference():
+    attn = FieldAttention(d_in=6, d_attn=8, heads=2)
+    x = randn(3, 5, 6)
+    q, k, v, r = attn(x)
+    w_q, w_k, w_v, w_r = attn.proj.weight.split(8)
+    torch.testing.assert_close(q[:, 1], (x @ w_q.T)[..., 4:])
+    torch.testing.assert_close(r, x @ w_r.T)
+    s = attn.scores(q, k)
+    torch.testing.assert_close(s[:, 0], (x @ w_q.T)[..., :4] @ (x @ w_k.T)[..., :4].transpose(1, 2) / 2.0)
+    out = attn.mix(torch.softmax(s, -1), v)
+    assert out.shape == (3, 5, 8)
+    torch.testing.assert_close(out[..., 4:], torch.softmax(s[:, 1], -1) @ (x @ w_v.T)[..., 4:])
+
+
+def test_collapse_avoiding_threshold_is_offdiagonal_mean_magnitude():
+    ca = CollapseAvoiding(heads=2, multiplier=1.0)
+    s = randn(4, 2, 5, 5)
+    keep = ca(s)
+    off = ~torch.eye(5, dtype=torch.bool)
+    tau = s.abs()[:, :, off].mean((0, 2))  # per head, over batch and off-diagonal cells
+    assert torch.equal(keep[:, :, off], s.abs()[:, :, off] >= tau[None, :, None])
+    assert keep.diagonal(dim1=-2, dim2=-1).all()
+    assert 0.2 < 1 - keep[:, :, off].float().mean() < 0.8  # some, not all, entries masked
+    torch.testing.assert_close(ca.tau_mean, tau)  # first batch initialises the running mean
+    assert torch.equal(CollapseAvoiding(2, multiplier=1e-6)(s)[:, :, off], torch.ones(4, 2, 20, dtype=torch.bool))
+
+
+def test_collapse_avoiding_running_tau_makes_eval_independent_of_batch_mates():
+    ca = CollapseAvoiding(heads=1, momentum=0.5)
+    first, second = randn(8, 1, 4, 4, seed=1), 3 * randn(8, 1, 4, 4, seed=2)
+    off = ~torch.eye(4, dtype=torch.bool)
+    ca(first)
+    ca(second)
+    expected = 0.5 * first.abs()[:, :, off].mean() + 0.5 * second.abs()[:, :, off].mean()
+    torch.testing.assert_close(ca.tau_mean, expected.reshape(1))
+    ca.eval()
+    alone = ca(second[:1])
+    assert torch.equal(alone, ca(torch.cat([second[:1], 100 * first]))[:1])
+    torch.testing.assert_close(ca.tau_mean, expected.reshape(1))  # eval does not update it
+    ca.running = False
+    assert not torch.equal(alone, ca(torch.cat([second[:1], 100 * first]))[:1])
+
+
+# --- combo-ID scores -------------------------------------------------------------------------------
+
+def make_combo(**kw):
+    args = dict(n_fields=4, dim=8, size=64, siamese=2, hidden=16, outputs=6)
+    args.update(kw)
+    torch.manual_seed(0)
+    combo = ComboIDScores(**args)
+    with torch.no_grad():
+        combo.codebooks.weight.normal_()
+    return combo
+
+
+def ids_batch(b=5, n=4, seed=0):
+    return torch.randint(-(2**63), 2**63 - 1, (b, n), generator=torch.Generator().manual_seed(seed))
+
+
+def test_combo_scores_equal_the_equations():
+    combo = make_combo()
+    ids = ids_batch()
+    a_m = combo(ids)
+    assert a_m.shape == (5, 6, 4, 4)
+    assert torch.all(a_m.diagonal(dim1=-2, dim2=-1) == 0)
+    addr = combo.addresses(ids)                                 # (3, B, P)
+    rows = combo.codebooks.weight[addr]                         # (3, B, P, d)
+    gate = torch.sigmoid((rows[1] * combo.gate_weight[0]).sum(-1) + (rows[2] * combo.gate_weight[1]).sum(-1)
+                         + combo.gate_bias)
+    e = gate[..., None] * rows[0]
+    scores = combo.out(torch.relu(combo.pair_mlp(e)))           # (B, P, 6)
+    b, p = 3, 5
+    i, j = combo.left[p].item(), combo.right[p].item()
+    torch.testing.assert_close(a_m[b, :, i, j], scores[b, p])
+    assert not torch.allclose(a_m[:, 0], a_m[:, 1])             # one map per layer and head
+
+
+def test_gate_gather_and_projection_paths_agree():
+    combo = make_combo()
+    addr = combo.addresses(ids_batch(b=6))[1:]
+    gates, grads = [], []
+    for project in (False, True):
+        combo.zero_grad()
+        g = combo.gate(addr, project_tables=project)
+        (g * torch.arange(g.numel()).view_as(g)).sum().backward()
+        gates.append(g.detach())
+        grads.append((combo.codebooks.weight.grad.clone(), combo.gate_weight.grad.clone()))
+    torch.testing.assert_close(gates[0], gates[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_all_codebooks_receive_gradients():
+    combo = make_combo(size=4096)
+    ids = ids_batch(b=3)
+    combo(ids).square().sum().backward()
+    grad = combo.codebooks.weight.grad
+    addr = combo.addresses(ids)
+    for m in range(3):
+        touched = grad[addr[m].flatten()]
+        assert touched.abs().sum(-1).gt(0).all(), f"codebook {m} rows got no gradient"
+    untouched = torch.ones(len(grad), dtype=torch.bool)
+    untouched[addr.flatten()] = False
+    assert torch.all(grad[untouched] == 0)
+    assert combo.gate_weight.grad.abs().sum() > 0
+
+
+def test_without_siamese_no_gate_and_diagonal_pairs_when_kept():
+    plain = make_combo(siamese=0)
+    assert plain.codebooks.count == 1 and not hasattr(plain, "gate_weight")
+    kept = make_combo(diagonal=True)
+    a_m = kept(ids_batch())
+    assert kept.left.numel() == 16 and torch.all(a_m.diagonal(dim1=-2, dim2=-1) != 0)
+
+
+def test_same_ids_in_other_fields_give_other_addresses():
+    combo = make_combo(size=2**20)
+    ids = torch.tensor([[11, 22, 33, 44]])
+    addr = combo.addresses(ids)[0, 0]                          # main addresses of the 12 ordered pairs
+    assert len(set(addr.tolist())) == 12                       # (i, j) and (j, i) differ too
+
+
+# --- fusion and FM -------------------------------------------------------------------------------
+
+def test_fusions():
+    a_m, a_c = randn(2, 2, 5, 5, seed=1), randn(2, 2, 5, 5, seed=2)
+    torch.testing.assert_close(ScoreFusion("multiply", 5, 2)(a_m, a_c), a_m)  # zero-init: pure Combo-ID
+    total = ScoreFusion("sum", 5, 2)
+    with torch.no_grad():
+        total.alpha.fill_(0.25), total.beta.fill_(2.0)
+    torch.testing.assert_close(total(a_m, a_c), 0.25 * a_m + 2.0 * a_c)
+    gated = ScoreFusion("gate", 5, 2)(a_m, a_c)
+    lo, hi = torch.minimum(a_m, a_c), torch.maximum(a_m, a_c)
+    assert torch.all(gated >= lo - 1e-6) and torch.all(gated <= hi + 1e-6)
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        ScoreFusion("concat", 5, 2)
+
+
+def test_fm_interaction_equals_pairwise_sum():
+    e = randn(3, 5, 4)
+    brute = sum((e[:, i] * e[:, j]).sum(-1) for i, j in itertools.combinations(range(5), 2))
+    torch.testing.assert_close(fm_interaction(e), brute)
