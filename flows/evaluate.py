@@ -30,7 +30,7 @@ from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_reco
                            up_to_date, write_json_atomic, write_record)
 from flows.featurize import features_for_model  # noqa: E402
 from flows.guard import dataset_lock  # noqa: E402
-from flows.params import Day, Promotion  # noqa: E402
+from flows.params import DAILY_TRAIN, Day, Promotion  # noqa: E402
 from flows.reports import artifact_key, publish, table  # noqa: E402
 from flows.train import run_dir, split_window  # noqa: E402
 
@@ -82,7 +82,7 @@ def score(model_dir: Path, lake: Lake, dataset: str, date: str) -> dict:
 
 @flow(name="evaluate")
 def evaluate_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-                  train: TrainConfig = TrainConfig(), promotion: Promotion = Promotion(),
+                  train: TrainConfig = DAILY_TRAIN, promotion: Promotion = Promotion(),
                   force: bool = False, home: str | None = None,
                   spec_overrides: dict[str, Any] | None = None) -> dict:
     """Metrics of the candidate trained for ``date`` (``train`` config, ``window``) and of the

@@ -24,7 +24,7 @@ from features.hashing import HASH_SPEC_VERSION  # noqa: E402
 from features.lake import code_version, read_record  # noqa: E402
 from flows.evaluate import EVALUATION, eval_dir  # noqa: E402
 from flows.guard import dataset_lock  # noqa: E402
-from flows.params import Day, Promotion  # noqa: E402
+from flows.params import DAILY_TRAIN, Day, Promotion  # noqa: E402
 from flows.reports import artifact_key, publish, table  # noqa: E402
 from flows.train import run_dir  # noqa: E402
 
@@ -38,7 +38,7 @@ def gate_verdict(day: Day) -> dict | None:
 
 @flow(name="register")
 def register_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-                  train: TrainConfig = TrainConfig(), promotion: Promotion = Promotion(),
+                  train: TrainConfig = DAILY_TRAIN, promotion: Promotion = Promotion(),
                   force: bool = False, home: str | None = None,
                   spec_overrides: dict[str, Any] | None = None) -> dict:
     """Register the candidate trained for ``date`` and promote it when it beats the champion."""

@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from dea_model.config import TrainConfig  # noqa: E402
 from features.lake import fingerprint, make_record, up_to_date  # noqa: E402
 from flows.guard import dataset_lock  # noqa: E402
-from flows.params import Day  # noqa: E402
+from flows.params import DAILY_TRAIN, Day  # noqa: E402
 from flows.reports import artifact_key, publish, table  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def fit_model(cfg: TrainConfig, day: Day, window: int, out: Path) -> dict:
 
 @flow(name="train")
 def train_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-               train: TrainConfig = TrainConfig(), force: bool = False, home: str | None = None,
+               train: TrainConfig = DAILY_TRAIN, force: bool = False, home: str | None = None,
                spec_overrides: dict[str, Any] | None = None) -> dict:
     """Train ``train.model`` on the ``window`` feature days before ``date`` (skip when current)."""
     log = get_run_logger()
