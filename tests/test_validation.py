@@ -118,27 +118,28 @@ def _tiny(t: pa.Table) -> pa.Table:
     return t.slice(0, t.num_rows // 100)
 
 
-FAULTS = [
-    ("field all null", _all_null, "null_rate.brand"),
-    ("label rate 0", _label_zero, "label_rate"),
-    ("dense field x10", _dense_x10, "psi.price"),
-    ("one ID at 90%", _one_id_90, "top1_share.user_id"),
-    ("dropped column", _dropped, "columns"),
-    ("wrong column type", _wrong_type, "dtype.price"),
-    ("half the rows duplicated", _duplicated, "duplicate_rate"),
-    ("explosion of new IDs", _new_ids, "new_id_rate.item_id"),
-    ("1% of the usual rows", _tiny, "rows"),
+FAULTS = [  # (fault, breaker, the expectation named for it, what it must observe)
+    ("field all null", _all_null, "null_rate.brand", lambda v: v == 1.0),
+    ("label rate 0", _label_zero, "label_rate", lambda v: v == 0.0),
+    ("dense field x10", _dense_x10, "psi.price", lambda v: v > 1.0),
+    ("one ID at 90%", _one_id_90, "top1_share.user_id", lambda v: 0.88 < v < 0.92),
+    ("dropped column", _dropped, "columns", lambda v: v == "missing ['city']"),
+    ("wrong column type", _wrong_type, "dtype.price", lambda v: v == "string"),
+    ("half the rows duplicated", _duplicated, "duplicate_rate", lambda v: v == pytest.approx(1 / 3, abs=0.01)),
+    ("explosion of new IDs", _new_ids, "new_id_rate.item_id", lambda v: v > 0.6),
+    ("1% of the usual rows", _tiny, "rows", lambda v: v == ROWS // 100),
 ]
 
 
-@pytest.mark.parametrize("fault, breaker, expectation", FAULTS, ids=[f[0] for f in FAULTS])
-def test_gate_catches_fault(lake, spec, fault, breaker, expectation):
+@pytest.mark.parametrize("fault, breaker, expectation, observed", FAULTS, ids=[f[0] for f in FAULTS])
+def test_gate_catches_fault(lake, spec, fault, breaker, expectation, observed):
     stage_error = _land(lake, spec, DAY, breaker(_clean(spec)))
     result = run_gate(spec, lake, DAY, reports=False)
 
     assert result.verdict == "fail", result.summary
     named = result.check(expectation)
     assert named["status"] == "fail", (fault, named)
+    assert observed(named["observed"]), (fault, named["observed"])
     assert named["severity"] == "error"
     assert expectation in {c["expectation"] for c in result.failing}
     doc = json.loads(result.verdict_path.read_text())

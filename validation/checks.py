@@ -102,7 +102,7 @@ class Check:
     def to_dict(self) -> dict:
         out = asdict(self)
         out.pop("kwargs")
-        out["expectation"] = self.name
+        out["expectation"] = out.pop("name")
         out["bound"] = self.bound_text()
         out["description"] = self.description
         return _jsonable(out)
@@ -144,22 +144,29 @@ def schema_table(schemas: list[pa.Schema]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=names, dtype=object)
 
 
-def schema_checks(spec, schema: pd.DataFrame | None) -> list[Check]:
+def schema_checks(spec, schema: pd.DataFrame | None, raw_sample: pd.DataFrame | None) -> list[Check]:
     """Column presence and per-column types of the raw day, from the spec's field kinds."""
+    present = list(schema.columns) if schema is not None else []
+    absent = [c for c in spec.raw_columns if c not in present]
     checks = [Check("columns", "columns", "schema", "error", "ExpectTableColumnsToMatchSet",
                     {"column_set": list(spec.raw_columns), "exact_match": False},
-                    allowed=list(spec.raw_columns), basis="spec")]
+                    allowed=list(spec.raw_columns), basis="spec",
+                    observed=f"missing {absent}" if absent else "all present")]
     kinds = {spec.label: "label", **{s: "sparse" for s in spec.sparse}, **{d: "dense" for d in spec.dense_names}}
     for col, kind in kinds.items():
         allowed = ALLOWED_TYPES[kind]
         check = Check(f"dtype.{col}", "dtype", "schema", "error", "ExpectColumnValuesToBeInSet",
                       {"column": col, "value_set": allowed}, field=col, allowed=allowed, basis=f"spec: {kind}")
-        if schema is None or col not in schema.columns:
+        if col in present:
+            check.observed = ", ".join(sorted(set(schema[col])))
+        else:
             check.status, check.note = "skipped", "column absent (see `columns`)" if schema is not None else "no raw day"
         checks.append(check)
     label = Check("label_values", "label_values", "raw_sample", "error", "ExpectColumnValuesToBeInSet",
                   {"column": spec.label, "value_set": [0, 1]}, field=spec.label, allowed=[0, 1], basis="spec")
-    if schema is None or spec.label not in schema.columns:
+    if raw_sample is not None and spec.label in raw_sample.columns:
+        label.observed = sorted(pd.unique(raw_sample[spec.label]).tolist())[:10]
+    else:
         label.status, label.note = "skipped", "no label column"
     checks.append(label)
     return checks
@@ -290,10 +297,11 @@ def bucket_checks(cfg: GateConfig, stats: dict | None, reference: list[dict],
 
 
 def build_checks(spec, manifest: dict | None, cfg: GateConfig, *, schema: pd.DataFrame | None,
-                 stats: dict | None, reference: list[dict], bucket_sample: pd.DataFrame | None,
+                 raw_sample: pd.DataFrame | None, stats: dict | None, reference: list[dict],
+                 bucket_sample: pd.DataFrame | None,
                  availability: dict[str, tuple[bool, str]]) -> tuple[list[Check], dict[str, Any]]:
     """Every check of a day, and the metrics row they read."""
-    checks = schema_checks(spec, schema)
+    checks = schema_checks(spec, schema, raw_sample)
     mchecks, row = metric_checks(spec, manifest or {}, cfg, stats, reference, availability)
     checks += mchecks
     checks += bucket_checks(cfg, stats, reference, bucket_sample)

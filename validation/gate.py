@@ -226,7 +226,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
     timings["stats"] = time.perf_counter() - start - sum(timings.values())
 
     # 2. checks, run through GX
-    checks, row = build_checks(spec, manifest, cfg, schema=schema, stats=stats, reference=reference,
+    checks, row = build_checks(spec, manifest, cfg, schema=schema, raw_sample=raw_sample, stats=stats, reference=reference,
                                bucket_sample=sample, availability=availability)
     tables = {"metrics": pd.DataFrame([row]), "schema": schema, "raw_sample": raw_sample, "buckets": sample}
     notes = [f"{name}: {why}" for name, (ok, why) in availability.items() if not ok]
