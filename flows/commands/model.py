@@ -73,6 +73,10 @@ def cmd_train(args) -> int:
           f"({len(train_dates)} day(s)), valid {valid_date}, test {test_date or '(none)'}")
     r = train(cfg, lake, args.dataset, train_dates, valid_date, out, test_date=test_date)
     m = r.metrics
+    for c in r.curve:
+        print(f"  epoch {c['epoch']:>3}  train loss {c['train_loss']:.4f}  valid AUC {c['valid_auc']:.4f}  "
+              f"GAUC {c['valid_gauc']:.4f}  logloss {c['valid_logloss']:.4f}  {c['seconds']:6.1f} s  "
+              f"{c['samples_per_second']:,.0f} samples/s")
     print(f"  best epoch {m['best_epoch']} of {m['epochs_run']}, {m['train_rows']:,} training rows, "
           f"{m['train_seconds']:.1f} s, {m['samples_per_second']:,.0f} samples/s")
     print(_line("valid", m["valid"]))
