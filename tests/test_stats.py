@@ -150,3 +150,12 @@ def test_stats_expected_distinct_pairs_close_to_exact(tmp_path):
     stats = compute_day_stats(spec, manifest, lake, "2026-03-01")
     exact = 2 * len(frame[["a", "b"]].drop_duplicates())            # ordered pairs (a, b) and (b, a)
     assert expected_distinct_pairs(stats) == pytest.approx(exact, rel=0.1)
+
+
+def test_stats_on_a_distributed_client_match_the_threaded_run(lake, stats):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        on_client = compute_day_stats(SPEC, MANIFEST, lake, "2026-03-02", client=client)
+    assert {k: v for k, v in on_client.items() if k != "seconds"} == {k: v for k, v in stats.items() if k != "seconds"}

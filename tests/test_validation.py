@@ -259,8 +259,9 @@ def test_gate_cli_validate_prints_verdict_and_writes_reports(lake, spec, capsys)
     out = capsys.readouterr().out
     assert "verdict PASS" in out and "Data Docs:" in out and "rank_frequency.png" in out
     folder = lake.validation(spec.name, DAY)
-    assert (folder / "gx/uncommitted/data_docs/local_site/index.html").exists()
-    pages = {p.name: p.read_text() for p in (folder / "gx/uncommitted/data_docs/local_site/validations").rglob("*.html")}
+    site = folder / "gx/uncommitted/data_docs/local_site"
+    assert (site / "index.html").exists()
+    pages = {p.name: p.read_text() for p in (site / "validations").rglob("*.html")}
     assert set(pages) == {"gate-metrics.html", "gate-schema.html", "gate-raw_sample.html", "gate-buckets.html"}
     assert "population stability index" in pages["gate-metrics.html"]      # the custom PSI expectation
     for png in ("rank_frequency.png", "dense_buckets.png"):

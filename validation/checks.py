@@ -59,7 +59,8 @@ DESCRIPTIONS = {
     "new_id_rate": "share of rows whose ID was not seen on the previous day",
     "psi": "population stability index of the bucket histogram against the reference window",
     "kl": "KL divergence of the sampled bucket distribution from the reference window",
-    "combo_collision_rate": "expected share of distinct pair keys that share all k+1 combo-codebook rows with another key",
+    "combo_collision_rate": ("expected share of distinct pair keys that share all k+1 combo-codebook rows "
+                             "with another key"),
 }
 
 
@@ -160,7 +161,8 @@ def schema_checks(spec, schema: pd.DataFrame | None, raw_sample: pd.DataFrame | 
         if col in present:
             check.observed = ", ".join(sorted(set(schema[col])))
         else:
-            check.status, check.note = "skipped", "column absent (see `columns`)" if schema is not None else "no raw day"
+            check.status = "skipped"
+            check.note = "column absent (see `columns`)" if schema is not None else "no raw day"
         checks.append(check)
     label = Check("label_values", "label_values", "raw_sample", "error", "ExpectColumnValuesToBeInSet",
                   {"column": spec.label, "value_set": [0, 1]}, field=spec.label, allowed=[0, 1], basis="spec")
@@ -245,7 +247,8 @@ def metric_checks(spec, manifest: dict, cfg: GateConfig, stats: dict, reference:
         check = Check(name, kind, "metrics", bound.severity, gx_type, field=fld, low=lo, high=hi, basis=basis,
                       observed=value, details=details or {})
         if value is None:
-            check.status, check.note = "skipped", "not measured (no previous day)" if kind == "new_id_rate" else "not measured"
+            check.status = "skipped"
+            check.note = "not measured (no previous day)" if kind == "new_id_rate" else "not measured"
         elif lo is None and hi is None:
             check.status = "skipped"
             check.note = ("no bound set" if not bound.relative else

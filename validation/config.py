@@ -150,7 +150,8 @@ def gate_config(spec) -> GateConfig:
             raise ValueError(f"{where}: gate.fields.{name} must map metric kinds to bounds")
         unknown = sorted(set(kinds) - set(BOUND_KINDS))
         if unknown:
-            raise ValueError(f"{where}: gate.fields.{name}: unknown metric kind(s) {unknown}; known: {list(BOUND_KINDS)}")
+            raise ValueError(f"{where}: gate.fields.{name}: unknown metric kind(s) {unknown}; "
+                             f"known: {list(BOUND_KINDS)}")
         merged_fields[name] = {k: _merge(defaults[k], v or {}) for k, v in kinds.items()}
     try:
         return GateConfig.model_validate({**_merge(defaults, user), "fields": merged_fields})

@@ -154,9 +154,19 @@ def reference_window(spec: DatasetSpec, lake: Lake, date: str, cfg: GateConfig, 
                     write_day_stats(spec, manifest, lake, d, min_count=cfg.min_count, client=client)
                 except Exception as e:  # a broken old day is simply not a reference
                     log.warning("gate %s %s: no statistics for reference day %s: %s", spec.name, date, d, e)
-    days = [d for d in lake.dates("stats", spec.name) if d < date and not _gate_failed(lake, spec.name, d)]
-    chosen = days[-cfg.reference_days:]
-    stats = [read_day_stats(lake, spec.name, d) for d in chosen]
+    chosen, stats = [], []
+    for d in reversed([d for d in lake.dates("stats", spec.name) if d < date]):
+        if len(chosen) == cfg.reference_days:
+            break
+        try:
+            if _gate_failed(lake, spec.name, d):
+                continue
+            day = read_day_stats(lake, spec.name, d)
+        except (OSError, ValueError) as e:  # unreadable verdict or stats: not a reference
+            log.warning("gate %s %s: reference day %s skipped: %s", spec.name, date, d, e)
+            continue
+        chosen.insert(0, d)
+        stats.insert(0, day)
     return chosen, stats
 
 
@@ -204,7 +214,8 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
               "manifest": (manifest or {}).get("record", {}).get("digest", "absent"),
               **{f"ref:{d}": _fp(lake.stats(spec.name, d)) for d in reference_dates}}
     settings = {"gate": cfg.model_dump(mode="json"), "override": override, "reports": reports}
-    record = make_record("validate", inputs, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16])
+    settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    record = make_record("validate", inputs, settings_hash)
     if not force and up_to_date(out, record):
         doc = json.loads((out / VERDICT_FILE).read_text())
         log.info("%s is up to date (verdict %s): nothing to do", where, doc["verdict"])
@@ -226,8 +237,8 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
     timings["stats"] = time.perf_counter() - start - sum(timings.values())
 
     # 2. checks, run through GX
-    checks, row = build_checks(spec, manifest, cfg, schema=schema, raw_sample=raw_sample, stats=stats, reference=reference,
-                               bucket_sample=sample, availability=availability)
+    checks, row = build_checks(spec, manifest, cfg, schema=schema, raw_sample=raw_sample, stats=stats,
+                               reference=reference, bucket_sample=sample, availability=availability)
     tables = {"metrics": pd.DataFrame([row]), "schema": schema, "raw_sample": raw_sample, "buckets": sample}
     notes = [f"{name}: {why}" for name, (ok, why) in availability.items() if not ok]
     with atomic_dir(out) as tmp:
@@ -250,8 +261,12 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
             from validation.report import plot_dense_buckets, plot_rank_frequency
 
             for name, plot in (("rank_frequency.png", plot_rank_frequency), ("dense_buckets.png", plot_dense_buckets)):
-                if plot(stats, reference, tmp / name, failing):
-                    plots.append(out / name)
+                try:
+                    if plot(stats, reference, tmp / name, failing):
+                        plots.append(out / name)
+                except Exception as e:  # noqa: BLE001 — a plot is not worth losing the verdict
+                    log.exception("%s: plot %s failed", where, name)
+                    notes.append(f"plot {name} failed: {type(e).__name__}: {e}")
         timings["plots"] = time.perf_counter() - start - sum(timings.values())
         ov = None
         if override:

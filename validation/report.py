@@ -30,8 +30,8 @@ def summary_markdown(doc: dict) -> str:
                      f"(the checks said **{doc['checks_verdict']}**)")
         lines.append("")
     ref = doc.get("reference_dates") or []
-    lines.append(f"- reference window: {len(ref)} day(s)" + (f", {ref[0]} … {ref[-1]}" if ref else
-                                                              " — first day: relative bounds skipped, verdict at best warn"))
+    lines.append(f"- reference window: {len(ref)} day(s)" + (
+        f", {ref[0]} … {ref[-1]}" if ref else " — first day: relative bounds skipped, verdict at best warn"))
     counts = doc["counts"]
     lines.append(f"- checks: {counts.get('pass', 0)} passed, {counts.get('fail', 0)} failed "
                  f"({counts.get('fail_error', 0)} blocking), {counts.get('skipped', 0)} skipped")
