@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from .afm import AFM
 from .autoint import AutoInt
 from .base import CTRModel
 from .dea import DEA
+from .fibinet import FiBiNET
 from .fm import FM
+from .hstu import HSTU
+from .memonet import MemoNet
+from .mgdin import MGDIN
+from .secn import SECN
 from .transformer import Transformer
 
-REGISTRY: dict[str, type[CTRModel]] = {cls.name: cls for cls in (DEA, Transformer, AutoInt, FM)}
+REGISTRY: dict[str, type[CTRModel]] = {cls.name: cls for cls in (DEA, Transformer, AutoInt, FM,
+                                                                 AFM, FiBiNET, MemoNet, HSTU, SECN, MGDIN)}
 
-__all__ = ["REGISTRY", "CTRModel", "available", "build_model", "DEA", "Transformer", "AutoInt", "FM"]
+__all__ = ["REGISTRY", "CTRModel", "available", "build_model", "DEA", "Transformer", "AutoInt", "FM",
+           "AFM", "FiBiNET", "MemoNet", "HSTU", "SECN", "MGDIN"]
 
 
 def available() -> list[str]:

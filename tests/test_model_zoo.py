@@ -1,0 +1,274 @@
+"""The model zoo of issue 6 (AFM, FiBiNET, MemoNet, HSTU, SECN, MGDIN): shapes, learning a planted
+dataset, one equation-level property per model, and all ten systems through ``dea train``."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from dea_model.layers import fm_interaction
+from dea_model.layers.bilinear import BilinearInteraction, unordered_pairs
+from dea_model.layers.cross import SeparatedCross
+from dea_model.layers.senet import SENET
+from dea_model.models import REGISTRY, build_model
+from dea_model.layers.hashing import codebook_seeds
+from dea_model.models.mgdin import batch_density
+from features.hashing import combo_hash
+
+ZOO = ["afm", "fibinet", "memonet", "hstu", "secn", "mgdin"]
+SMALL = {  # small tables and heads: every test here must stay fast on 2 busy cores
+    "afm": {"embedding_dim": 8, "embedding_rows": 512, "attention_dim": 8},
+    "fibinet": {"embedding_dim": 8, "embedding_rows": 512, "dnn_hidden": [32]},
+    "memonet": {"embedding_dim": 8, "embedding_rows": 512, "codebook_size": 2048, "dnn_hidden": [32]},
+    "hstu": {"embedding_dim": 8, "embedding_rows": 512, "qk_dim": 8, "v_dim": 8, "dnn_hidden": [32],
+             "block_dropout": 0.0},
+    "secn": {"embedding_dim": 8, "embedding_rows": 512, "attention_dim": 8, "dnn_hidden": [32]},
+    "mgdin": {"embedding_dim": 16, "embedding_rows": 512, "dnn_hidden": [32]},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny ops: intra-op threads only contend on a busy 2-core machine (10-100× slower per step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def random_ids(B, n, seed=0):
+    return torch.randint(-2**62, 2**62, (B, n), generator=gen(seed))
+
+
+def planted(rows=3000, seed=0):
+    """4 fields (30, 30, 4, 6 values): y = 1[a(x₀) + b(x₁) + 2·⟨u(x₀), w(x₁)⟩ + c(x₃) > 0], noise-free.
+
+    The rank-2 pair term makes half of the signal an interaction of fields 0 and 1.
+    """
+    g = gen(seed)
+    vocab = (30, 30, 4, 6)
+    raw = torch.stack([torch.randint(0, v, (rows,), generator=g) for v in vocab], 1)
+    a, b, c = (torch.randn(v, generator=g) * 0.5 for v in (30, 30, 6))
+    u, w = torch.randn(30, 2, generator=g), torch.randn(30, 2, generator=g)
+    z = a[raw[:, 0]] + b[raw[:, 1]] + 2 * (u[raw[:, 0]] * w[raw[:, 1]]).sum(1) + c[raw[:, 3]]
+    ids = raw * 1_000_003 + torch.arange(4) * 7919 + 11        # distinct int64 IDs per field
+    return ids, (z > 0).float()
+
+
+def fit(model, ids, y, epochs=8, batch=200, lr=0.02, seed=0):
+    """Train with Adam + BCE; returns the train AUC after ``epochs``."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = gen(seed)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=g).split(batch):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(ids[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    with torch.no_grad():
+        return roc_auc_score(y.numpy(), model(ids).numpy())
+
+
+# --- every model ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ZOO)
+def test_output_shape_finite_and_gradients_reach_the_tables(name):
+    torch.manual_seed(0)
+    model = build_model(name, 6, **SMALL[name])
+    ids = random_ids(33, 6)
+    out = model(ids)
+    assert out.shape == (33,) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    out.sum().backward()
+    assert model.embedding.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"expects ids of shape \(B, 6\)"):
+        model(ids[:, :5])
+    with pytest.raises(ValueError, match="no hyperparameter 'bogus'"):
+        build_model(name, 6, bogus=1)
+    rebuilt = build_model(name, 6, **model.hparams)
+    rebuilt.load_state_dict(model.state_dict())
+    model.eval(), rebuilt.eval()
+    torch.testing.assert_close(rebuilt(ids), model(ids))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_learns_a_planted_pair_signal(name):
+    torch.manual_seed(0)
+    ids, y = planted()
+    model = build_model(name, 4, **SMALL[name])
+    assert fit(model, ids, y) > 0.9
+
+
+# --- one equation-level property per model -----------------------------------------------------------
+
+def test_afm_with_uniform_attention_is_fm_pairwise_sum_over_pairs():
+    """h = 0 → every a'_ij = 0 → α_ij = 1/P; with p = 1: ŷ = w₀ + Σ w + (1/P) Σ_{i<j} ⟨v_i, v_j⟩."""
+    torch.manual_seed(0)
+    n = 6
+    model = build_model("afm", n, **SMALL["afm"]).eval()
+    ids = random_ids(17, n)
+    with torch.no_grad():
+        model.attention[-1].weight.zero_()
+        model.bias.fill_(0.3)
+        e = model.embedding(ids)
+        expected = 0.3 + model.first_order(ids).sum((1, 2)) + fm_interaction(e) / (n * (n - 1) / 2)
+        torch.testing.assert_close(model(ids), expected)
+        # with learned attention the weights still form a distribution over the P pairs
+        model.attention[-1].weight.normal_()
+        alpha = model.pair_attention(e[:, model.left] * e[:, model.right])
+        torch.testing.assert_close(alpha.sum(1), torch.ones(17))
+
+
+@pytest.mark.parametrize("kind", ["all", "each", "interaction"])
+def test_fibinet_bilinear_with_identity_is_the_fm_pairwise_term_and_senet_rescales_fields(kind):
+    n, d = 5, 4
+    layer = BilinearInteraction(n, d, kind)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(d).expand_as(layer.weight))
+    e = torch.randn(3, n, d, generator=gen(1))
+    torch.testing.assert_close(layer(e).sum((1, 2)), fm_interaction(e))      # Σ_{i<j} ⟨e_i, e_j⟩
+    left, right = unordered_pairs(n)
+    w = torch.randn_like(layer.weight)
+    with torch.no_grad():
+        layer.weight.copy_(w)
+    p = layer(e)
+    i, j = int(left[7]), int(right[7])
+    wi = w[{"all": 0, "each": i, "interaction": 7}[kind]]
+    torch.testing.assert_close(p[:, 7], (e[:, i] @ wi) * e[:, j])          # p_ij = (e_i W) ⊙ e_j
+
+    for activation, low, high in (("relu", 0.0, math.inf), ("sigmoid", 0.0, 1.0)):
+        senet = SENET(n, 3.0, activation)
+        v, a = senet(e)
+        assert a.shape == (3, n) and (a >= low).all() and (a <= high).all()
+        torch.testing.assert_close(v, e * a.unsqueeze(-1))                 # v_i = a_i · e_i
+        expected = senet.excite(torch.relu(senet.squeeze_to(e.mean(-1))))
+        torch.testing.assert_close(a, torch.relu(expected) if activation == "relu" else torch.sigmoid(expected))
+
+
+@pytest.mark.parametrize("mode", ["share", "private"])
+def test_memonet_addresses_follow_the_hash_spec_and_fields_sum_their_crosses(mode):
+    n, s = 5, 1000                         # s not a power of two: the general modulo path
+    model = build_model("memonet", n, **{**SMALL["memonet"], "codebook_size": s, "hash_mode": mode,
+                                         "hashes": 3}).eval()
+    ids = random_ids(4, n, seed=3)
+    addr = model.hcnet.addresses(ids)                                        # (k, B, P)
+    left, right = unordered_pairs(n)
+    for m, seed in enumerate(codebook_seeds(model.cfg.codebook_seed, 3)):
+        spec = combo_hash(ids[:, left].numpy(), ids[:, right].numpy(), seed).astype(np.int64) % s
+        offset = 0 if mode == "share" else m * s
+        np.testing.assert_array_equal(addr[m].numpy(), spec + offset)
+    with torch.no_grad():
+        e = model.embedding(ids)
+        h = model.cross_fields(ids, e)                                       # (B, n, d)
+        table = model.hcnet.codebook.weight
+        w = model.shrink(e.flatten(1))                                       # GAS weights (B, P)
+        for i in range(n):                                                   # explicit Σ over pairs ∋ i
+            expected = torch.zeros_like(h[:, i])
+            for p in range(len(left)):
+                if i in (int(left[p]), int(right[p])):
+                    c = torch.cat([table[addr[m, :, p]] for m in range(3)], -1)   # (B, k·d_c)
+                    expected += w[:, p, None] * model.hcnet.restore(c)
+            torch.testing.assert_close(h[:, i], expected)
+
+
+def test_hstu_attention_is_pointwise_silu_without_softmax():
+    """A = SiLU(α Q Kᵀ + rab)/n: zero scores give zero weight (softmax would give 1/n), so a block
+    with W_q = W_k = 0 and rab = 0 mixes nothing: X ← X + W_o(U ⊙ LN(0)) = X + b_o."""
+    torch.manual_seed(0)
+    model = build_model("hstu", 5, **SMALL["hstu"]).eval()
+    block = model.blocks[0]
+    x = torch.randn(3, 5, 8, generator=gen(2))
+    with torch.no_grad():
+        block.rab.normal_()
+        a, u, v = block.attention(x)
+        H, dv, dq = block.heads, block.v_dim, block.qk_dim
+        proj = torch.nn.functional.silu(block.uvqk(block.norm_in(x)))
+        q, k = proj[..., 2 * H * dv:2 * H * dv + H * dq], proj[..., 2 * H * dv + H * dq:]
+        expected = torch.nn.functional.silu(q @ k.transpose(1, 2) / math.sqrt(dq) + block.rab[0]) / 5
+        torch.testing.assert_close(a[:, 0], expected)
+        assert (a.sum(-1) - 1).abs().max() > 0.1                             # rows are not distributions
+        block.rab.zero_()
+        block.uvqk.weight[2 * H * dv:].zero_()                               # W_q = W_k = 0
+        assert block.attention(x)[0].abs().max() == 0
+        torch.testing.assert_close(block(x), x + block.out.bias)
+
+
+def test_secn_crosses_each_dimension_apart_with_bounded_order():
+    torch.manual_seed(0)
+    n, d, L = 4, 3, 2
+    cross = SeparatedCross(n, d, L).double()
+    with torch.no_grad():
+        cross.bias.normal_()
+    e = torch.randn(2, n, d, generator=gen(4), dtype=torch.float64)
+    # separation: output dimension c depends on input dimension c only (block-diagonal Jacobian)
+    jac = torch.autograd.functional.jacobian(lambda x: cross(x).sum(0), e)   # (n, d, B, n, d)
+    off = ~torch.eye(d, dtype=torch.bool)
+    assert jac.sum(2).abs().permute(1, 3, 0, 2)[off].max() == 0
+    assert jac.sum(2).abs().permute(1, 3, 0, 2)[~off].max() > 0
+    # order: t ↦ cross(t·E) is a polynomial of degree ≤ L + 1, so its (L + 2)-th difference vanishes
+    f = torch.stack([cross(t * e) for t in range(L + 3)])
+    diff = f
+    for _ in range(L + 1):
+        diff = diff[1:] - diff[:-1]
+    assert diff.abs().max() > 1e-3                                           # degree L + 1 is reached
+    torch.testing.assert_close(diff[1:] - diff[:-1], torch.zeros_like(diff[1:]), atol=1e-9, rtol=0)
+
+
+def test_mgdin_defers_low_information_fields_to_deeper_layers():
+    n = 6
+    vocab = torch.tensor([2, 3, 50, 400, 5000, 10**6])           # dense → sparse
+    ids = (torch.rand(512, n, generator=gen(5)) * vocab).long() + torch.arange(n) * 10**7
+    density = batch_density(ids)
+    assert torch.equal(torch.argsort(density, descending=True), torch.arange(n))
+    torch.manual_seed(0)
+    model = build_model("mgdin", n, **{**SMALL["mgdin"], "layers": 3, "tiers": 3})
+    model.train()
+    model(ids[:256])                                             # the first training batch fixes ρ
+    assert bool(model.density_known) and torch.equal(model.density, batch_density(ids[:256]))
+    # tiers by rank: fields 0-1 → 0, 2-3 → 1, 4-5 → 2; start layers ⌈t·3/3⌉ = t; groups take the sparsest tier
+    assert model.start[:n].tolist() == [0, 0, 1, 1, 2, 2]
+    assert model.start[n:].tolist() == [1, 2, 0, 1, 2, 2]         # G=2: {0,1,2},{3,4,5}; G=4: {0,1},{2,3},{4},{5}
+    model.eval()
+    e = model.embedding(ids[:8]).detach().requires_grad_()
+    x = torch.einsum("tn,bnd->btd", model.pool, e)
+    outs = []
+    for l, attn in enumerate(model.attn):
+        active = model.start <= l
+        q, k, v, r = attn(x)
+        s = attn.scores(q, k).masked_fill(~active, float("-inf"))
+        x = torch.where(active.unsqueeze(-1), torch.relu(attn.mix(torch.softmax(s, -1), v) + r), x)
+        outs.append(x)
+    for l, out in enumerate(outs):                               # field 5 (tier 2) reaches nothing before layer 2
+        grad, = torch.autograd.grad(out[:, model.start <= l].sum(), e, retain_graph=True)
+        assert (grad[:, 5].abs().max() == 0) == (l < 2)
+    torch.testing.assert_close(model.head(outs[-1].flatten(1)).squeeze(-1), model(ids[:8]))
+
+
+# --- all ten systems through the CLI -----------------------------------------------------------------
+
+CLI_SETS = {  # shrink only the tables (defaults otherwise): dense Adam steps every row every batch
+    "dea": ["hparams.codebook_size=4096"], "memonet": ["hparams.codebook_size=4096"],
+}
+
+
+def test_all_ten_systems_train_through_dea_train(tmp_path, capsys):
+    from flows.cli import main
+    from test_data import write_feature_days
+
+    write_feature_days(tmp_path, days=3, rows=400, seed=0)
+    assert sorted(REGISTRY) == sorted(["dea", "fm", "afm", "autoint", "fibinet", "memonet", "hstu",
+                                       "transformer", "secn", "mgdin"])
+    for name in sorted(REGISTRY):
+        sets = ["hparams.embedding_rows=1024", "plot=false", *CLI_SETS.get(name, [])]
+        argv = ["--home", str(tmp_path), "train", "--dataset", "toy", "--model", name, "--epochs", "1",
+                "--batch-size", "200", "--device", "cpu", "--no-progress", "--out", str(tmp_path / name)]
+        assert main(argv + [a for s in sets for a in ("--set", s)]) == 0, name
+        out = capsys.readouterr().out
+        assert f"dea train: {name} on toy" in out and "test" in out and (tmp_path / name / "model.pt").is_file()
