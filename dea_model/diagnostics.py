@@ -111,8 +111,8 @@ def collapse_mask_rate(model: nn.Module, ids_sample: Tensor) -> list[float]:
     rates: list[Tensor] = []
 
     def record(module, inputs, keep):
-        n = keep.shape[-1]
-        rates.append(1.0 - (keep.sum((0, 2, 3)) - keep.shape[0] * n).sum() / (keep[:, :, 0, 0].numel() * n * (n - 1)))
+        cells, diagonal = keep.numel(), keep.numel() // keep.shape[-1]  # the diagonal is always kept
+        rates.append(1.0 - (keep.sum() - diagonal) / (cells - diagonal))
 
     hooks = [m.register_forward_hook(record) for m in layers]
     was_training = model.training

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding, ScoreFusion,
                               apply_diagonal, collision_rate, fm_interaction, ordered_pairs, pairs_to_square,
                               safe_softmax)
+from dea_model.layers.combo import pair_scores
 from dea_model.layers.embedding import gather_rows
 
 
@@ -90,42 +91,43 @@ def test_field_attention_matches_per_head_reference():
     x = randn(3, 5, 6)
     q, k, v, r = attn(x)
     w_q, w_k, w_v, w_r = attn.proj.weight.split(8)
-    torch.testing.assert_close(q[:, 1], (x @ w_q.T)[..., 4:])
+    assert q.shape == (2, 3, 5, 4)  # head-major (H, B, n, d_h)
+    torch.testing.assert_close(q[1], (x @ w_q.T)[..., 4:])
     torch.testing.assert_close(r, x @ w_r.T)
     s = attn.scores(q, k)
-    torch.testing.assert_close(s[:, 0], (x @ w_q.T)[..., :4] @ (x @ w_k.T)[..., :4].transpose(1, 2) / 2.0)
+    torch.testing.assert_close(s[0], (x @ w_q.T)[..., :4] @ (x @ w_k.T)[..., :4].transpose(1, 2) / 2.0)
     out = attn.mix(torch.softmax(s, -1), v)
     assert out.shape == (3, 5, 8)
-    torch.testing.assert_close(out[..., 4:], torch.softmax(s[:, 1], -1) @ (x @ w_v.T)[..., 4:])
+    torch.testing.assert_close(out[..., 4:], torch.softmax(s[1], -1) @ (x @ w_v.T)[..., 4:])
 
 
 def test_collapse_avoiding_threshold_is_offdiagonal_mean_magnitude():
     ca = CollapseAvoiding(heads=2, multiplier=1.0)
-    s = randn(4, 2, 5, 5)
+    s = randn(2, 4, 5, 5)  # (H, B, n, n)
     keep = ca(s)
     off = ~torch.eye(5, dtype=torch.bool)
-    tau = s.abs()[:, :, off].mean((0, 2))  # per head, over batch and off-diagonal cells
-    assert torch.equal(keep[:, :, off], s.abs()[:, :, off] >= tau[None, :, None])
+    tau = s.abs()[:, :, off].mean((1, 2))  # per head, over batch and off-diagonal cells
+    assert torch.equal(keep[:, :, off], s.abs()[:, :, off] >= tau[:, None, None])
     assert keep.diagonal(dim1=-2, dim2=-1).all()
     assert 0.2 < 1 - keep[:, :, off].float().mean() < 0.8  # some, not all, entries masked
     torch.testing.assert_close(ca.tau_mean, tau)  # first batch initialises the running mean
-    assert torch.equal(CollapseAvoiding(2, multiplier=1e-6)(s)[:, :, off], torch.ones(4, 2, 20, dtype=torch.bool))
+    assert torch.equal(CollapseAvoiding(2, multiplier=1e-6)(s)[:, :, off], torch.ones(2, 4, 20, dtype=torch.bool))
 
 
 def test_collapse_avoiding_running_tau_makes_eval_independent_of_batch_mates():
     ca = CollapseAvoiding(heads=1, momentum=0.5)
-    first, second = randn(8, 1, 4, 4, seed=1), 3 * randn(8, 1, 4, 4, seed=2)
+    first, second = randn(1, 8, 4, 4, seed=1), 3 * randn(1, 8, 4, 4, seed=2)
     off = ~torch.eye(4, dtype=torch.bool)
     ca(first)
     ca(second)
     expected = 0.5 * first.abs()[:, :, off].mean() + 0.5 * second.abs()[:, :, off].mean()
     torch.testing.assert_close(ca.tau_mean, expected.reshape(1))
     ca.eval()
-    alone = ca(second[:1])
-    assert torch.equal(alone, ca(torch.cat([second[:1], 100 * first]))[:1])
+    alone = ca(second[:, :1])
+    assert torch.equal(alone, ca(torch.cat([second[:, :1], 100 * first], 1))[:, :1])
     torch.testing.assert_close(ca.tau_mean, expected.reshape(1))  # eval does not update it
     ca.running = False
-    assert not torch.equal(alone, ca(torch.cat([second[:1], 100 * first]))[:1])
+    assert not torch.equal(alone, ca(torch.cat([second[:, :1], 100 * first], 1))[:, :1])
 
 
 # --- combo-ID scores -------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def test_combo_scores_equal_the_equations():
     combo = make_combo()
     ids = ids_batch()
     a_m = combo(ids)
-    assert a_m.shape == (5, 6, 4, 4)
+    assert a_m.shape == (6, 5, 4, 4)  # (L·H, B, n, n)
     assert torch.all(a_m.diagonal(dim1=-2, dim2=-1) == 0)
     addr = combo.addresses(ids)                                 # (3, B, P)
     rows = combo.codebooks.weight[addr]                         # (3, B, P, d)
@@ -158,8 +160,8 @@ def test_combo_scores_equal_the_equations():
     scores = combo.out(torch.relu(combo.pair_mlp(e)))           # (B, P, 6)
     b, p = 3, 5
     i, j = combo.left[p].item(), combo.right[p].item()
-    torch.testing.assert_close(a_m[b, :, i, j], scores[b, p])
-    assert not torch.allclose(a_m[:, 0], a_m[:, 1])             # one map per layer and head
+    torch.testing.assert_close(a_m[:, b, i, j], scores[b, p])
+    assert not torch.allclose(a_m[0], a_m[1])                   # one map per layer and head
 
 
 def test_gate_gather_and_projection_paths_agree():
@@ -175,6 +177,26 @@ def test_gate_gather_and_projection_paths_agree():
     torch.testing.assert_close(gates[0], gates[1])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("gated", [True, False])
+def test_chunked_pair_scores_equal_plain_autograd(gated):
+    torch.manual_seed(0)
+    table = randn(300, 8).requires_grad_()
+    addr = torch.randint(0, 300, (13, 20), generator=torch.Generator().manual_seed(1))
+    gate = torch.rand(13, 20, generator=torch.Generator().manual_seed(2)).requires_grad_() if gated else None
+    mlp, out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 6)
+    upstream = randn(6, 13, 20, seed=3)
+    results = []
+    for chunk_pairs in (None, 50):  # plain ops; chunks of 2 samples (7 chunks, the last one short)
+        params = [table, mlp.weight, mlp.bias, out.weight, out.bias] + ([gate] if gated else [])
+        for p in params:
+            p.grad = None
+        scores = pair_scores(table, addr, gate, mlp, out, chunk_pairs=chunk_pairs)
+        (scores * upstream).sum().backward()
+        results.append([scores.detach()] + [p.grad.clone() for p in params])
+    for plain, chunked in zip(*results):
+        torch.testing.assert_close(chunked, plain)
 
 
 def test_all_codebooks_receive_gradients():

@@ -1,6 +1,7 @@
 """Self-attention over field tokens and the collapse-avoiding mask (DEA Eq. 11-14).
 
-Shapes: B batch, n fields, H heads, d_h = d_a / H per head.
+Shapes: B batch, n fields, H heads, d_h = d_a / H per head. Per-head tensors are **head-major**,
+(H, B, n, ·): per-head weights then apply as one batched matmul over H without permutes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def safe_softmax(logits: Tensor) -> Tensor:
 class FieldAttention(nn.Module):
     """Per-head projections of field tokens in one fused matmul, scores and value mixing.
 
-    x (B, n, d_in) → [W_Q x, W_K x] (B, H, n, d_h) when ``qk``, W_V x (B, H, n, d_h), and
+    x (B, n, d_in) → [W_Q x, W_K x] (H, B, n, d_h) when ``qk``, W_V x (H, B, n, d_h), and
     W_R x (B, n, d_a) when ``residual`` (AutoInt's residual projection). No biases (AutoInt).
 
         S = Q Kᵀ / √d_h  (``scale``)  or  Q Kᵀ,        out = concat_h(P_h V_h)  (B, n, d_a)
@@ -38,28 +39,30 @@ class FieldAttention(nn.Module):
         if d_attn % heads:
             raise ValueError(f"attention_dim {d_attn} is not a multiple of heads {heads}")
         self.d_attn, self.heads, self.qk, self.residual = d_attn, heads, qk, residual
+        self.n_head_parts = 3 if qk else 1
         self.scale = 1.0 / math.sqrt(d_attn // heads) if scale else 1.0
         n_proj = (2 if qk else 0) + 1 + (1 if residual else 0)
         self.proj = nn.Linear(d_in, n_proj * d_attn, bias=False)
 
     def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
-        """x (B, n, d_in) → q, k, v (B, H, n, d_h) (q, k None without ``qk``), r (B, n, d_a) or None."""
+        """x (B, n, d_in) → q, k, v (H, B, n, d_h) (q, k None without ``qk``), r (B, n, d_a) or None."""
         B, n, _ = x.shape
-        parts = list(self.proj(x).split(self.d_attn, -1))
-        r = parts.pop() if self.residual else None
-        heads = [p.view(B, n, self.heads, -1).transpose(1, 2) for p in parts]
+        y = self.proj(x)                                                   # (B, n, parts·d_a)
+        r = y[..., -self.d_attn:] if self.residual else None
+        m = self.n_head_parts
+        heads = y[..., :m * self.d_attn].view(B, n, m, self.heads, -1).permute(2, 3, 0, 1, 4)  # (m, H, B, n, d_h)
         q, k = (heads[0], heads[1]) if self.qk else (None, None)
         return q, k, heads[-1], r
 
     def scores(self, q: Tensor, k: Tensor) -> Tensor:
-        """(B, H, n, n) = Q Kᵀ · scale."""
+        """(H, B, n, n) = Q Kᵀ · scale."""
         return (q * self.scale) @ k.transpose(-1, -2)
 
     @staticmethod
     def mix(p: Tensor, v: Tensor) -> Tensor:
-        """P (B, H, n, n), V (B, H, n, d_h) → concat over heads (B, n, H·d_h)."""
+        """P (H, B, n, n), V (H, B, n, d_h) → concat over heads (B, n, H·d_h)."""
         out = p @ v
-        return out.transpose(1, 2).reshape(out.shape[0], out.shape[2], -1)
+        return out.permute(1, 2, 0, 3).reshape(out.shape[1], out.shape[2], -1)
 
 
 class CollapseAvoiding(nn.Module):
@@ -67,8 +70,8 @@ class CollapseAvoiding(nn.Module):
 
     Eq. 14 makes x = e_i·e_jᵀ a scalar entry of S = QKᵀ, so its ‖·‖₂ in Eq. 13 is |S_ij| and
 
-        τ_h = c · mean_{b, i≠j} |S_bhij|       (per head; detached; c = ``multiplier``)
-        keep_bhij = |S_bhij| ≥ τ_h  for i ≠ j,   keep_bhii = True   (the diagonal is handled apart)
+        τ_h = c · mean_{b, i≠j} |S_hbij|       (per head; detached; c = ``multiplier``)
+        keep_hbij = |S_hbij| ≥ τ_h  for i ≠ j,   keep_hbii = True   (the diagonal is handled apart)
 
     Magnitude, not sign: strong negative ("repulsive") pairs survive. ``A_c = S ⊙ keep`` (0 fill)
     inside a fusion, −∞ fill when A_c stands alone — the caller applies the fill.
@@ -86,11 +89,11 @@ class CollapseAvoiding(nn.Module):
         self.register_buffer("tau_seen", torch.zeros((), dtype=torch.bool))
 
     def forward(self, s: Tensor) -> Tensor:
-        """S (B, H, n, n) → keep mask (B, H, n, n) bool."""
-        B, H, n, _ = s.shape
+        """S (H, B, n, n) → keep mask (H, B, n, n) bool."""
+        H, B, n, _ = s.shape
         mag = s.detach().abs()
-        eye = torch.eye(n, dtype=torch.bool, device=s.device)
-        batch_tau = mag.float().masked_fill(eye, 0.0).sum((0, 2, 3)) / (B * n * (n - 1))  # (H,)
+        total = mag.sum((1, 2, 3), dtype=torch.float32) - mag.diagonal(dim1=-2, dim2=-1).sum((1, 2), dtype=torch.float32)
+        batch_tau = total / (B * n * (n - 1))                                        # (H,) off-diagonal mean
         if self.training:
             with torch.no_grad():
                 m = self.momentum
@@ -101,7 +104,9 @@ class CollapseAvoiding(nn.Module):
             tau = torch.where(self.tau_seen, self.tau_mean, batch_tau)
         else:
             tau = batch_tau
-        return (mag >= (self.multiplier * tau).to(mag.dtype)[:, None, None]) | eye
+        keep = mag >= (self.multiplier * tau).to(mag.dtype).view(H, 1, 1, 1)
+        keep.diagonal(dim1=-2, dim2=-1).fill_(True)
+        return keep
 
     def extra_repr(self) -> str:
         return f"multiplier={self.multiplier}, momentum={self.momentum}, running={self.running}"

@@ -6,7 +6,7 @@ For every ordered field pair (i, j), i ≠ j (P = n(n−1) pairs; n² with the d
     g_ij   = σ(W₀·[C¹[a¹_ij]; …; Cᵏ[aᵏ_ij]] + b₀)                  scalar gate, W₀ ∈ R^{kd}    (Eq. 6)
     e_ij   = g_ij · C⁰[a⁰_ij]                                        (e_ij = C⁰[a⁰_ij] when k = 0)
     h_ij   = ReLU(W₁ e_ij + b₁)                                      W₁ ∈ R^{h×d}, shared     (Eq. 8)
-    A_m^{(l)}[h, i, j] = W₂^{(l)} h_ij + b₂^{(l)}                   one output per layer l and head
+    A_m^{(l)}[h, :, i, j] = W₂^{(l)} h_ij + b₂^{(l)}                   one output per layer l and head
     A_m    = A − diag(A)                                             (Eq. 9-10)
 
 Readings (MODEL-NOTES §1.2, DESIGN.md): each codebook has its own hash seed (otherwise the
@@ -33,7 +33,74 @@ from .embedding import gather_rows
 from .hashing import codebook_seeds, combo_addresses, to_int32
 from .pairs import ordered_pairs, pairs_to_square
 
-__all__ = ["Codebooks", "ComboIDScores"]
+__all__ = ["Codebooks", "ComboIDScores", "pair_scores"]
+
+
+class _ChunkedPairScores(torch.autograd.Function):
+    """Eq. 6-8 for every pair, a chunk of samples at a time, recomputed in backward.
+
+    Saves only the addresses and gates for backward (no (B, P, h) activations) and keeps every
+    temporary a cache-sized chunk: on CPU the per-pair path is memory-bound, and fresh
+    multi-hundred-MB tensors cost page faults at about 1 GB/s.
+    """
+
+    @staticmethod
+    def forward(ctx, table, addr, gate, w1, b1, w2, b2, chunk):
+        B, P = addr.shape
+        out = table.new_empty(w2.shape[0], B, P)                               # (O, B, P)
+        for c in range(0, B, chunk):
+            rows = table.index_select(0, addr[c:c + chunk].reshape(-1))         # (c·P, d)
+            e = rows if gate is None else rows * gate[c:c + chunk].reshape(-1, 1)
+            h = torch.addmm(b1, e, w1.T).relu_()                               # (c·P, h)
+            out[:, c:c + chunk] = torch.addmm(b2, h, w2.T).view(-1, P, w2.shape[0]).permute(2, 0, 1)
+        ctx.save_for_backward(table, addr, gate, w1, b1, w2)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        table, addr, gate, w1, b1, w2 = ctx.saved_tensors
+        chunk, (B, P) = ctx.chunk, addr.shape
+        g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
+        g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
+        g_w1, g_b1, g_w2 = torch.zeros_like(w1), torch.zeros_like(b1), torch.zeros_like(w2)
+        g_b2 = grad_out.sum((1, 2))
+        for c in range(0, B, chunk):
+            idx = addr[c:c + chunk].reshape(-1)
+            rows = table.index_select(0, idx)
+            g = None if gate is None else gate[c:c + chunk].reshape(-1, 1)
+            e = rows if g is None else rows * g
+            h = torch.addmm(b1, e, w1.T).relu_()
+            g_s = grad_out[:, c:c + chunk].permute(1, 2, 0).reshape(-1, w2.shape[0])  # (c·P, O)
+            g_w2.addmm_(g_s.T, h)
+            g_h = (g_s @ w2).mul_(h > 0)                                        # through ReLU
+            g_w1.addmm_(g_h.T, e)
+            g_b1 += g_h.sum(0)
+            g_e = g_h @ w1                                                       # (c·P, d)
+            if g_gate is not None:
+                g_gate[c:c + chunk] = (g_e * rows).sum(-1).view(-1, P)
+            if g_table is not None:
+                g_table.index_add_(0, idx, g_e if g is None else g_e.mul_(g))
+        return g_table, None, g_gate, g_w1, g_b1, g_w2, g_b2, None
+
+
+def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear,
+                chunk_pairs: int | None = 32768) -> Tensor:
+    """S[:, b, p] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂  →  (O, B, P).
+
+    table (R, d); addr (B, P) int64 rows; gate (B, P) or None (no gate). On CPU without autocast
+    the pairs are processed in chunks of about ``chunk_pairs`` and recomputed in backward (same
+    values and gradients); with ``chunk_pairs=None`` and elsewhere (CUDA, autocast, compile)
+    plain autograd ops are used.
+    """
+    if (chunk_pairs is None or table.is_cuda or torch.is_autocast_enabled("cpu")
+            or torch.compiler.is_compiling()):
+        e = gather_rows(table, addr)                                             # (B, P, d)
+        if gate is not None:
+            e = e * gate.unsqueeze(-1)
+        return out(torch.relu(mlp(e))).permute(2, 0, 1)
+    chunk = max(1, chunk_pairs // addr.shape[1])
+    return _ChunkedPairScores.apply(table, addr, gate, mlp.weight, mlp.bias, out.weight, out.bias, chunk)
 
 
 class Codebooks(nn.Module):
@@ -53,7 +120,7 @@ class Codebooks(nn.Module):
 
 
 class ComboIDScores(nn.Module):
-    """Combo-ID attention logits A_m for all layers and heads: ids (B, n) → (B, L·H, n, n).
+    """Combo-ID attention logits A_m for all layers and heads: ids (B, n) → (L·H, B, n, n).
 
     Args:
         n_fields: n.   dim: codeword size d.   size: rows per codebook s.
@@ -104,9 +171,6 @@ class ComboIDScores(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         with torch.no_grad():
             addr = self.addresses(ids)                                   # (k+1, B, P)
-        e = gather_rows(self.codebooks.weight, addr[0])                  # (B, P, d)  C⁰[a⁰]
-        if self.siamese:
-            e = e * self.gate(addr[1:]).unsqueeze(-1)                    # g · C⁰[a⁰]
-        h = torch.relu(self.pair_mlp(e))                                 # (B, P, h)
-        scores = self.out(h).transpose(1, 2)                             # (B, L·H, P)
-        return pairs_to_square(scores, self.n_fields, self.diagonal)     # (B, L·H, n, n)
+        gate = self.gate(addr[1:]) if self.siamese else None             # (B, P)
+        scores = pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out)  # (L·H, B, P)
+        return pairs_to_square(scores, self.n_fields, self.diagonal)     # (L·H, B, n, n)

@@ -1,7 +1,7 @@
 """Fusion of the Combo-ID logits A_m and the collapse-avoiding logits A_c (DEA Eq. 15-17).
 
-All maps are (B, H, n, n); "row-wise" weights act on each query row A_c[b, h, i, :] ∈ R^n and
-are per head: W ∈ R^{H×n×n}.
+All maps are head-major (H, B, n, n); "row-wise" weights act on each query row A_c[h, b, i, :] ∈ R^n
+and are per head: W ∈ R^{H×n×n}.
 
     sum       α·A_m + β·A_c                                   α, β learnable scalars, init 1   (Eq. 15)
     gate      (1 − G)⊙A_m + G⊙A_c,   G = σ(A_c W_g + b_g)     row-wise Linear(n→n)            (Eq. 16)
@@ -32,7 +32,7 @@ def _rowwise(heads: int, d_in: int, d_out: int, zero: bool = False) -> tuple[nn.
 
 
 class ScoreFusion(nn.Module):
-    """fuse(A_m, A_c) → fused logits, all (B, H, n, n). ``kind`` ∈ {sum, gate, multiply}."""
+    """fuse(A_m, A_c) → fused logits, all (H, B, n, n). ``kind`` ∈ {sum, gate, multiply}."""
 
     def __init__(self, kind: str, n_fields: int, heads: int, hidden: int = 32):
         super().__init__()
@@ -51,8 +51,9 @@ class ScoreFusion(nn.Module):
 
     @staticmethod
     def _rows(a: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        """Row-wise per-head linear map: (B, H, n, i) · (H, i, o) + (H, 1, o) → (B, H, n, o)."""
-        return torch.einsum("bhni,hio->bhno", a, weight) + bias
+        """Row-wise per-head linear map: (H, B, n, i) · (H, i, o) + (H, 1, o) → (H, B, n, o)."""
+        H, B, n, i = a.shape
+        return torch.baddbmm(bias, a.reshape(H, B * n, i), weight).view(H, B, n, -1)
 
     def forward(self, a_m: Tensor, a_c: Tensor) -> Tensor:
         if self.kind == "sum":

@@ -1,10 +1,10 @@
 """DEA: Dual Enhanced Attention (arXiv 2503.11233), with the readings of DESIGN.md / MODEL-NOTES §1.
 
     E    = [e_1 … e_n]                                      (B, n, d)  hashed field embeddings
-    A_m  = ComboID(ids)                                      (B, L, H, n, n)  once per batch (Eq. 4-10)
+    A_m  = ComboID(ids)                                      (L, H, B, n, n)  once per batch (Eq. 4-10)
     for each layer l (tokens X, X₀ = E):
         Q, K, V, R = X W_Q, X W_K, X W_V, X W_R              per head d_h = d_a / H
-        S    = Q Kᵀ / √d_h − diag                            (B, H, n, n)
+        S    = Q Kᵀ / √d_h − diag                            (H, B, n, n)  head-major
         A_c  = S ⊙ [|S| ≥ τ]     τ = c·mean_batch |S_i≠j|    collapse-avoiding (Eq. 11-14)
         Â    = fuse(A_m^{(l)}, A_c)                          sum / gate / multiply (Eq. 15-17)
         X    = ReLU(softmax(Â) V + R)                        AutoInt-style residual (+ LayerNorm)
@@ -77,7 +77,7 @@ class DEAConfig:
 
 
 class DEABlock(nn.Module):
-    """One dual-attention layer: X (B, n, d_in), A_m^{(l)} (B, H, n, n) or None → X' (B, n, d_a)."""
+    """One dual-attention layer: X (B, n, d_in), A_m^{(l)} (H, B, n, n) or None → X' (B, n, d_a)."""
 
     def __init__(self, cfg: DEAConfig, d_in: int, n_fields: int):
         super().__init__()
@@ -97,7 +97,7 @@ class DEABlock(nn.Module):
         if q is not None:
             s = apply_diagonal(self.attn.scores(q, k), "keep" if self.diag == "keep" else "zero")
         if self.collapse is not None:
-            keep = self.collapse(s)                                     # (B, H, n, n) bool
+            keep = self.collapse(s)                                     # (H, B, n, n) bool
             if a_m is None:
                 logits = s.masked_fill(~keep, float("-inf"))            # A_c alone: −∞ fill
             else:
@@ -130,7 +130,7 @@ class DEA(CTRModel):
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
         x = self.embedding(ids)                                                     # (B, n, d)
-        a_m = self.combo(ids).unflatten(1, (len(self.blocks), -1)) if self.combo is not None else None
+        a_m = self.combo(ids).unflatten(0, (len(self.blocks), -1)) if self.combo is not None else None
         for l, block in enumerate(self.blocks):
-            x = block(x, None if a_m is None else a_m[:, l])                        # (B, n, d_a)
+            x = block(x, None if a_m is None else a_m[l])                           # (B, n, d_a)
         return self.head(x.flatten(1)).squeeze(-1)

@@ -1,0 +1,267 @@
+"""Training throughput (samples/s) of our DEA and AutoInt and DeepCTR-Torch's AutoInt, same data.
+
+Criteo shape: 39 fields, embedding size 16, random IDs, one batch size, Adam; CPU and (when
+present) CUDA, in one run. Each train step is zero_grad → forward → BCE → backward → Adam step.
+All models run in the same loop with fused Adam; they take turns step by step (round robin) so
+that load from other processes hits them alike; the figure is the median step. Also measured:
+eval (no-grad) samples/s and the bytes of activations autograd keeps for backward, per sample.
+``deepctr_autoint_fit`` is DeepCTR's AutoInt trained the way DeepCTR is used, through its own
+``model.fit`` (DataLoader over rows, L2 on the embedding tables, for-each Adam): the end-to-end
+peer of our model in our tensor-slicing loop.
+
+Configurations (recorded in the JSON): our AutoInt is set up like DeepCTR's (3 layers, 2 heads,
+attention width = embedding size, residual, no scaling, first-order term, DNN 400-400 on the raw
+embeddings); DEA is the default model (multiply fusion, k = 2, d_a = 32, DNN 400-400). Every
+model gets ``--rows`` rows per field table; DEA's codebooks have ``--codebook-size`` rows each.
+
+    .venv/bin/python benchmarks/train_throughput.py --out benchmarks/results/throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dea_model.models import build_model  # noqa: E402
+
+N_FIELDS, DIM = 39, 16
+MODELS = ("dea", "autoint", "deepctr_autoint", "deepctr_autoint_fit")
+
+
+def our_model(name: str, rows: int, codebook_size: int) -> tuple[torch.nn.Module, dict]:
+    if name == "dea":
+        hp = dict(embedding_dim=DIM, embedding_rows=rows, codebook_size=codebook_size)
+    else:
+        hp = dict(embedding_dim=DIM, embedding_rows=rows, layers=3, heads=2, attention_dim=DIM, residual=True,
+                  scale=False, dnn_hidden=(400, 400), first_order=True)
+    model = build_model(name, N_FIELDS, **hp)
+    return model, model.hparams
+
+
+def deepctr_autoint(rows: int, device: str) -> tuple[torch.nn.Module, dict]:
+    from deepctr_torch.inputs import SparseFeat
+    from deepctr_torch.models import AutoInt
+
+    columns = [SparseFeat(f"C{i}", vocabulary_size=rows, embedding_dim=DIM) for i in range(N_FIELDS)]
+    hp = dict(att_layer_num=3, att_head_num=2, att_res=True, dnn_hidden_units=(400, 400))
+    return AutoInt(columns, columns, device=device, **hp), hp
+
+
+class Runner:
+    """One model, its optimizer and a few fixed batches; ``step()`` is one timed train step."""
+
+    def __init__(self, name: str, args, device: torch.device):
+        torch.manual_seed(0)
+        self.name, self.device, self.bf16 = name, device, device.type == "cuda" and args.bf16
+        if name == "deepctr_autoint":
+            self.model, self.config = deepctr_autoint(args.rows, str(device))
+        else:
+            self.model, self.config = our_model(name, args.rows, args.codebook_size)
+        self.model.to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True)
+        g = torch.Generator().manual_seed(1)
+        B = args.batch_size if device.type == "cpu" else args.cuda_batch_size
+        self.batch_size = B
+        self.batches = []
+        for _ in range(2):
+            ids = torch.randint(-(2**63), 2**63 - 1, (B, N_FIELDS), generator=g)
+            x = ids.remainder(args.rows).float() if name == "deepctr_autoint" else ids  # DeepCTR: float index columns
+            self.batches.append((x.to(device), torch.randint(0, 2, (B,), generator=g).float().to(device)))
+        self.turn = 0
+        self.params = sum(p.numel() for p in self.model.parameters())
+
+    def loss(self, x, y):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x)
+        if self.name == "deepctr_autoint":  # DeepCTR's models end in a sigmoid
+            return F.binary_cross_entropy(out.squeeze(-1).float(), y)
+        return F.binary_cross_entropy_with_logits(out.float(), y)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def step(self) -> float:
+        x, y = self.batches[self.turn % 2]
+        self.turn += 1
+        self._sync()
+        start = time.perf_counter()
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(x, y).backward()
+        self.opt.step()
+        self._sync()
+        return time.perf_counter() - start
+
+    @torch.no_grad()
+    def eval_step(self) -> float:
+        x, _ = self.batches[0]
+        self.model.eval()
+        self._sync()
+        start = time.perf_counter()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            self.model(x)
+        self._sync()
+        return time.perf_counter() - start
+
+    def saved_bytes_per_sample(self) -> float:
+        """Bytes of tensors autograd keeps for backward (distinct storages; parameters excluded)."""
+        params = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        seen: dict[int, int] = {}
+
+        def pack(t):
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in params:
+                seen[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        x, y = self.batches[0]
+        self.model.train()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = self.loss(x, y)
+        del loss
+        self.opt.zero_grad(set_to_none=True)
+        return sum(seen.values()) / self.batch_size
+
+
+def deepctr_fit(args, device: torch.device) -> dict:
+    """DeepCTR's own training loop: ``fit`` over steps × B random rows, one epoch (after a short warm-up)."""
+    import contextlib
+    import io
+
+    import numpy as np
+
+    torch.manual_seed(0)
+    model, hp = deepctr_autoint(args.rows, str(device))
+    model.compile("adam", "binary_crossentropy")
+    B = args.batch_size if device.type == "cpu" else args.cuda_batch_size
+    rng = np.random.default_rng(1)
+
+    def data(rows):
+        return {f"C{i}": rng.integers(0, args.rows, rows) for i in range(N_FIELDS)}, rng.integers(0, 2, rows)
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.fit(*data(2 * B), batch_size=B, epochs=1, verbose=0)
+        x, y = data(args.steps * B)
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=B, epochs=1, verbose=0)
+        seconds = time.perf_counter() - start
+    sps = args.steps * B / seconds
+    print(f"{device}  {'deepctr_autoint_fit':16s} train {sps:>11,.0f} samples/s  (DeepCTR's own fit loop)", flush=True)
+    return {"device": str(device), "model": "deepctr_autoint_fit", "batch_size": B, "bf16": False,
+            "train_samples_per_second": sps, "seconds": seconds, "rows": args.steps * B,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "config": {**hp, "loop": "deepctr_torch BaseModel.fit, optimizer 'adam', l2_reg_embedding 1e-5"}}
+
+
+def bench_device(device: torch.device, args) -> list[dict]:
+    runners = [Runner(name, args, device) for name in args.models if name != "deepctr_autoint_fit"]
+    for r in runners:
+        for _ in range(args.warmup):
+            r.step()
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    for _ in range(args.steps):  # round robin: load from other processes hits every model alike
+        for r in runners:
+            times[r.name].append(r.step())
+    results = []
+    for r in runners:
+        eval_times = [r.eval_step() for _ in range(args.eval_steps)]
+        step = statistics.median(times[r.name])
+        results.append({
+            "device": str(device), "model": r.name, "batch_size": r.batch_size, "bf16": r.bf16,
+            "train_samples_per_second": r.batch_size / step,
+            "train_samples_per_second_best": r.batch_size / min(times[r.name]),
+            "eval_samples_per_second": r.batch_size / statistics.median(eval_times),
+            "step_seconds": [round(t, 5) for t in times[r.name]],
+            "saved_activation_bytes_per_sample": r.saved_bytes_per_sample(),
+            "parameters": r.params, "config": r.config,
+        })
+        print(f"{device}  {r.name:16s} train {results[-1]['train_samples_per_second']:>11,.0f} samples/s  "
+              f"eval {results[-1]['eval_samples_per_second']:>11,.0f} samples/s  "
+              f"saved activations {results[-1]['saved_activation_bytes_per_sample'] / 1024:,.1f} KiB/sample",
+              flush=True)
+    if "deepctr_autoint_fit" in args.models:
+        results.append(deepctr_fit(args, device))
+    return results
+
+
+def ratios(results: list[dict]) -> dict[str, float]:
+    out = {}
+    for device in {r["device"] for r in results}:
+        sps = {r["model"]: r["train_samples_per_second"] for r in results if r["device"] == device}
+        for peer in ("deepctr_autoint", "deepctr_autoint_fit"):
+            if "autoint" in sps and peer in sps:
+                out[f"{device}: autoint / {peer}"] = sps["autoint"] / sps[peer]
+        if "dea" in sps and "autoint" in sps:
+            out[f"{device}: autoint / dea"] = sps["autoint"] / sps["dea"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(MODELS), help="comma list of %s" % ", ".join(MODELS))
+    p.add_argument("--devices", default="auto", help="cpu, cuda or cpu,cuda (auto: cuda too when present)")
+    p.add_argument("--batch-size", type=int, default=1024, help="CPU batch size")
+    p.add_argument("--cuda-batch-size", type=int, default=8192)
+    p.add_argument("--rows", type=int, default=10_000, help="rows per field table (all models)")
+    p.add_argument("--codebook-size", type=int, default=2**18, help="rows per DEA codebook")
+    p.add_argument("--steps", type=int, default=6, help="timed train steps per model")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--eval-steps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="no bf16 autocast on CUDA")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    unknown = set(args.models) - set(MODELS)
+    if unknown:
+        p.error(f"unknown models {sorted(unknown)}; choose from {MODELS}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
+        else args.devices.split(",")
+
+    started = time.time()
+    load_before = os.getloadavg()
+    results = []
+    for device in devices:
+        results.extend(bench_device(torch.device(device), args))
+    report = {
+        "benchmark": "train_throughput",
+        "shape": {"fields": N_FIELDS, "embedding_dim": DIM, "rows_per_field": args.rows,
+                  "codebook_size": args.codebook_size, "ids": "uniform random int64"},
+        "environment": {
+            "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
+        "optimizer": "Adam lr 1e-3 (dense), BCE; median of timed steps",
+        "seconds": round(time.time() - started, 1),
+        "results": results,
+        "ratios": ratios(results),
+    }
+    for key, value in report["ratios"].items():
+        print(f"{key}: {value:.2f}×")
+    print(f"{report['seconds']} s; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        tmp.replace(args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
