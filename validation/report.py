@@ -71,8 +71,10 @@ def _grid(n: int, cols: int = 4):
     from matplotlib.figure import Figure
 
     rows = max(1, math.ceil(n / cols))
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.92, wspace=0.3, hspace=0.55)
+    height = 2.6 * rows + 0.6                                     # inches, with room for the title
+    fig = Figure(figsize=(3.2 * cols, height))
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.55 / height, top=1 - 0.75 / height, wspace=0.3,
+                        hspace=0.55)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes[n:]:
@@ -81,26 +83,42 @@ def _grid(n: int, cols: int = 4):
 
 
 def plot_rank_frequency(stats: dict, reference: list[dict], path: Path, failing: set[str] = frozenset()) -> Path | None:
-    """Log-log rank-frequency curves of every sparse and cross field, today over the reference."""
+    """Log-log rank-frequency curves of every sparse and cross field on one chart.
+
+    One colour per field: today solid (thick where a check on the field failed), the reference days
+    thin and faint in the same colour. One axes for any number of fields keeps it cheap to draw.
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     names = [f for f, s in stats["fields"].items() if s["kind"] != "dense"]
     if not names:
         return None
-    fig, axes = _grid(len(names))
-    for ax, f in zip(axes, names):
-        color = "C3" if f in failing else "C0"
+    fig = Figure(figsize=(10, 6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.07, 0.09, 0.68, 0.83))
+    cmap = colormaps["tab20"]
+    for i, f in enumerate(names):
+        color = cmap(i % 20)
         for r in reference:
             rf = r["fields"].get(f, {}).get("rank_frequency")
             if rf and rf["rank"]:
-                ax.plot(np.log10(rf["rank"]), np.log10(np.asarray(rf["freq"]) / r["rows"]), color="0.6", lw=0.8)
+                ax.plot(rf["rank"], np.asarray(rf["freq"]) / r["rows"], color=color, lw=0.7, alpha=0.35)
         rf = stats["fields"][f]["rank_frequency"]
         if rf["rank"]:
-            ax.plot(np.log10(rf["rank"]), np.log10(np.asarray(rf["freq"]) / stats["rows"]), color=color, lw=2,
-                    marker=".")
-        ax.set_title(f, fontsize=9, color=color if f in failing else "black")
-        ax.set_xlabel("log10 rank", fontsize=7)
-        ax.set_ylabel("log10 share of rows", fontsize=7)
-        ax.tick_params(labelsize=6)
-    fig.suptitle(f"{stats['dataset']} {stats['date']}: rank-frequency (today bold, reference grey)", fontsize=10)
+            bad = f in failing
+            ax.plot(rf["rank"], np.asarray(rf["freq"]) / stats["rows"], color=color, lw=3 if bad else 1.5,
+                    marker="o" if bad else ".", label=f"{f} ✗" if bad else f)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rank of the ID (1 = most frequent)")
+    ax.set_ylabel("share of rows holding the ID at that rank")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, ncol=1 + len(names) // 25,
+              title="field (✗ = failing check)", title_fontsize=8)
+    ax.set_title(f"{stats['dataset']} {stats['date']}: rank-frequency, today (solid) over the reference days (faint)",
+                 fontsize=10)
     fig.savefig(path, dpi=80)
     return path
 
@@ -113,12 +131,12 @@ def plot_dense_buckets(stats: dict, reference: list[dict], path: Path, failing: 
     fig, axes = _grid(len(names))
     for ax, f in zip(axes, names):
         today = bucket_shares(stats["dense"][f])
-        x = np.arange(-1, len(today) - 1)
-        ax.bar(x, today / max(today.sum(), 1), width=0.9, color="C3" if f in failing else "C0", alpha=0.7,
-               label="today")
+        edges = np.arange(-1.5, len(today) - 1)                  # bucket k spans [k − 0.5, k + 0.5]
+        ax.stairs(today / max(today.sum(), 1), edges, fill=True, color="C3" if f in failing else "C0", alpha=0.6,
+                  label="today")
         ref = reference_histogram(f, stats, reference)
         if ref is not None:
-            ax.step(x, ref / ref.sum(), where="mid", color="black", lw=1.2, label="reference")
+            ax.stairs(ref / ref.sum(), edges, color="black", lw=1.2, label="reference")
         ax.set_title(f, fontsize=9, color="C3" if f in failing else "black")
         ax.set_xlabel("bucket (−1 = missing)", fontsize=7)
         ax.set_ylabel("share of rows", fontsize=7)
