@@ -50,7 +50,7 @@ def resolve_date(date: dt.date | str | None) -> str:
 # Synthetic days exist for any date, but the source's record hashes its calendar (start, days):
 # the flows give synthetic specs one fixed, wide calendar, so the days' records stay the same
 # whatever window a run asks for.
-SYNTHETIC_CALENDAR = {"start_date": "2000-01-01", "days": 54_787}   # through 2149-12-31
+SYNTHETIC_CALENDAR = {"start_date": "2020-01-01", "days": 10_958}   # through 2049-12-31
 
 
 def with_synthetic_calendar(spec: DatasetSpec) -> DatasetSpec:

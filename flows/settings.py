@@ -41,4 +41,5 @@ def apply(lake_root: str | os.PathLike | None = None) -> dict[str, str]:
     wanted = {"PREFECT_HOME": str(prefect_home(lake_root)), **DEFAULTS}
     added = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(added)
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes one level only
     return added

@@ -13,42 +13,26 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-import torch
-from torch import nn
 
 from dea_model import train as T
-from dea_model.config import TrainConfig
+from flows.params import DAILY_TRAIN
 from dea_model.registry import Registry
 from features.lake import Lake
 
 D1, D2 = "2026-01-05", "2026-01-06"
 TINY = {"source": {"kind": "synthetic", "options": {"rows_per_day": 4000, "seed": 7}}}
-TRAIN = TrainConfig(model="tiny", epochs=2, batch_size=512, plot=False)
-
-
-class Tiny(nn.Module):
-    """Hashed embeddings -> MLP: a stand-in model, so these tests time the flows, not a model."""
-
-    def __init__(self, n_fields: int, dim: int = 4, buckets: int = 20011):
-        super().__init__()
-        self.hparams = {"dim": dim, "buckets": buckets}
-        self.buckets = buckets
-        self.embedding = nn.Embedding(buckets, dim)
-        self.out = nn.Linear(n_fields * dim, 1)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:       # ids [B, n] -> logits [B]
-        return self.out(self.embedding(torch.remainder(ids, self.buckets)).flatten(1)).squeeze(-1)
+SETS = ["model=fm", "hparams.embedding_dim=4", "hparams.embedding_rows=4096", "epochs=2", "batch_size=512",
+        "lr=0.01", "plot=false"]
+TRAIN = DAILY_TRAIN.with_overrides(SETS)
 
 
 @pytest.fixture(scope="module")
 def env(prefect_harness, tmp_path_factory):
-    """A lake, the tiny model in the zoo, and one in-process Dask cluster the flows reuse."""
+    """A lake, and one in-process Dask cluster the flows reuse (instead of one LocalCluster each)."""
     from distributed import Client, LocalCluster
 
-    with pytest.MonkeyPatch.context() as m, \
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster):
-        m.setattr(T, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, **hp))
         yield Lake(tmp_path_factory.mktemp("flows") / "lake")
 
 
@@ -61,25 +45,34 @@ def _daily(lake: Lake, date: str, **kwargs):
 
 @pytest.fixture(scope="module")
 def runs(env):
-    """dea-daily for D1, then again."""
-    first = _daily(env, D1)
-    again = _daily(env, D1)
-    return first, again
+    """``dea run`` for D1 (its printed report), then dea-daily for D1 again (its state)."""
+    import contextlib
+    import io
+
+    from flows.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["--home", str(env.root), "run", "--date", D1, "--rows", "4000"] + [f"--set={s}" for s in SETS])
+    return code, out.getvalue(), _daily(env, D1)
 
 
-def test_daily_registers_a_champion_with_reports(env, runs):
-    state = runs[0]
-    assert state.is_completed(), state.message
-    r = state.result()
-    assert r["date"] == D1 and set(r["seconds"]) == {"ingest", "features", "validate", "train", "evaluate", "register"}
-    assert sorted(r["ingest"]["written"]) == ["2026-01-02", "2026-01-03", "2026-01-04", D1]
-    assert r["ingest"]["written"][D1] == 4000
+def test_dea_run_registers_a_champion_and_prints_the_report(env, runs):
+    code, printed, _ = runs
+    assert code == 0, printed
+    assert f"dea-daily synthetic {D1}: Completed" in printed
+    assert "ingest" in printed and "4 day(s) written (16,000 rows)" in printed
+    assert "v0001 promoted to champion: first model" in printed
+    assert "champion v0001 on 2026-01-05: AUC" in printed and "baseline oracle" in printed
     verdict = json.loads((env.validation("synthetic", D1) / "verdict.json").read_text())
-    assert verdict["verdict"] in ("pass", "warn") and r["validate"]["summary"].endswith("summary.md")
+    assert verdict["verdict"] in ("pass", "warn")
+    assert f"gate summary   {env.validation('synthetic', D1) / 'summary.md'}" in printed
     reg = Registry(env, "dea")
     champion = reg.champion()
-    assert champion.version == "v0001" and r["register"]["promoted"] and "first model" in r["register"]["reason"]
-    ev = json.loads(open(r["evaluate"]["path"]).read())
+    assert champion.version == "v0001"
+    evaluation = next(env.runs().glob(f"synthetic/dt={D1}/fm-*.eval/evaluation.json"))
+    assert f"evaluation     {evaluation}" in printed
+    ev = json.loads(evaluation.read_text())
     assert ev["champion"] is None and ev["candidate"]["rows"] == 4000
     assert ev["baselines"]["prior"]["auc"] == pytest.approx(0.5)
     assert ev["baselines"]["oracle"]["auc"] > 0.7              # p_true: the ceiling of any model
@@ -92,21 +85,21 @@ def test_daily_registers_a_champion_with_reports(env, runs):
 
 
 def test_rerun_skips_every_stage(env, runs):
-    first, again = (s.result() for s in runs)
-    assert runs[1].is_completed()
+    assert runs[2].is_completed(), runs[2].message
+    again = runs[2].result()
     assert again["ingest"]["written"] == {} and len(again["ingest"]["skipped"]) == 4
     assert not again["features"]["refit"] and {d["status"] for d in again["features"]["days"]} == {"skipped"}
     assert again["validate"]["skipped"] and again["train"]["skipped"] and again["evaluate"]["skipped"]
     assert again["register"]["skipped"] and again["register"]["version"] == "v0001"
     assert Registry(env, "dea").versions() == ["v0001"]
-    assert again["evaluate"]["candidate"] == first["evaluate"]["candidate"]
+    assert again["evaluate"]["candidate"] == Registry(env, "dea").show("v0001").metrics
 
 
 def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
     strict = {**TINY, "gate": {"rows": {"min": 10**9}}}     # no day has a billion rows
     state = _daily(env, D2, spec_overrides=strict)
     assert state.is_failed()
-    assert "gate of synthetic 2026-01-06 failed: rows" in state.message or "rows" in str(state.result(raise_on_failure=False))
+    assert "GateFailed: gate of synthetic 2026-01-06 failed: rows; report " in state.message
     assert json.loads((env.validation("synthetic", D2) / "verdict.json").read_text())["verdict"] == "fail"
     reg = Registry(env, "dea")
     assert reg.champion().version == "v0001" and reg.versions() == ["v0001"]
@@ -128,7 +121,6 @@ def test_crash_while_training_leaves_nothing_and_a_rerun_completes(env, runs, mo
     assert state.is_failed() and not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp")]
     monkeypatch.undo()
-    monkeypatch.setattr(T, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, **hp))
     done = train_flow(date=D1, home=str(env.root), spec_overrides=TINY, train=cfg)
     assert not done["skipped"] and (out / "_COMPLETE.json").exists() and (out / "curve.png").exists()
 

@@ -8,7 +8,6 @@ in that server's UI), else against an ephemeral server whose database lives in `
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 
@@ -82,25 +81,22 @@ def _stage_line(name: str, seconds: float, r: dict) -> str:
     return f"  {name:9} {seconds:7.1f} s  {what}"
 
 
-def _report(result: dict, lake) -> None:
-    from dea_model.registry import Registry
-
+def _report(result: dict) -> None:
+    """Per-stage lines, the champion's metrics on the date, the baselines and where the reports are."""
     for name, seconds in result["seconds"].items():
         print(_stage_line(name, seconds, result[name]))
-    reg = result["register"]
-    champion = Registry(lake, result["promotion_model"]).champion() if "promotion_model" in result else None
-    ev = result["evaluate"]
-    row = ev["candidate"] if reg["promoted"] else (ev["champion"] or ev["candidate"])
-    print(f"champion {reg['champion']} on {result['date']}: AUC {_num(row['auc'])}  GAUC {_num(row['gauc'])}  "
-          f"logloss {_num(row['logloss'])}  calibration {_num(row['calibration'])}  ({row['rows']:,} rows)")
+    reg, ev, gate = result["register"], result["evaluate"], result["validate"]
+    judged = ev["champion"] if ev["champion"] and ev["champion"]["version"] == reg["champion"] else ev["candidate"]
+    print(f"champion {reg['champion']} on {result['date']}: AUC {_num(judged['auc'])}  GAUC {_num(judged['gauc'])}  "
+          f"logloss {_num(judged['logloss'])}  calibration {_num(judged['calibration'])}  ({judged['rows']:,} rows)")
     for name, m in ev["baselines"].items():
         print(f"  baseline {name:7} AUC {_num(m['auc'])}  GAUC {_num(m['gauc'])}  logloss {_num(m['logloss'])}")
     print("reports:")
-    print(f"  gate summary   {result['validate']['summary']}")
-    if result["validate"].get("data_docs"):
-        print(f"  Data Docs      {result['validate']['data_docs']}")
+    print(f"  gate summary   {gate['summary']}")
+    if gate.get("data_docs"):
+        print(f"  Data Docs      {gate['data_docs']}")
     print(f"  evaluation     {ev['path']}")
-    print(f"  champion       {reg['path'] if reg['promoted'] else champion or reg['champion']}")
+    print(f"  model          {reg['path']}  (`dea registry show`)")
 
 
 def cmd_run(args) -> int:
@@ -120,7 +116,7 @@ def cmd_run(args) -> int:
         return 1
     print(f"dea-daily {result['dataset']} {result['date']}: Completed in {time.perf_counter() - start:.1f} s "
           f"(lake {Lake.default(args.home).root})")
-    _report(result, Lake.default(args.home))
+    _report(result)
     return 0
 
 
@@ -128,7 +124,7 @@ def cmd_backfill(args) -> int:
     from flows import settings
 
     settings.apply(args.home)
-    from flows.backfill import backfill
+    from flows.backfill import backfill, dates_between
 
     start = time.perf_counter()
     try:
@@ -137,8 +133,13 @@ def cmd_backfill(args) -> int:
         print(f"backfill {args.dataset} {args.start}..{args.end} ({args.stage}): Failed after "
               f"{time.perf_counter() - start:.1f} s: {e}")
         return 1
-    for r in results:
-        print(f"  {r.get('date', '')}  {json.dumps({k: v for k, v in r.items() if k == 'seconds'})}")
+    for date, r in zip(dates_between(args.start, args.end), results):
+        if args.stage == "dea-daily":
+            reg = r["register"]
+            print(f"  {date}  {sum(r['seconds'].values()):7.1f} s  gate {r['validate']['verdict']}, {reg['version']} "
+                  f"{'promoted' if reg['promoted'] else 'not promoted'}, champion {reg['champion']}")
+        else:
+            print(f"  {date}  {args.stage}: {'up to date, skipped' if r.get('skipped') else 'done'}")
     print(f"backfill {args.dataset} {args.start}..{args.end} ({args.stage}): {len(results)} date(s) Completed "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
