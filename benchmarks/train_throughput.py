@@ -3,7 +3,9 @@
 Criteo shape: 39 fields, embedding size 16, random IDs, one batch size, Adam; CPU and (when
 present) CUDA, in one run. Each train step is zero_grad → forward → BCE → backward → Adam step.
 All models run in the same loop with fused Adam; they take turns step by step (round robin) so
-that load from other processes hits them alike; the figure is the median step. Also measured:
+that load from other processes hits them alike; the figure is the median step. Beside wall-clock
+samples/s, samples per CPU-second (process CPU time of the step) is reported: on shared cores it
+is far less noisy, and it is what the ratios use when ``--ratio-by cpu``. Also measured:
 eval (no-grad) samples/s and the bytes of activations autograd keeps for backward, per sample.
 ``deepctr_autoint_fit`` is DeepCTR's AutoInt trained the way DeepCTR is used, through its own
 ``model.fit`` (DataLoader over rows, L2 on the embedding tables, for-each Adam): the end-to-end
@@ -92,17 +94,18 @@ class Runner:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def step(self) -> float:
+    def step(self) -> tuple[float, float]:
+        """One train step: (wall seconds, process CPU seconds)."""
         x, y = self.batches[self.turn % 2]
         self.turn += 1
         self._sync()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         self.loss(x, y).backward()
         self.opt.step()
         self._sync()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
     @torch.no_grad()
     def eval_step(self) -> float:
@@ -154,13 +157,16 @@ def deepctr_fit(args, device: torch.device) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
         model.fit(*data(2 * B), batch_size=B, epochs=1, verbose=0)
         x, y = data(args.steps * B)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model.fit(x, y, batch_size=B, epochs=1, verbose=0)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     sps = args.steps * B / seconds
-    print(f"{device}  {'deepctr_autoint_fit':16s} train {sps:>11,.0f} samples/s  (DeepCTR's own fit loop)", flush=True)
+    cpu_sps = args.steps * B / cpu_seconds
+    print(f"{device}  {'deepctr_autoint_fit':16s} train {sps:>11,.0f} samples/s ({cpu_sps:>9,.0f} per CPU-s)  "
+          f"DeepCTR's own fit loop", flush=True)
     return {"device": str(device), "model": "deepctr_autoint_fit", "batch_size": B, "bf16": False,
-            "train_samples_per_second": sps, "seconds": seconds, "rows": args.steps * B,
+            "train_samples_per_second": sps, "train_samples_per_cpu_second": cpu_sps, "seconds": seconds,
+            "rows": args.steps * B,
             "parameters": sum(p.numel() for p in model.parameters()),
             "config": {**hp, "loop": "deepctr_torch BaseModel.fit, optimizer 'adam', l2_reg_embedding 1e-5"}}
 
@@ -170,24 +176,28 @@ def bench_device(device: torch.device, args) -> list[dict]:
     for r in runners:
         for _ in range(args.warmup):
             r.step()
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    times: dict[str, list[tuple[float, float]]] = {r.name: [] for r in runners}
     for _ in range(args.steps):  # round robin: load from other processes hits every model alike
         for r in runners:
             times[r.name].append(r.step())
     results = []
     for r in runners:
         eval_times = [r.eval_step() for _ in range(args.eval_steps)]
-        step = statistics.median(times[r.name])
+        wall = [t for t, _ in times[r.name]]
+        cpu = [c for _, c in times[r.name]]
         results.append({
             "device": str(device), "model": r.name, "batch_size": r.batch_size, "bf16": r.bf16,
-            "train_samples_per_second": r.batch_size / step,
-            "train_samples_per_second_best": r.batch_size / min(times[r.name]),
+            "train_samples_per_second": r.batch_size / statistics.median(wall),
+            "train_samples_per_second_best": r.batch_size / min(wall),
+            "train_samples_per_cpu_second": r.batch_size / statistics.median(cpu),
             "eval_samples_per_second": r.batch_size / statistics.median(eval_times),
-            "step_seconds": [round(t, 5) for t in times[r.name]],
+            "step_seconds": [round(t, 5) for t in wall],
+            "step_cpu_seconds": [round(c, 5) for c in cpu],
             "saved_activation_bytes_per_sample": r.saved_bytes_per_sample(),
             "parameters": r.params, "config": r.config,
         })
-        print(f"{device}  {r.name:16s} train {results[-1]['train_samples_per_second']:>11,.0f} samples/s  "
+        print(f"{device}  {r.name:16s} train {results[-1]['train_samples_per_second']:>11,.0f} samples/s "
+              f"({results[-1]['train_samples_per_cpu_second']:>9,.0f} per CPU-s)  "
               f"eval {results[-1]['eval_samples_per_second']:>11,.0f} samples/s  "
               f"saved activations {results[-1]['saved_activation_bytes_per_sample'] / 1024:,.1f} KiB/sample",
               flush=True)
@@ -196,10 +206,11 @@ def bench_device(device: torch.device, args) -> list[dict]:
     return results
 
 
-def ratios(results: list[dict]) -> dict[str, float]:
+def ratios(results: list[dict], by: str) -> dict[str, float]:
     out = {}
-    for device in {r["device"] for r in results}:
-        sps = {r["model"]: r["train_samples_per_second"] for r in results if r["device"] == device}
+    for device in sorted({r["device"] for r in results}):
+        key = "train_samples_per_cpu_second" if by == "cpu" and device == "cpu" else "train_samples_per_second"
+        sps = {r["model"]: r[key] for r in results if r["device"] == device}
         for peer in ("deepctr_autoint", "deepctr_autoint_fit"):
             if "autoint" in sps and peer in sps:
                 out[f"{device}: autoint / {peer}"] = sps["autoint"] / sps[peer]
@@ -219,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=6, help="timed train steps per model")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--eval-steps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on cores shared with other processes, 2 OpenMP "
+                        "threads ran these models 5-10x slower than 1, and the run took 5 min instead of 1)")
+    p.add_argument("--ratio-by", choices=("wall", "cpu"), default="cpu",
+                   help="CPU ratios from wall-clock or CPU-time samples/s (CPU time: robust on shared cores; CUDA: wall)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="no bf16 autocast on CUDA")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
@@ -227,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.models) - set(MODELS)
     if unknown:
         p.error(f"unknown models {sorted(unknown)}; choose from {MODELS}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
         else args.devices.split(",")
 
@@ -249,10 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": "Adam lr 1e-3 (dense), BCE; median of timed steps",
         "seconds": round(time.time() - started, 1),
         "results": results,
-        "ratios": ratios(results),
+        "ratios_by": args.ratio_by,
+        "ratios": ratios(results, args.ratio_by),
     }
     for key, value in report["ratios"].items():
-        print(f"{key}: {value:.2f}×")
+        print(f"{key}: {value:.2f}× ({args.ratio_by} time)")
     print(f"{report['seconds']} s; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

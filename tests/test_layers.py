@@ -179,22 +179,25 @@ def test_gate_gather_and_projection_paths_agree():
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("gated", [True, False])
-def test_chunked_pair_scores_equal_plain_autograd(gated):
+@pytest.mark.parametrize("gated,diagonal", [(True, False), (False, False), (True, True)])
+def test_chunked_pair_scores_equal_plain_autograd(gated, diagonal):
     torch.manual_seed(0)
+    P = 25 if diagonal else 20
     table = randn(300, 8).requires_grad_()
-    addr = torch.randint(0, 300, (13, 20), generator=torch.Generator().manual_seed(1))
-    gate = torch.rand(13, 20, generator=torch.Generator().manual_seed(2)).requires_grad_() if gated else None
+    addr = torch.randint(0, 300, (13, P), generator=torch.Generator().manual_seed(1))
+    gate = torch.rand(13, P, generator=torch.Generator().manual_seed(2)).requires_grad_() if gated else None
     mlp, out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 6)
-    upstream = randn(6, 13, 20, seed=3)
+    upstream = randn(6, 13, 5, 5, seed=3)
     results = []
     for chunk_pairs in (None, 50):  # plain ops; chunks of 2 samples (7 chunks, the last one short)
         params = [table, mlp.weight, mlp.bias, out.weight, out.bias] + ([gate] if gated else [])
         for p in params:
             p.grad = None
-        scores = pair_scores(table, addr, gate, mlp, out, chunk_pairs=chunk_pairs)
+        scores = pair_scores(table, addr, gate, mlp, out, n=5, diagonal=diagonal, chunk_pairs=chunk_pairs)
         (scores * upstream).sum().backward()
         results.append([scores.detach()] + [p.grad.clone() for p in params])
+    assert results[0][0].shape == (6, 13, 5, 5)
+    assert torch.all(results[1][0].diagonal(dim1=-2, dim2=-1) == 0) != diagonal
     for plain, chunked in zip(*results):
         torch.testing.assert_close(chunked, plain)
 

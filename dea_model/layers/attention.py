@@ -47,10 +47,10 @@ class FieldAttention(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
         """x (B, n, d_in) → q, k, v (H, B, n, d_h) (q, k None without ``qk``), r (B, n, d_a) or None."""
         B, n, _ = x.shape
-        y = self.proj(x)                                                   # (B, n, parts·d_a)
-        r = y[..., -self.d_attn:] if self.residual else None
         m = self.n_head_parts
-        heads = y[..., :m * self.d_attn].view(B, n, m, self.heads, -1).permute(2, 3, 0, 1, 4)  # (m, H, B, n, d_h)
+        y = self.proj(x)                                                   # (B, n, parts·d_a)
+        y, r = y.split((m * self.d_attn, self.d_attn), -1) if self.residual else (y, None)
+        heads = y.view(B, n, m, self.heads, -1).permute(2, 3, 0, 1, 4).unbind(0)  # m × (H, B, n, d_h)
         q, k = (heads[0], heads[1]) if self.qk else (None, None)
         return q, k, heads[-1], r
 

@@ -36,71 +36,109 @@ from .pairs import ordered_pairs, pairs_to_square
 __all__ = ["Codebooks", "ComboIDScores", "pair_scores"]
 
 
+def _pair_cells(square: Tensor, n: int, diagonal: bool) -> Tensor:
+    """View of the pair cells of (O, c, n, n) maps in :func:`ordered_pairs` order: (O, c, n−1, n) or all."""
+    if diagonal:
+        return square
+    return square.flatten(-2)[..., 1:].unflatten(-1, (n - 1, n + 1))[..., :n]
+
+
 class _ChunkedPairScores(torch.autograd.Function):
     """Eq. 6-8 for every pair, a chunk of samples at a time, recomputed in backward.
 
-    Saves only the addresses and gates for backward (no (B, P, h) activations) and keeps every
-    temporary a cache-sized chunk: on CPU the per-pair path is memory-bound, and fresh
-    multi-hundred-MB tensors cost page faults at about 1 GB/s.
+    Saves only the addresses and gates for backward (no (B, P, h) activations), keeps every
+    temporary a cache-sized chunk (on CPU the per-pair path is memory-bound, and fresh
+    multi-hundred-MB tensors cost page faults at about 1 GB/s) and writes the scores straight into
+    the (O, B, n, n) maps. Skinny products are laid out the way BLAS runs them fast: W₂ hᵀ, not h W₂ᵀ.
     """
 
     @staticmethod
-    def forward(ctx, table, addr, gate, w1, b1, w2, b2, chunk):
+    def forward(ctx, table, addr, gate, w1, b1, w2, b2, chunk, n, diagonal):
         B, P = addr.shape
-        out = table.new_empty(w2.shape[0], B, P)                               # (O, B, P)
+        O = w2.shape[0]
+        out = table.new_empty(O, B, n, n)
+        if not diagonal:
+            out.diagonal(dim1=-2, dim2=-1).zero_()
         for c in range(0, B, chunk):
             rows = table.index_select(0, addr[c:c + chunk].reshape(-1))         # (c·P, d)
             e = rows if gate is None else rows * gate[c:c + chunk].reshape(-1, 1)
             h = torch.addmm(b1, e, w1.T).relu_()                               # (c·P, h)
-            out[:, c:c + chunk] = torch.addmm(b2, h, w2.T).view(-1, P, w2.shape[0]).permute(2, 0, 1)
+            scores = torch.addmm(b2.unsqueeze(1), w2, h.T)                      # (O, c·P)
+            cells = _pair_cells(out[:, c:c + chunk], n, diagonal)
+            cells.copy_(scores.view(cells.shape))
         ctx.save_for_backward(table, addr, gate, w1, b1, w2)
-        ctx.chunk = chunk
+        ctx.chunk, ctx.n, ctx.diagonal = chunk, n, diagonal
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         table, addr, gate, w1, b1, w2 = ctx.saved_tensors
-        chunk, (B, P) = ctx.chunk, addr.shape
+        chunk, n, diagonal, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, addr.shape
+        grad_out = grad_out.contiguous()
         g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
-        g_w1, g_b1, g_w2 = torch.zeros_like(w1), torch.zeros_like(b1), torch.zeros_like(w2)
-        g_b2 = grad_out.sum((1, 2))
+        g_w1, g_b1, g_w2, g_b2 = (torch.zeros_like(t) for t in (w1, b1, w2, w2[:, 0]))
         for c in range(0, B, chunk):
             idx = addr[c:c + chunk].reshape(-1)
             rows = table.index_select(0, idx)
             g = None if gate is None else gate[c:c + chunk].reshape(-1, 1)
             e = rows if g is None else rows * g
             h = torch.addmm(b1, e, w1.T).relu_()
-            g_s = grad_out[:, c:c + chunk].permute(1, 2, 0).reshape(-1, w2.shape[0])  # (c·P, O)
-            g_w2.addmm_(g_s.T, h)
-            g_h = (g_s @ w2).mul_(h > 0)                                        # through ReLU
+            g_s = _pair_cells(grad_out[:, c:c + chunk], n, diagonal).reshape(w2.shape[0], -1)  # (O, c·P)
+            g_w2.addmm_(g_s, h)
+            g_b2 += g_s.sum(1)
+            g_h = torch.ops.aten.threshold_backward(g_s.T @ w2, h, 0)            # through ReLU
             g_w1.addmm_(g_h.T, e)
             g_b1 += g_h.sum(0)
             g_e = g_h @ w1                                                       # (c·P, d)
             if g_gate is not None:
                 g_gate[c:c + chunk] = (g_e * rows).sum(-1).view(-1, P)
             if g_table is not None:
-                g_table.index_add_(0, idx, g_e if g is None else g_e.mul_(g))
-        return g_table, None, g_gate, g_w1, g_b1, g_w2, g_b2, None
+                g_table.index_add_(0, idx.long(), g_e if g is None else g_e.mul_(g))  # int64: 5× faster
+        return g_table, None, g_gate, g_w1, g_b1, g_w2, g_b2, None, None, None
 
 
-def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear,
-                chunk_pairs: int | None = 32768) -> Tensor:
-    """S[:, b, p] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂  →  (O, B, P).
+class _ProjectTables(torch.autograd.Function):
+    """u[m, r] = C^m[r]·w_m for tables C (M, s, d), w (M, d) → (M, s); backward in BLAS-friendly layouts."""
 
-    table (R, d); addr (B, P) int64 rows; gate (B, P) or None (no gate). On CPU without autocast
-    the pairs are processed in chunks of about ``chunk_pairs`` and recomputed in backward (same
-    values and gradients); with ``chunk_pairs=None`` and elsewhere (CUDA, autocast, compile)
-    plain autograd ops are used.
+    @staticmethod
+    def forward(ctx, tables, weight):
+        ctx.save_for_backward(tables, weight)
+        return torch.bmm(tables, weight.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        tables, weight = ctx.saved_tensors
+        g_tables = grad.unsqueeze(-1) * weight.unsqueeze(1) if ctx.needs_input_grad[0] else None  # du ⊗ w
+        g_weight = torch.bmm(grad.unsqueeze(1), tables).squeeze(1) if ctx.needs_input_grad[1] else None
+        return g_tables, g_weight
+
+
+def _project_tables(tables: Tensor, weight: Tensor) -> Tensor:
+    if tables.is_cuda or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
+        return torch.bmm(tables, weight.unsqueeze(-1)).squeeze(-1)
+    return _ProjectTables.apply(tables, weight)
+
+
+def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
+                diagonal: bool = False, chunk_pairs: int | None = 32768) -> Tensor:
+    """A[:, b, i, j] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂ for pair p = (i, j)  →  (O, B, n, n).
+
+    table (R, d); addr (B, P) int32/int64 rows, P in :func:`ordered_pairs` order (n(n−1) pairs, or n²
+    with ``diagonal``; without it the diagonal is 0); gate (B, P) or None (no gate). On CPU without
+    autocast the pairs are processed in chunks of about ``chunk_pairs`` and recomputed in backward
+    (same values and gradients); with ``chunk_pairs=None`` and elsewhere (CUDA, autocast,
+    compile) plain autograd ops are used.
     """
     if (chunk_pairs is None or table.is_cuda or torch.is_autocast_enabled("cpu")
             or torch.compiler.is_compiling()):
         e = gather_rows(table, addr)                                             # (B, P, d)
         if gate is not None:
             e = e * gate.unsqueeze(-1)
-        return out(torch.relu(mlp(e))).permute(2, 0, 1)
+        return pairs_to_square(out(torch.relu(mlp(e))).permute(2, 0, 1), n, diagonal)
     chunk = max(1, chunk_pairs // addr.shape[1])
-    return _ChunkedPairScores.apply(table, addr, gate, mlp.weight, mlp.bias, out.weight, out.bias, chunk)
+    return _ChunkedPairScores.apply(table, addr, gate, mlp.weight, mlp.bias, out.weight, out.bias, chunk, n,
+                                    diagonal)
 
 
 class Codebooks(nn.Module):
@@ -148,7 +186,7 @@ class ComboIDScores(nn.Module):
         self.out = nn.Linear(hidden, outputs)           # W₂^{(l)}, b₂^{(l)} stacked: L·H rows
 
     def addresses(self, ids: Tensor) -> Tensor:
-        """(k+1, B, P) int64 rows of the combined table (codebook m at offset m·s)."""
+        """(k+1, B, P) int32 rows of the combined table (codebook m at offset m·s)."""
         return combo_addresses(ids, self.left, self.right, self.seeds, self.size)
 
     def gate(self, addr: Tensor, project_tables: bool | None = None) -> Tensor:
@@ -164,13 +202,16 @@ class ComboIDScores(nn.Module):
         if not project_tables:  # few pairs: gather k·d floats per pair, then project
             u = torch.einsum("mbpd,md->bp", gather_rows(table, addr), self.gate_weight)
         else:  # many pairs: project each siamese table once, gather one scalar per pair and codebook
-            proj = torch.bmm(table[self.size:].view(k, self.size, -1), self.gate_weight.unsqueeze(-1))
-            u = gather_rows(proj.view(-1, 1), addr - self.size).sum(0).squeeze(-1)
+            # all k+1 tables with a zero weight for the main one: no slice, so backward writes the
+            # table gradient in one piece instead of zero-filling a full copy for a slice
+            weight = torch.cat([self.gate_weight.new_zeros(1, self.gate_weight.shape[1]), self.gate_weight])
+            proj = _project_tables(table.view(k + 1, self.size, -1), weight)            # (k+1, s)
+            u = gather_rows(proj.view(-1, 1), addr).sum(0).squeeze(-1)
         return torch.sigmoid(u + self.gate_bias)
 
     def forward(self, ids: Tensor) -> Tensor:
         with torch.no_grad():
             addr = self.addresses(ids)                                   # (k+1, B, P)
         gate = self.gate(addr[1:]) if self.siamese else None             # (B, P)
-        scores = pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out)  # (L·H, B, P)
-        return pairs_to_square(scores, self.n_fields, self.diagonal)     # (L·H, B, n, n)
+        return pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out,  # (L·H, B, n, n)
+                           self.n_fields, self.diagonal)

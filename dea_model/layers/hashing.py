@@ -102,8 +102,9 @@ def combo_addresses(ids: Tensor, left: Tensor, right: Tensor, seeds: Tensor, siz
         seeds: (S,) int32 tensor of seed bit patterns (see :func:`codebook_seeds`, :func:`to_int32`).
         size: rows per codebook; S·size must be < 2³¹.
     Returns:
-        (S, B, P) int64 row indices into a table of S·size rows (codebook-major, so each
-        codebook's addresses are contiguous).
+        (S, B, P) int32 row indices into a table of S·size rows (codebook-major, so each
+        codebook's addresses are contiguous; int32 halves their memory, and index_select,
+        index_add_ and embedding take it).
     """
     B, n = ids.shape
     S = seeds.numel()
@@ -118,9 +119,11 @@ def combo_addresses(ids: Tensor, left: Tensor, right: Tensor, seeds: Tensor, siz
     _round_(h, k_lo[:, right], tmp)
     _round_(h, k_hi[:, right], tmp)
     _finalise_(h, tmp)
+    if S * size >= 2**31:
+        raise ValueError(f"{S} codebooks of {size} rows do not fit int32 row indices")
     if size & (size - 1) == 0:  # power of two: the low bits of the int32 pattern are the uint32's
-        h = h.bitwise_and_(size - 1).long()
+        h.bitwise_and_(size - 1)
     else:
-        h = (h.long() & 0xFFFFFFFF).remainder_(size)
-    offsets = torch.arange(S, device=ids.device) * size
+        h = (h.long() & 0xFFFFFFFF).remainder_(size).int()
+    offsets = torch.arange(S, device=ids.device, dtype=torch.int32) * size
     return h.add_(offsets.view(S, 1, 1))

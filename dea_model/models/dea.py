@@ -95,13 +95,15 @@ class DEABlock(nn.Module):
     def forward(self, x: Tensor, a_m: Tensor | None) -> Tensor:
         q, k, v, r = self.attn(x)
         if q is not None:
-            s = apply_diagonal(self.attn.scores(q, k), "keep" if self.diag == "keep" else "zero")
+            s = self.attn.scores(q, k)                                  # (H, B, n, n)
+            if self.diag != "keep":
+                s.diagonal(dim1=-2, dim2=-1).zero_()                    # S − diag(S), in place
         if self.collapse is not None:
             keep = self.collapse(s)                                     # (H, B, n, n) bool
             if a_m is None:
                 logits = s.masked_fill(~keep, float("-inf"))            # A_c alone: −∞ fill
             else:
-                logits = self.fusion(a_m, s.masked_fill(~keep, 0.0))    # A_c in a fusion: 0 fill
+                logits = self.fusion(a_m, s * keep)                     # A_c in a fusion: 0 fill
         else:
             logits = s if a_m is None else a_m
         if self.diag == "neg_inf":
@@ -130,7 +132,8 @@ class DEA(CTRModel):
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
         x = self.embedding(ids)                                                     # (B, n, d)
-        a_m = self.combo(ids).unflatten(0, (len(self.blocks), -1)) if self.combo is not None else None
-        for l, block in enumerate(self.blocks):
-            x = block(x, None if a_m is None else a_m[l])                           # (B, n, d_a)
+        L = len(self.blocks)
+        a_m = self.combo(ids).unflatten(0, (L, -1)).unbind(0) if self.combo is not None else [None] * L
+        for block, a_m_l in zip(self.blocks, a_m):
+            x = block(x, a_m_l)                                                     # (B, n, d_a)
         return self.head(x.flatten(1)).squeeze(-1)
