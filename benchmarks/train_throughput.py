@@ -13,7 +13,8 @@ peer of our model in our tensor-slicing loop.
 
 Configurations (recorded in the JSON): our AutoInt is set up like DeepCTR's (3 layers, 2 heads,
 attention width = embedding size, residual, no scaling, first-order term, DNN 400-400 on the raw
-embeddings); DEA is the default model (multiply fusion, k = 2, d_a = 32, DNN 400-400). Every
+embeddings); ``autoint_default`` is our AutoInt with its defaults (d_a = 32 as DEA, no first-order
+term); DEA is the default model (multiply fusion, k = 2, d_a = 32, DNN 400-400). Every
 model gets ``--rows`` rows per field table; DEA's codebooks have ``--codebook-size`` rows each.
 
     .venv/bin/python benchmarks/train_throughput.py --out benchmarks/results/throughput.json
@@ -38,12 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dea_model.models import build_model  # noqa: E402
 
 N_FIELDS, DIM = 39, 16
-MODELS = ("dea", "autoint", "deepctr_autoint", "deepctr_autoint_fit")
+MODELS = ("dea", "autoint", "autoint_default", "deepctr_autoint", "deepctr_autoint_fit")
 
 
 def our_model(name: str, rows: int, codebook_size: int) -> tuple[torch.nn.Module, dict]:
     if name == "dea":
         hp = dict(embedding_dim=DIM, embedding_rows=rows, codebook_size=codebook_size)
+    elif name == "autoint_default":  # our AutoInt+ defaults: d_a = 32 like DEA's, no first-order term
+        name, hp = "autoint", dict(embedding_dim=DIM, embedding_rows=rows)
     else:
         hp = dict(embedding_dim=DIM, embedding_rows=rows, layers=3, heads=2, attention_dim=DIM, residual=True,
                   scale=False, dnn_hidden=(400, 400), first_order=True)
@@ -214,8 +217,9 @@ def ratios(results: list[dict], by: str) -> dict[str, float]:
         for peer in ("deepctr_autoint", "deepctr_autoint_fit"):
             if "autoint" in sps and peer in sps:
                 out[f"{device}: autoint / {peer}"] = sps["autoint"] / sps[peer]
-        if "dea" in sps and "autoint" in sps:
-            out[f"{device}: autoint / dea"] = sps["autoint"] / sps["dea"]
+        for ours in ("autoint", "autoint_default"):
+            if "dea" in sps and ours in sps:
+                out[f"{device}: {ours} / dea"] = sps[ours] / sps["dea"]
     return out
 
 
