@@ -18,7 +18,7 @@ class _Params(BaseModel):
 
 
 # The daily retrain's default: a few epochs, early stopping on the window's last day.
-DAILY_TRAIN = TrainConfig(epochs=3, patience=1)
+DAILY_TRAIN = TrainConfig(epochs=2, patience=1)
 
 
 class Promotion(_Params):
