@@ -77,6 +77,7 @@ class Server:
         overrides = {"source": SOURCE, **({"gate": gate} if gate else {})}
         return self.cli("deployment", "run", "dea-daily/retrain", "--param", f"date={date}",
                         "--param", f"train={json.dumps(train)}", "--param", f"spec_overrides={json.dumps(overrides)}",
+                        "--param", 'cluster={"n_workers": 1}',
                         "--watch", "--watch-timeout", "240", timeout=300)
 
     def explain(self, run: subprocess.CompletedProcess) -> str:
