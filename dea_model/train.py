@@ -136,6 +136,40 @@ def _check_finite(window: list[torch.Tensor], epoch: int, first_step: int) -> fl
 
 # --- training -----------------------------------------------------------------------------------
 
+def _train_epoch(model: nn.Module, forward, optimizer: torch.optim.Optimizer, data: Batches, cfg: TrainConfig,
+                 device: torch.device, generator: torch.Generator, epoch: int) -> float:
+    """One pass over ``data`` in a fresh seeded order; returns the mean step loss.
+
+    Step losses stay on the device and are checked every ``check_every`` steps (one sync each).
+    """
+    model.train()
+    loss_sum, steps, window, step0 = 0.0, 0, [], 0
+    with _progress(cfg, len(data), f"{cfg.model} epoch {epoch}") as bar:
+        for step, batch in enumerate(data.batches(cfg.batch_size, shuffle=True, generator=generator)):
+            ids = batch.ids.to(device, non_blocking=True)
+            y = batch.label.to(device, non_blocking=True)
+            with _autocast(device, cfg.bf16):
+                logits = forward(ids)                                          # (B,)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            window.append(loss.detach())
+            bar.update(len(y))
+            if len(window) == cfg.check_every:
+                mean = _check_finite(window, epoch, step0)
+                loss_sum, steps = loss_sum + mean * len(window), steps + len(window)
+                bar.set_postfix(loss=f"{mean:.4f}")
+                window, step0 = [], step + 1
+        if window:
+            loss_sum, steps = loss_sum + _check_finite(window, epoch, step0) * len(window), steps + len(window)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return loss_sum / max(steps, 1)
+
+
 def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], valid_date: str,
           out_dir: str | Path, *, test_date: str | None = None, model: nn.Module | None = None) -> TrainResult:
     """Train on ``train_dates``, early-stop on ``valid_date``'s AUC, write everything to ``out_dir``.
@@ -174,39 +208,14 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     best_auc, best_state, best_epoch, stale = -math.inf, None, 0, 0
     train_seconds, samples = 0.0, 0
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        loss_sum, window, step0, step = 0.0, [], 0, 0
         t0 = time.perf_counter()
-        bar = _progress(cfg, len(train_data), f"{cfg.model} epoch {epoch}")
-        for step, batch in enumerate(train_data.batches(cfg.batch_size, shuffle=True, generator=generator)):
-            ids = batch.ids.to(device, non_blocking=True)
-            y = batch.label.to(device, non_blocking=True)
-            with _autocast(device, cfg.bf16):
-                logits = forward(ids)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            window.append(loss.detach())
-            bar.update(len(y))
-            if len(window) == cfg.check_every:
-                mean = _check_finite(window, epoch, step0)
-                loss_sum += mean * len(window)
-                bar.set_postfix(loss=f"{mean:.4f}")
-                window, step0 = [], step + 1
-        if window:
-            loss_sum += _check_finite(window, epoch, step0) * len(window)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        train_loss = _train_epoch(model, forward, optimizer, train_data, cfg, device, generator, epoch)
         seconds = time.perf_counter() - t0
-        bar.close()
         train_seconds += seconds
         samples += len(train_data)
         p, y, g = predict_batches(model, valid_data, device, cfg.eval_batch_size, cfg.bf16)
         valid = M.ctr_metrics(y, p, g)
-        point = {"epoch": epoch, "train_loss": loss_sum / (step + 1), "valid_auc": valid["auc"],
+        point = {"epoch": epoch, "train_loss": train_loss, "valid_auc": valid["auc"],
                  "valid_gauc": valid["gauc"], "valid_logloss": valid["logloss"], "seconds": seconds,
                  "samples_per_second": len(train_data) / seconds}
         curve.append(point)
