@@ -86,12 +86,12 @@ def evaluate_flow(dataset: str = "synthetic", date: dt.date | None = None, windo
                   force: bool = False, home: str | None = None,
                   spec_overrides: dict[str, Any] | None = None) -> dict:
     """Metrics of the candidate trained for ``date`` (``train`` config, ``window``) and of the
-    champion of ``promotion.model_name``, both on ``date``."""
+    champion of the dataset's registered model, both on ``date``."""
     log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)
     model_dir = run_dir(day, train, window)
     out = eval_dir(model_dir)
-    registry = Registry(day.lake, promotion.model_name)
+    registry = Registry(day.lake, promotion.name_for(day.dataset))
     with dataset_lock(day.lake, day.dataset):
         if not (model_dir / "model.pt").exists():
             raise FileNotFoundError(f"dataset {day.dataset!r}, date {day.date}: no trained candidate at {model_dir}; "
@@ -122,7 +122,7 @@ def evaluate_flow(dataset: str = "synthetic", date: dt.date | None = None, windo
     rows += [{"model": name, **m} for name, m in result["baselines"].items()]
     for r in rows:
         log.info("%s on %s: AUC %.4f GAUC %.4f logloss %.4f", r["model"], day.date, r["auc"], r["gauc"], r["logloss"])
-    publish(artifact_key("evaluate", day.dataset, promotion.model_name),
+    publish(artifact_key("evaluate", day.dataset),
             f"# Evaluation on {day.dataset} {day.date}\n\n" + table(rows, COLUMNS)
             + f"\n\nCandidate `{model_dir}`.", f"candidate vs champion vs baselines on {day.dataset} {day.date}")
     return {"stage": "evaluate", "path": str(out / EVALUATION), "skipped": skipped, **result}

@@ -22,15 +22,19 @@ DAILY_TRAIN = TrainConfig(epochs=2, patience=1)
 
 
 class Promotion(_Params):
-    """Which model name to register under, and the rule that moves the ``champion`` alias.
+    """Which registered model a candidate joins, and the rule that moves its ``champion`` alias.
 
     Promote when GAUC_cand > GAUC_champ + ``min_gain`` and AUC_cand >= AUC_champ - ``auc_tolerance``
     (both evaluated on the run's date); the first model is always promoted.
     """
 
-    model_name: str = "dea"
+    model_name: str | None = None         # registry name, models/<name>/; None: the dataset's name
     auc_tolerance: float = Field(0.002, ge=0)
     min_gain: float = Field(0.0, ge=0)
+
+    def name_for(self, dataset: str) -> str:
+        """One champion per dataset unless a name is given: a model only fits its dataset's IDs."""
+        return self.model_name or dataset
 
 
 class DaskParams(_Params):

@@ -54,7 +54,7 @@ def register_flow(dataset: str = "synthetic", date: dt.date | None = None, windo
     evaluation = json.loads(evaluation_path.read_text())
     trained = json.loads((model_dir / "config.json").read_text())
     run_digest = read_record(model_dir)["digest"]
-    registry = Registry(day.lake, promotion.model_name)
+    registry = Registry(day.lake, promotion.name_for(day.dataset))
     with dataset_lock(day.lake, day.dataset):
         done = [v for v in registry.list_versions()
                 if v.lineage.get("run_digest") == run_digest and v.lineage.get("eval_date") == day.date]
@@ -96,7 +96,7 @@ def register_flow(dataset: str = "synthetic", date: dt.date | None = None, windo
     rows = [{"version": v.version, "aliases": ", ".join(v.aliases), "eval_date": v.lineage.get("eval_date"),
              "auc": v.metrics.get("auc"), "gauc": v.metrics.get("gauc"), "logloss": v.metrics.get("logloss")}
             for v in registry.list_versions()[-10:]]
-    publish(artifact_key("registry", promotion.model_name),
+    publish(artifact_key("registry", registry.name),
             f"# Registry `{registry.name}`: {version.version} {'promoted' if promoted else 'not promoted'}\n\n"
             f"{reason}.\n\nChampion: **{champion.version if champion else 'none'}**, at `{registry.root}`.\n\n"
             + table(rows, ["version", "aliases", "eval_date", "auc", "gauc", "logloss"]),

@@ -67,7 +67,7 @@ def test_dea_run_registers_a_champion_and_prints_the_report(env, runs):
     verdict = json.loads((env.validation("synthetic", D1) / "verdict.json").read_text())
     assert verdict["verdict"] in ("pass", "warn")
     assert f"gate summary   {env.validation('synthetic', D1) / 'summary.md'}" in printed
-    reg = Registry(env, "dea")
+    reg = Registry(env, "synthetic")
     champion = reg.champion()
     assert champion.version == "v0001"
     evaluation = next(env.runs().glob(f"synthetic/dt={D1}/fm-*.eval/evaluation.json"))
@@ -91,8 +91,8 @@ def test_rerun_skips_every_stage(env, runs):
     assert not again["features"]["refit"] and {d["status"] for d in again["features"]["days"]} == {"skipped"}
     assert again["validate"]["skipped"] and again["train"]["skipped"] and again["evaluate"]["skipped"]
     assert again["register"]["skipped"] and again["register"]["version"] == "v0001"
-    assert Registry(env, "dea").versions() == ["v0001"]
-    assert again["evaluate"]["candidate"] == Registry(env, "dea").show("v0001").metrics
+    assert Registry(env, "synthetic").versions() == ["v0001"]
+    assert again["evaluate"]["candidate"] == Registry(env, "synthetic").show("v0001").metrics
 
 
 def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
@@ -101,7 +101,7 @@ def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
     assert state.is_failed()
     assert "GateFailed: gate of synthetic 2026-01-06 failed: rows; report " in state.message
     assert json.loads((env.validation("synthetic", D2) / "verdict.json").read_text())["verdict"] == "fail"
-    reg = Registry(env, "dea")
+    reg = Registry(env, "synthetic")
     assert reg.champion().version == "v0001" and reg.versions() == ["v0001"]
     assert not (env.runs() / "synthetic" / f"dt={D2}").exists()        # stopped before training
 
@@ -137,7 +137,7 @@ def test_registry_commands_and_predict(env, runs, capsys):
     assert main(home + ["registry", "rollback"]) == 2                  # no previous champion
     assert "no previous champion" in capsys.readouterr().err
     assert main(home + ["predict", "--dataset", "synthetic", "--date", D1]) == 0
-    assert "4,000 rows scored with dea v0001" in capsys.readouterr().out
+    assert "4,000 rows scored with synthetic v0001" in capsys.readouterr().out
     table = pq.read_table(env.root / "predictions" / "synthetic" / f"dt={D1}" / "part-00000.parquet")
     p = table["p_click"].to_numpy()
     assert table.num_rows == 4000 and ((p > 0) & (p < 1)).all()

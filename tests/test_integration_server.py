@@ -150,7 +150,7 @@ def test_retrain_completes_with_gate_report_and_champion(server, day1):
     assert "Completed" in day1.stdout
     verdict = json.loads((server.lake.validation("synthetic", D1) / "verdict.json").read_text())
     assert verdict["verdict"] in ("pass", "warn") and (server.lake.validation("synthetic", D1) / "summary.md").exists()
-    champion = Registry(server.lake, "dea").champion()
+    champion = Registry(server.lake, "synthetic").champion()
     assert champion is not None and champion.version == "v0001"
     assert champion.lineage["eval_date"] == D1 and champion.lineage["gate"]["verdict"] == verdict["verdict"]
     assert champion.metrics["rows"] == 20000 and champion.metrics["auc"] > 0.55
@@ -159,7 +159,7 @@ def test_retrain_completes_with_gate_report_and_champion(server, day1):
 def _outputs(lake: Lake) -> dict[str, int]:
     """mtime of every completion record and of the registry's aliases: what a skipped run leaves alone."""
     files = list(lake.root.glob("*/synthetic/dt=*/_COMPLETE.json")) + list(lake.root.glob("runs/synthetic/dt=*/*/_COMPLETE.json"))
-    files += [lake.manifest("synthetic"), lake.models("dea") / "aliases.json"]
+    files += [lake.manifest("synthetic"), lake.models("synthetic") / "aliases.json"]
     return {str(f.relative_to(lake.root)): f.stat().st_mtime_ns for f in files}
 
 
@@ -169,14 +169,14 @@ def test_retrain_again_skips_every_stage(server, day1):
     again = server.retrain(D1)
     assert again.returncode == 0, server.explain(again)
     assert _outputs(server.lake) == before
-    assert Registry(server.lake, "dea").versions() == ["v0001"]
+    assert Registry(server.lake, "synthetic").versions() == ["v0001"]
 
 
 def test_worse_candidate_is_registered_but_not_promoted(server, day1):
     assert day1.returncode == 0, server.explain(day1)
     worse = server.retrain(D2, train={**FM, "lr": 1e-7, "epochs": 1})     # barely moves from its random init
     assert worse.returncode == 0, server.explain(worse)
-    reg = Registry(server.lake, "dea")
+    reg = Registry(server.lake, "synthetic")
     assert reg.versions() == ["v0001", "v0002"]
     assert reg.aliases() == {"champion": "v0001", "challenger": "v0002"}
     assert "does not beat champion" in reg.show("v0002").lineage["decision"]
@@ -184,11 +184,11 @@ def test_worse_candidate_is_registered_but_not_promoted(server, day1):
 
 def test_gate_failure_fails_the_run_and_keeps_the_champion(server, day1):
     assert day1.returncode == 0, server.explain(day1)
-    before = Registry(server.lake, "dea").aliases()
+    before = Registry(server.lake, "synthetic").aliases()
     failed = server.retrain(D3, gate={"rows": {"min": 1_000_000_000}})    # no day has a billion rows
     assert failed.returncode == 1 and "Failed" in failed.stdout, server.explain(failed)
     verdict = json.loads((server.lake.validation("synthetic", D3) / "verdict.json").read_text())
     assert verdict["verdict"] == "fail" and any(c["expectation"] == "rows" and c["status"] == "fail"
                                                 for c in verdict["checks"])
-    assert Registry(server.lake, "dea").aliases() == before
+    assert Registry(server.lake, "synthetic").aliases() == before
     assert not (server.lake.runs() / "synthetic" / f"dt={D3}").exists()

@@ -96,7 +96,7 @@ def _report(result: dict) -> None:
     if gate.get("data_docs"):
         print(f"  Data Docs      {gate['data_docs']}")
     print(f"  evaluation     {ev['path']}")
-    print(f"  model          {reg['path']}  (`dea registry show`)")
+    print(f"  model          {reg['path']}  (`dea registry --model {result['dataset']} show`)")
 
 
 def cmd_run(args) -> int:

@@ -10,7 +10,9 @@ import math
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("registry", help="list, show, promote or roll back registered model versions")
-    p.add_argument("--model", default="dea", help="registered model name (default: dea)")
+    p.add_argument("--model", default="synthetic",
+                   help="registered model name: the dataset's name unless the flows were given another "
+                        "(default: synthetic)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="every version with its aliases and evaluation metrics").set_defaults(func=cmd_list)
     a = actions.add_parser("show", help="one version: metrics, lineage, files")
@@ -28,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="score a day with the champion and write predictions as Parquet")
     p.add_argument("--dataset", required=True)
     p.add_argument("--date", required=True, help="day to score, YYYY-MM-DD (its raw day must be in the lake)")
-    p.add_argument("--model", default="dea", help="registered model name (default: dea)")
+    p.add_argument("--model", help="registered model name (default: the dataset's name)")
     p.add_argument("--version", default="champion", help="version or alias to score with (default: champion)")
     p.set_defaults(func=cmd_predict)
 
@@ -37,7 +39,7 @@ def _registry(args):
     from dea_model.registry import Registry
     from features.lake import Lake
 
-    return Registry(Lake.default(args.home), args.model)
+    return Registry(Lake.default(args.home), args.model or args.dataset)
 
 
 def _num(x) -> str:
