@@ -91,10 +91,12 @@ def peer_model(kind: str, lake: Lake, dataset: str, train_dates: list[str], cfg:
 
 # --- datasets -----------------------------------------------------------------------------------
 
-def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int) -> list[str]:
+def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int, spec=None) -> list[str]:
     """Complete feature days of ``dataset`` in ``lake``: reused when present, else ingest + fit + transform.
 
-    The manifest (bucket boundaries) is fitted on the training days only.
+    The manifest (bucket boundaries) is fitted on the training days only. ``spec`` (a
+    ``DatasetSpec`` named ``dataset``, e.g. a synthetic world of another size) replaces
+    ``load_spec(dataset)`` and is used as given.
     """
     days = lake.dates("features", dataset)
     if len(days) >= 3:
@@ -104,11 +106,14 @@ def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int) -> list[str]
     from features.sources import ingest
     from features.spec import load_spec
 
-    spec = load_spec(dataset)
-    if quick and spec.source.kind == "synthetic":
-        source = spec.source.model_dump()
-        source["options"] = {**source["options"], "rows_per_day": 20_000}
-        spec = load_spec(dataset, overrides={"source": source})
+    if spec is None:
+        spec = load_spec(dataset)
+        if quick and spec.source.kind == "synthetic":
+            source = spec.source.model_dump()
+            source["options"] = {**source["options"], "rows_per_day": 20_000}
+            spec = load_spec(dataset, overrides={"source": source})
+    if spec.name != dataset:
+        raise ValueError(f"prepare({dataset!r}): the spec given is named {spec.name!r}")
     t = time.perf_counter()
     ingest(spec, lake)
     raw = lake.dates("raw", dataset)

@@ -272,3 +272,47 @@ def test_all_ten_systems_train_through_dea_train(tmp_path, capsys):
         assert main(argv + [a for s in sets for a in ("--set", s)]) == 0, name
         out = capsys.readouterr().out
         assert f"dea train: {name} on toy" in out and "test" in out and (tmp_path / name / "model.pt").is_file()
+
+
+# --- the paper-tables benchmark's own arithmetic -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def paper_tables():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_tables.py"
+    spec = importlib.util.spec_from_file_location("paper_tables", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_information_abundance_by_frequency_decile_sees_a_collapsed_head(paper_tables):
+    d, m = 4, 4096
+    model = build_model("fm", 2, embedding_dim=d, embedding_rows=m)
+    values = torch.arange(400)                                   # field 0: value v seen 400 − v times
+    col0 = torch.repeat_interleave(values, 400 - values)
+    ids = torch.stack([col0, torch.zeros_like(col0)], 1)         # field 1: one value, too few to rank
+    with torch.no_grad():
+        model.embedding.weight.normal_(generator=gen(6))
+        model.embedding.weight[:40] = torch.randn(40, 1, generator=gen(7)) * torch.randn(1, d, generator=gen(8))
+    out = paper_tables.ia_by_frequency_decile(model, ids, deciles=10)
+    assert out["fields"] == [0]
+    assert out["deciles"][0] == pytest.approx(1 / d)             # the 40 most frequent values: rank 1
+    assert min(out["deciles"][1:]) > 0.5 and 0.5 < out["random"] <= 1
+
+
+def test_claims_are_paired_by_seed_with_a_t_screen(paper_tables):
+    rows = [{"dataset": "s", "config": c, "seed": s, "auc": a, "gauc": float("nan")}
+            for c, aucs in (("dea", [0.70, 0.71, 0.72]), ("fm", [0.69, 0.70, 0.71]),
+                            ("combo_only", [0.69, 0.72, 0.70])) for s, a in enumerate(aucs)]
+    claims = {c["claim"]: c for c in paper_tables.claim_rows(rows, {"s": ["table1"]})}
+    fm = claims["Tab. 1: DEA beats FM"]["auc"]                   # +0.01 on every seed: sd 0 → holds
+    assert fm["mean"] == pytest.approx(0.01) and fm["verdict"] == "holds"
+    combo = claims["Tab. 2: DEA beats Combo-ID only"]["auc"]     # +0.01, −0.01, +0.02: inconclusive
+    assert combo["mean"] == pytest.approx(0.02 / 3) and combo["verdict"] == "inconclusive"
+    assert "gauc" not in claims["Tab. 1: DEA beats FM"] and len(claims) == 2
+    assert paper_tables.parse_plan("a=all;b=table1, k") == {"a": list(paper_tables.TABLES), "b": ["table1", "k"]}
+    with pytest.raises(ValueError, match="tables: table1"):
+        paper_tables.parse_plan("a=table9")
