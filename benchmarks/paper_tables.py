@@ -55,7 +55,8 @@ from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.data import load_days, split_days  # noqa: E402
 from dea_model.diagnostics import (codebook_collision_rate, collapse_mask_rate,  # noqa: E402
                                    information_abundance)
-from dea_model.layers import CollapseAvoiding, ComboIDScores, collision_rate  # noqa: E402
+from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, ScoreFusion,  # noqa: E402
+                              collision_rate)
 from dea_model.metrics import ctr_metrics  # noqa: E402
 from dea_model.train import train  # noqa: E402
 from features.lake import Lake  # noqa: E402
@@ -125,7 +126,7 @@ CLAIMS = [
     ("Tab. 4: multiply beats gated balance", "dea", "fusion_gate"),
 ]
 
-DEFAULT_PLAN = f"{SYNTHETIC}=all;frappe=all;movielens=table1;criteo=table1"
+DEFAULT_PLAN = f"{SYNTHETIC}=all;frappe=table1,table2,table3,table4;movielens=table1;criteo=table1"
 QUICK_PLAN = f"{SYNTHETIC}=all"
 
 
@@ -199,8 +200,45 @@ def ia_by_frequency_decile(model, ids: torch.Tensor, deciles: int = 10) -> dict:
             "random": information_abundance(gauss) / d}
 
 
+@torch.no_grad()
+def logit_spread(model, ids: torch.Tensor) -> dict[str, list[float]]:
+    """How far from uniform the attention can be: per layer, the std over keys of the pre-softmax
+    logits, averaged over rows, heads and ``ids`` (N, n).
+
+    "qk": Q Kᵀ·scale of every ``FieldAttention`` (before masks and the diagonal), "combo": the
+    Combo-ID logits A_m, "fused": the output of DEA's fusion. A softmax over a row whose logits
+    spread by σ ≪ 1 is nearly uniform (weights within about ±σ of 1/n relative).
+    """
+    spread: dict[str, list[float]] = {"qk": [], "combo": [], "fused": []}
+
+    def record(key, logits):
+        spread[key].append(float(logits.float().std(-1).mean()))
+
+    def on_attention(module, inputs, outputs):
+        q, k = outputs[0], outputs[1]
+        if q is not None:
+            record("qk", module.scores(q, k))
+
+    def on_combo(module, inputs, a_m):                       # (B, L·H, n, n) → one entry per layer
+        layers = len(getattr(model, "blocks", [None]))
+        for part in a_m.chunk(layers, 1):
+            record("combo", part)
+
+    hooks = [m.register_forward_hook(on_attention) for m in model.modules() if isinstance(m, FieldAttention)]
+    hooks += [m.register_forward_hook(on_combo) for m in model.modules() if isinstance(m, ComboIDScores)]
+    hooks += [m.register_forward_hook(lambda m_, i, o: record("fused", o))
+              for m in model.modules() if isinstance(m, ScoreFusion)]
+    try:
+        model.eval()
+        model(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: v for k, v in spread.items() if v}
+
+
 def diagnostics(model, name: str, test_ids: torch.Tensor, train_ids: torch.Tensor) -> dict:
-    out: dict = {}
+    out: dict = {"logit_spread": logit_spread(model, test_ids)}
     if any(isinstance(m, ComboIDScores) for m in model.modules()):
         out["collisions"] = codebook_collision_rate(model, test_ids)
     if any(isinstance(m, CollapseAvoiding) for m in model.modules()):
@@ -331,6 +369,19 @@ def check_tables(rows, plan) -> list[str]:
                     lines.append(f"| {label} | {', '.join(f'{x:.3f}' for x in rate)} | {_ms([r['auc'] for r in rs])} | "
                                  f"{_ms([r['gauc'] for r in rs])} |")
             lines.append("")
+        spread = [(cfg, _select(rows, ds, cfg)) for cfg in CONFIGS]
+        spread = [(cfg, rs) for cfg, rs in spread if rs and rs[0].get("logit_spread")]
+        if spread:
+            lines += [f"### Attention logits on {ds}: std over keys of the pre-softmax logits per layer "
+                      f"(test sample, mean over rows and seeds; uniform attention ⇔ 0)", "",
+                      "| config | Q Kᵀ | Combo-ID A_m | fused (DEA) |", "|---|---|---|---|"]
+            for cfg, rs in spread:
+                cells = []
+                for key in ("qk", "combo", "fused"):
+                    vals = [r["logit_spread"].get(key) for r in rs if r["logit_spread"].get(key)]
+                    cells.append(", ".join(f"{x:.3g}" for x in np.mean(vals, 0)) if vals else "–")
+                lines.append(f"| {cfg} | " + " | ".join(cells) + " |")
+            lines.append("")
         ia_rows = [(label, _select(rows, ds, cfg)) for label, cfg in TABLES["ia"][1]]
         ia_rows = [(label, rs) for label, rs in ia_rows if rs and rs[0].get("ia", {}).get("deciles")]
         if ia_rows:
@@ -426,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smoke test: synthetic only, small days and tables, 1 seed, 1 epoch")
     ap.add_argument("--home", help="lake with (or to keep) the datasets' feature days (default: a temporary one)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=10, help="at most; early stopping ends most runs at 2")
     ap.add_argument("--patience", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -453,11 +504,13 @@ def main(argv: list[str] | None = None) -> int:
                        eval_batch_size=4096, device="cpu", progress=False, plot=False)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = json.loads(out.read_text())["runs"] if args.resume and out.exists() else []
+    done = json.loads(out.read_text()) if args.resume and out.exists() else {"runs": [], "plan": {}}
+    for ds, tables in done["plan"].items():            # a resumed run reports the union of both plans
+        plan[ds] = list(dict.fromkeys(tables + plan.get(ds, [])))
     results = {"meta": {"command": " ".join(["benchmarks/paper_tables.py", *(argv if argv is not None else sys.argv[1:])]),
                         "seeds": args.seeds, "threads": args.threads, "train": base.model_dump(),
                         "args": vars(args), "datasets": {}, "seconds": 0.0, "load": [os.getloadavg()[0], 0.0]},
-               "plan": plan, "oracles": {}, "runs": done, "claims": []}
+               "plan": plan, "oracles": {}, "runs": done["runs"], "claims": []}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dea-paper-") as tmp:
         lake = Lake(Path(args.home).resolve()) if args.home else Lake(Path(tmp) / "lake")
@@ -500,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             out.write_text(json.dumps(results, indent=1, default=float))   # partial results survive a crash
 
         run_all(tasks, args.jobs, on_row)
-    results["meta"]["seconds"] = time.perf_counter() - t0
+    results["meta"]["seconds"] = done.get("meta", {}).get("seconds", 0.0) + time.perf_counter() - t0
     results["meta"]["load"][1] = os.getloadavg()[0]
     order = {name: i for i, name in enumerate(CONFIGS)}
     results["runs"].sort(key=lambda r: (list(plan).index(r["dataset"]) if r["dataset"] in plan else len(plan),
