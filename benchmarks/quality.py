@@ -161,17 +161,17 @@ def _ms(values: list[float], digits: int = 4) -> str:
     v = np.array([x for x in values if x is not None and not math.isnan(x)], dtype=float)
     if v.size == 0:
         return "–"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" if v.size > 1 else f"{v.mean():.{digits}f}"
 
 
-def markdown(rows: list[dict], oracles: dict[str, float | None]) -> str:
+def markdown(rows: list[dict]) -> str:
     """One line per (dataset, model): mean ± std (sample std over seeds) of the test metrics."""
-    lines = ["| dataset | model | seeds | test AUC | test GAUC | test logloss | samples/s | epochs | oracle AUC |",
+    lines = ["| dataset | model | seeds | test AUC | test GAUC | test logloss | samples/s | best epoch | oracle AUC |",
              "|---|---|---|---|---|---|---|---|---|"]
     for ds in dict.fromkeys(r["dataset"] for r in rows):
         for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == ds):
             rs = [r for r in rows if r["dataset"] == ds and r["model"] == model]
-            oracle = oracles.get(ds)
+            oracle = rs[0].get("oracle_auc")
             lines.append(f"| {ds} | {model} | {len(rs)} | {_ms([r['auc'] for r in rs])} | "
                          f"{_ms([r['gauc'] for r in rs])} | {_ms([r['logloss'] for r in rs])} | "
                          f"{np.mean([r['samples_per_second'] for r in rs]):,.0f} | "
@@ -203,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     ours = base.model_copy(update={"hparams": {"embedding_dim": args.embedding_dim, **base.hparams}})
 
     rows: list[dict] = []
-    oracles: dict[str, float | None] = {}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dea-quality-") as tmp:
@@ -215,18 +214,18 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("skipping dataset %s: %s", ds, e)
                 continue
             split = split_days(days)
-            oracles[ds] = oracle_auc(lake, ds, split[2])
+            oracle = oracle_auc(lake, ds, split[2])
             log.info("%s: train %s..%s, valid %s, test %s", ds, split[0][0], split[0][-1], split[1], split[2])
             for model in [m.strip() for m in args.models.split(",") if m.strip()]:
                 for seed in range(seeds):
                     row = run_one(lake, ds, model, seed, split, base if model in PEERS else ours,
                                   Path(tmp) / "runs" / f"{ds}-{model}-{seed}", args.embedding_dim)
-                    rows.append(row)
+                    rows.append({**row, "oracle_auc": oracle})
                     log.info("%s %s seed %d: test AUC %.4f GAUC %.4f logloss %.4f (%.0f samples/s)", ds, model,
                              seed, row["auc"], row["gauc"], row["logloss"], row["samples_per_second"])
                     out.write_text(json.dumps(rows, indent=2))        # partial results survive a crash
     out.write_text(json.dumps(rows, indent=2))
-    table = markdown(rows, oracles)
+    table = markdown(rows)
     out.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(f"-> {out} and {out.with_suffix('.md')}")
