@@ -75,7 +75,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     Codebooks are parameters named ``*codebook*``; embeddings are the rest of
     ``model.embedding_parameters()`` (``CTRModel``: tables marked ``is_embedding``), or of the
     ``nn.Embedding`` modules for other models; dense weights (>= 2 dims) get ``weight_decay``;
-    biases, norms and scalars none.
+    biases (whatever their shape, e.g. DEA's per-head (H, 1, n) fusion bias), norms and scalars none.
     """
     if hasattr(model, "embedding_parameters"):
         tables = {id(p) for p in model.embedding_parameters()}
@@ -84,7 +84,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     groups: dict[str, list[nn.Parameter]] = {"codebook": [], "embedding": [], "decay": [], "no_decay": []}
     for name, p in model.named_parameters():
         key = ("codebook" if "codebook" in name else "embedding" if id(p) in tables
-               else "decay" if p.dim() >= 2 else "no_decay")
+               else "decay" if p.dim() >= 2 and not name.endswith("bias") else "no_decay")
         groups[key].append(p)
     decay = {"codebook": cfg.codebook_weight_decay, "embedding": cfg.embedding_weight_decay,
              "decay": cfg.weight_decay, "no_decay": 0.0}
