@@ -77,6 +77,15 @@ def feature_ids(field: str, values) -> np.ndarray:
     return table[indices]
 
 
+def bucket_ids(field: str, buckets: np.ndarray, missing: np.ndarray, n_buckets: int | None = None) -> np.ndarray:
+    """Feature IDs of dense-field buckets: token ``b<k>``, or ``MISSING_TOKEN`` where ``missing``."""
+    if n_buckets is None:
+        n_buckets = int(buckets.max(initial=-1)) + 1
+    table = np.array([feature_id(field, f"b{k}") for k in range(n_buckets)] + [feature_id(field, MISSING_TOKEN)],
+                     dtype=np.int64)
+    return table[np.where(missing, n_buckets, buckets)]
+
+
 def hash64_tokens(field: str, tokens: pa.Array) -> np.ndarray:
     """``feature_id(field, t)`` for every string ``t`` of an Arrow array; null and "" -> missing."""
     tokens = tokens.cast(pa.string())
@@ -158,15 +167,6 @@ def _fmix64(k: np.ndarray) -> np.ndarray:
     k = k ^ (k >> np.uint64(33))
     k = k * np.uint64(0xC4CEB9FE1A85EC53)
     return k ^ (k >> np.uint64(33))
-
-
-def bucket_ids(field: str, buckets: np.ndarray, missing: np.ndarray, n_buckets: int | None = None) -> np.ndarray:
-    """Feature IDs of dense-field buckets: token ``b<k>``, or ``MISSING_TOKEN`` where ``missing``."""
-    if n_buckets is None:
-        n_buckets = int(buckets.max(initial=-1)) + 1
-    table = np.array([feature_id(field, f"b{k}") for k in range(n_buckets)] + [feature_id(field, MISSING_TOKEN)],
-                     dtype=np.int64)
-    return table[np.where(missing, n_buckets, buckets)]
 
 
 # --- MurmurHash3_x86_32 of the 16-byte key le64(a) || le64(b), vectorised -----------------------
