@@ -91,7 +91,7 @@ def _min(a: float | None, b: float) -> float:
 class ComboConfig(_Strict):
     """The DEA combo-ID codebooks the data will be hashed into (match the model's settings)."""
 
-    codebook_size: int = Field(2**20, ge=1)
+    codebook_size: int = Field(2**18, ge=1)   # the DEA model's default codebook_size
     siamese: int = Field(2, ge=0)          # k siamese codebooks next to the main one
 
 
