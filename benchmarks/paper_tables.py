@@ -15,20 +15,25 @@ validation day's AUC, test-day metrics) on identical splits and features; each r
     Claims    the paper's comparisons as paired (same seed) differences, with a verdict
 
 Datasets: ``synthetic_small`` — the planted generator (features/synthetic.py) in a world scaled to
-the row counts here (``WORLD``: 20 k users, 6 k items, CTR ≈ 10 %), so heads, tails and the
-planted pairs all repeat within the training days; the oracle AUC/GAUC of the planted p_true is
-printed beside. The real datasets of ../shared/data through their configs (criteo 100 k
-pre-encoded, frappe, movielens, avazu), featurised by ``benchmarks/quality.prepare``.
+the row counts here (``WORLD``: 20 k users, 6 k items, CTR 9-10 %, 12 k rows a day), so heads,
+tails and the planted pairs all repeat within the training days; the oracle AUC/GAUC of the
+planted p_true is printed beside. The real datasets of ../shared/data through their configs
+(criteo 100 k pre-encoded, frappe, movielens, avazu), featurised by ``benchmarks/quality.prepare``.
+``--home`` keeps the feature days and reuses whatever is there (also a synthetic_small of another
+``--synthetic-rows``).
 
 All models share the embedding size, the hashed table size (``embedding_rows``, from the largest
 field's vocabulary on the training days) and the codebook size; each keeps its own defaults
 otherwise. CPU budget (2 cores shared by several jobs): dense Adam steps every table row each
 batch, and pair models cost O(n²) per sample (criteo: n = 39, 1482 ordered pairs), so the default
-plan runs every table on synthetic_small and frappe, Table 1 on movielens and criteo, and caps
-the training rows. Measured figures are in the markdown written next to the JSON.
+plan runs every table and check on synthetic_small, Tables 1-4 on frappe, Table 1 on movielens
+and criteo, on the last 2 training days (20-24 k rows). Early stopping (patience 1) ends the
+neural models after 2-4 epochs (CTR models overfit from the second epoch on small data); FM and
+AFM run longer. The default run took 41 min with 2 runs at a time on a 2-core machine shared with
+other jobs (load 2-4); the markdown next to the JSON has every figure.
 
     .venv/bin/python benchmarks/paper_tables.py --out benchmarks/results/paper_tables.json
-    .venv/bin/python benchmarks/paper_tables.py --quick --out /tmp/pt.json       # smoke test, ~2 min
+    .venv/bin/python benchmarks/paper_tables.py --quick --out /tmp/pt.json       # smoke test, ~3 min
     .venv/bin/python benchmarks/paper_tables.py --plan "frappe=table1,table4" --seeds 5 --out /tmp/f.json
 """
 
@@ -348,7 +353,7 @@ def check_tables(rows, plan) -> list[str]:
     lines = []
     for ds in plan:
         k_rows = [(label, _select(rows, ds, cfg)) for label, cfg in TABLES["k"][1]]
-        if any(rs and "collisions" in rs[0] for _, rs in k_rows):
+        if "k" in plan[ds] and any(rs and "collisions" in rs[0] for _, rs in k_rows):
             lines += [f"### Check k on {ds}: pair-key collisions on the test day's diagnostic sample", "",
                       "| k | distinct pair keys | main address shared | all k+1 addresses shared | expected (main / all) | GAUC | AUC |",
                       "|---|---|---|---|---|---|---|"]
@@ -360,7 +365,7 @@ def check_tables(rows, plan) -> list[str]:
                                  f"{_ms([r['auc'] for r in rs])} |")
             lines.append("")
         tau_rows = [(label, _select(rows, ds, cfg)) for label, cfg in TABLES["tau"][1]]
-        if any(rs and "mask_rate" in rs[0] for _, rs in tau_rows):
+        if "tau" in plan[ds] and any(rs and "mask_rate" in rs[0] for _, rs in tau_rows):
             lines += [f"### Check τ on {ds}: share of off-diagonal scores masked per layer (eval, running τ̄)", "",
                       "| τ | masked per layer (mean over seeds) | AUC | GAUC |", "|---|---|---|---|"]
             for label, rs in tau_rows:
@@ -371,7 +376,7 @@ def check_tables(rows, plan) -> list[str]:
             lines.append("")
         spread = [(cfg, _select(rows, ds, cfg)) for cfg in CONFIGS]
         spread = [(cfg, rs) for cfg, rs in spread if rs and rs[0].get("logit_spread")]
-        if spread:
+        if spread and "table2" in plan[ds]:
             lines += [f"### Attention logits on {ds}: std over keys of the pre-softmax logits per layer "
                       f"(test sample, mean over rows and seeds; uniform attention ⇔ 0)", "",
                       "| config | Q Kᵀ | Combo-ID A_m | fused (DEA) |", "|---|---|---|---|"]
@@ -384,7 +389,7 @@ def check_tables(rows, plan) -> list[str]:
             lines.append("")
         ia_rows = [(label, _select(rows, ds, cfg)) for label, cfg in TABLES["ia"][1]]
         ia_rows = [(label, rs) for label, rs in ia_rows if rs and rs[0].get("ia", {}).get("deciles")]
-        if ia_rows:
+        if "ia" in plan[ds] and ia_rows:
             n_dec = len(ia_rows[0][1][0]["ia"]["deciles"])
             lines += [f"### Check IA on {ds}: IA/min(D, d) of embedding rows by frequency decile "
                       f"(1 = head, {n_dec} = tail; fields {ia_rows[0][1][0]['ia']['fields']}; mean over seeds)", "",
@@ -410,8 +415,11 @@ def claim_rows(rows, plan) -> list[dict]:
             if not seeds:
                 continue
             item = {"dataset": ds, "claim": claim, "better": better, "worse": worse, "seeds": len(seeds)}
-            for metric in ("auc", "gauc"):
-                diff = np.array([a[s][metric] - b[s][metric] for s in seeds])
+            for metric in ("auc", "gauc", "ia"):
+                if metric == "ia" and not all("ia" in a[s] and "ia" in b[s] for s in seeds):
+                    continue
+                value = (lambda r: float(np.mean(r["ia"]["deciles"]))) if metric == "ia" else (lambda r: r[metric])
+                diff = np.array([value(a[s]) - value(b[s]) for s in seeds])
                 if np.isnan(diff).any():
                     continue
                 sd = diff.std(ddof=1) if len(diff) > 1 else float("nan")
@@ -427,11 +435,12 @@ def claims_table(claims) -> list[str]:
     if not claims:
         return []
     lines = ["### Claims: paired differences (better − worse, same seed); verdict at |t| > 2", "",
-             "| dataset | claim | Δ AUC (mean ± sd) | verdict | Δ GAUC (mean ± sd) | verdict |",
-             "|---|---|---|---|---|---|"]
+             "Δ IA: mean over the frequency deciles of IA/min(D, d) (where both runs have the IA check).", "",
+             "| dataset | claim | Δ AUC (mean ± sd) | verdict | Δ GAUC (mean ± sd) | verdict | Δ IA (mean ± sd) | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in claims:
         cells = [c["dataset"], c["claim"]]
-        for metric in ("auc", "gauc"):
+        for metric in ("auc", "gauc", "ia"):
             v = c.get(metric)
             cells += [f"{v['mean']:+.4f} ± {v['sd']:.4f}", v["verdict"]] if v else ["–", "–"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -459,12 +468,19 @@ def markdown(results: dict) -> str:
         lines += metric_table(title, entries, rows, {ds: t for ds, t in plan.items() if key in t}, oracles)
     lines += check_tables(rows, plan)
     lines += claims_table(results["claims"])
-    speed = ["### Training speed (samples/s, mean over seeds and datasets) and parameters", "",
-             "| config | samples/s | params (first dataset) | best epoch (mean) |", "|---|---|---|---|"]
+    datasets = [ds for ds in plan if any(r["dataset"] == ds for r in rows)]
+    speed = ["### Training speed: samples/s (best epoch), mean over seeds", "",
+             "| config | params (" + datasets[0] + ") | " + " | ".join(datasets) + " |",
+             "|---|---|" + "---|" * len(datasets)] if datasets else []
     for cfg in dict.fromkeys(r["config"] for r in rows):
-        rs = [r for r in rows if r["config"] == cfg]
-        speed.append(f"| {cfg} | {np.mean([r['samples_per_second'] for r in rs]):,.0f} | {rs[0]['params']:,} | "
-                     f"{np.mean([r['best_epoch'] for r in rs]):.1f} |")
+        cells = []
+        for ds in datasets:
+            rs = _select(rows, ds, cfg)
+            cells.append(f"{np.mean([r['samples_per_second'] for r in rs]):,.0f} "
+                         f"({np.mean([r['best_epoch'] for r in rs]):.1f})" if rs else "–")
+        first = _select(rows, datasets[0], cfg)
+        speed.append(f"| {cfg} | {first[0]['params']:,} | " if first else f"| {cfg} | – | ")
+        speed[-1] += " | ".join(cells) + " |"
     return "\n".join(lines + speed) + "\n"
 
 
