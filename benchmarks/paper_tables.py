@@ -29,8 +29,9 @@ batch, and pair models cost O(n²) per sample (criteo: n = 39, 1482 ordered pair
 plan runs every table and check on synthetic_small, Tables 1-4 on frappe, Table 1 on movielens
 and criteo, on the last 2 training days (20-24 k rows). Early stopping (patience 1) ends the
 neural models after 2-4 epochs (CTR models overfit from the second epoch on small data); FM and
-AFM run longer. The default run took 41 min with 2 runs at a time on a 2-core machine shared with
-other jobs (load 2-4); the markdown next to the JSON has every figure.
+AFM run longer. The default run (186 trainings) took 30 min with 2 runs at a time on a 2-core
+machine shared with other jobs (load average 1.3-1.7; 41 min at load 2-4); results in
+benchmarks/results/paper_tables.{json,md}, every figure in the markdown.
 
     .venv/bin/python benchmarks/paper_tables.py --out benchmarks/results/paper_tables.json
     .venv/bin/python benchmarks/paper_tables.py --quick --out /tmp/pt.json       # smoke test, ~3 min
