@@ -1,4 +1,4 @@
-"""Prefect fixtures only. Prefect reads its settings when first imported, so the environment is set
+"""Shared fixtures: Prefect (and one torch-threads fixture). Prefect reads its settings when first imported, so the environment is set
 here, before any test module imports it: a throwaway PREFECT_HOME, analytics off."""
 
 from __future__ import annotations
@@ -22,3 +22,14 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny torch ops on 2 shared cores run far faster single-threaded (no OpenMP barriers)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

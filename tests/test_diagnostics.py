@@ -9,11 +9,8 @@ from dea_model.models import build_model
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(torch_one_thread):
+    """Every test here runs torch single-threaded (see conftest)."""
 
 
 def gen(seed=0):

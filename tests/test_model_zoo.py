@@ -30,12 +30,8 @@ SMALL = {  # small tables and heads: every test here must stay fast on 2 busy co
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: intra-op threads only contend on a busy 2-core machine (10-100× slower per step)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(torch_one_thread):
+    """Every test here runs torch single-threaded (see conftest)."""
 
 
 def gen(seed=0):

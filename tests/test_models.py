@@ -11,12 +11,8 @@ from dea_model.models import REGISTRY, available, build_model
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small ops on 2 shared cores run ~10× faster single-threaded (no OpenMP barriers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(torch_one_thread):
+    """Every test here runs torch single-threaded (see conftest)."""
 
 
 N_FIELDS = 6
