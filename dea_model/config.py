@@ -22,6 +22,8 @@ class TrainConfig(BaseModel):
     Weight decay is split three ways: ``weight_decay`` for the dense network, and
     ``embedding_weight_decay`` / ``codebook_weight_decay`` for the hashed feature tables and the
     Combo-ID codebooks (large tables where only looked-up rows carry signal, so usually 0).
+    ``sparse_embeddings``: the tables get row-sparse gradients and lazy Adam (``dea_model.optim``):
+    a step costs the rows a batch looks up, not the table size.
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -36,6 +38,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     embedding_weight_decay: float = Field(0.0, ge=0)
     codebook_weight_decay: float = Field(0.0, ge=0)
+    sparse_embeddings: bool = True                           # row-sparse grads + lazy Adam on embedding tables
     grad_clip: float | None = Field(None, gt=0)              # max global grad norm; None: no clipping
     patience: int = Field(2, ge=1)                           # epochs without a better valid AUC
     seed: int = 2025

@@ -151,8 +151,11 @@ def test_weight_decay_groups():
     assert groups["decay"]["params"] == [model.mlp[0].weight, model.mlp[2].weight]
     assert groups["no_decay"]["params"] == [model.mlp[0].bias, model.mlp[2].bias]
     assert [groups[k]["weight_decay"] for k in ("embedding", "codebook", "decay", "no_decay")] == [1e-6, 1e-5, 1e-4, 0]
-    opt = T.make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw"}))
+    opt = T.make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw", "sparse_embeddings": False}))
     assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 4
+    opt = T.make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw"}))   # tables: SparseAdam
+    assert isinstance(opt.dense, torch.optim.AdamW) and len(opt.dense.param_groups) == 3
+    assert opt.sparse.param_groups[0]["params"] == [model.embedding.weight] and model.embedding.sparse
 
 
 def test_loading_against_changed_features_is_a_clear_error(lake, trained, tmp_path):

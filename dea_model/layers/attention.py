@@ -50,13 +50,14 @@ class FieldAttention(nn.Module):
         m = self.n_head_parts
         y = self.proj(x)                                                   # (B, n, parts·d_a)
         y, r = y.split((m * self.d_attn, self.d_attn), -1) if self.residual else (y, None)
-        heads = y.view(B, n, m, self.heads, -1).permute(2, 3, 0, 1, 4).unbind(0)  # m × (H, B, n, d_h)
+        # one copy to contiguous head-major parts: the batched matmuls on them are ~2× faster on CPU
+        heads = y.view(B, n, m, self.heads, -1).permute(2, 3, 0, 1, 4).contiguous().unbind(0)  # m × (H, B, n, d_h)
         q, k = (heads[0], heads[1]) if self.qk else (None, None)
         return q, k, heads[-1], r
 
     def scores(self, q: Tensor, k: Tensor) -> Tensor:
         """(H, B, n, n) = Q Kᵀ · scale."""
-        return (q * self.scale) @ k.transpose(-1, -2)
+        return (q if self.scale == 1.0 else q * self.scale) @ k.transpose(-1, -2)
 
     @staticmethod
     def mix(p: Tensor, v: Tensor) -> Tensor:

@@ -11,9 +11,10 @@ V distinct values in m rows has an expected fraction
 of its values sharing their row with another value. For the default m = 2¹⁶ = 65,536 rows:
 V = 1,000 → 1.5 %, 10⁴ → 14 %, 10⁵ → 78 %. (m = 2¹⁸: 0.4 %, 3.7 %, 32 %.) The Criteo 100k set
 has at most ~2,000 values per field (≤ 3 %). Per-field tables keep different fields from sharing
-rows; the cost is memory for small fields. Dense Adam steps the whole table every batch
-(n·m·d parameters: 41 M for n = 39, m = 2¹⁶, d = 16, about 0.3 s per step on 2 CPU cores), which is
-why the default is not larger.
+rows; the cost is memory for small fields. A dense optimizer would step the whole table every
+batch (n·m·d parameters: 41 M for n = 39, m = 2¹⁶, d = 16); with ``sparse = True`` (the trainer's
+default, ``TrainConfig.sparse_embeddings``) backward gives a row-sparse gradient of the B·n rows
+looked up, and only those rows are stepped (lazy Adam), so the table size costs memory, not time.
 """
 
 from __future__ import annotations
@@ -27,31 +28,37 @@ __all__ = ["FieldEmbedding", "collision_rate", "gather_rows"]
 
 
 class _GatherRows(torch.autograd.Function):
-    """table[index] whose backward is one ``index_add_`` (3× faster than embedding's on CPU)."""
+    """table[index] whose backward is one ``index_add_`` (3× faster than embedding's on CPU),
+    or with ``sparse`` the uncoalesced (R, d) sparse COO gradient of the looked-up rows."""
 
     @staticmethod
-    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
+    def forward(ctx, table: Tensor, index: Tensor, sparse: bool) -> Tensor:
         ctx.save_for_backward(index)
-        ctx.rows = table.shape[0]
+        ctx.rows, ctx.sparse = table.shape[0], sparse
         return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (index,) = ctx.saved_tensors
         flat = grad.reshape(-1, grad.shape[-1])
-        # index_add_ with an int64 index: about 5× faster than with int32 on CPU
-        return flat.new_zeros(ctx.rows, flat.shape[1]).index_add_(0, index.reshape(-1).long(), flat), None
+        index = index.reshape(-1).long()  # index_add_ with an int64 index: about 5× faster than int32 on CPU
+        if ctx.sparse:
+            return (torch.sparse_coo_tensor(index.unsqueeze(0), flat, (ctx.rows, flat.shape[1]), check_invariants=False),
+                    None, None)
+        return flat.new_zeros(ctx.rows, flat.shape[1]).index_add_(0, index, flat), None, None
 
 
-def gather_rows(table: Tensor, index: Tensor) -> Tensor:
+def gather_rows(table: Tensor, index: Tensor, sparse: bool = False) -> Tensor:
     """Rows of ``table`` (R, d) at ``index`` (any shape, int32/int64) → (*index.shape, d), differentiable.
 
-    On CPU ``F.embedding``'s backward sorts the indices; an ``index_add_`` is 3× (d = 16) to 12×
-    (d = 1) faster at 1.5 M indices. On CUDA ``F.embedding`` is used (deterministic, fused).
+    ``sparse``: the table's gradient is a sparse COO tensor of the looked-up rows (for
+    ``torch.optim.SparseAdam``) instead of a dense (R, d) one. On CPU ``F.embedding``'s backward
+    sorts the indices; an ``index_add_`` is 3× (d = 16) to 12× (d = 1) faster at 1.5 M indices.
+    On CUDA ``F.embedding`` is used (deterministic, fused).
     """
     if table.is_cuda or not torch.is_grad_enabled() or not table.requires_grad:
-        return nn.functional.embedding(index, table)
-    return _GatherRows.apply(table, index)
+        return nn.functional.embedding(index, table, sparse=sparse)
+    return _GatherRows.apply(table, index, sparse)
 
 
 def collision_rate(n_values: int, rows: int) -> float:
@@ -63,10 +70,11 @@ class FieldEmbedding(nn.Module):
     """Embeddings of n fields' int64 IDs: (B, n) → (B, n, d); one (n·m, d) table, one gather.
 
     ``is_embedding = True`` tells :meth:`CTRModel.param_groups` to give the table the embedding
-    weight decay. Init N(0, init_std²).
+    weight decay. ``sparse`` (like ``nn.Embedding.sparse``): row-sparse gradients. Init N(0, init_std²).
     """
 
     is_embedding = True
+    sparse = False
 
     def __init__(self, n_fields: int, dim: int, rows: int, init_std: float = 0.01):
         super().__init__()
@@ -81,7 +89,7 @@ class FieldEmbedding(nn.Module):
         return ids.remainder(self.rows) + self.offsets
 
     def forward(self, ids: Tensor) -> Tensor:
-        return gather_rows(self.weight, self.row_index(ids))
+        return gather_rows(self.weight, self.row_index(ids), self.sparse)
 
     def extra_repr(self) -> str:
         return f"n_fields={self.n_fields}, dim={self.dim}, rows_per_field={self.rows}"

@@ -1,0 +1,84 @@
+"""Row-sparse tables and lazy Adam (dea_model.optim): same first step as dense Adam, untouched rows stay put."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dea_model.config import TrainConfig
+from dea_model.models import build_model
+from dea_model.optim import DenseSparseAdam, clip_grad_norm, make_optimizer
+
+N_FIELDS, ROWS = 3, 50
+
+
+def model_and_batches():
+    torch.manual_seed(0)
+    model = build_model("autoint", N_FIELDS, embedding_dim=4, embedding_rows=ROWS, layers=1, heads=1,
+                        attention_dim=4, dnn_hidden=(8,), first_order=True)
+    # two batches touching disjoint rows of every field: ids 0..4 and 10..14
+    batches = [torch.arange(5).repeat(N_FIELDS, 1).T + 10 * i for i in range(2)]
+    return model, batches
+
+
+def step(model, opt, ids, labels=None):
+    opt.zero_grad(set_to_none=True)
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0]) if labels is None else labels
+    F.binary_cross_entropy_with_logits(model(ids), labels).backward()
+    opt.step()
+
+
+def test_sparse_tables_match_dense_adam_on_first_step():
+    weights = {}
+    for sparse in (False, True):
+        model, (ids, _) = model_and_batches()
+        opt = make_optimizer(model, TrainConfig(lr=0.01, sparse_embeddings=sparse))
+        assert isinstance(opt, DenseSparseAdam) == sparse
+        step(model, opt, ids)
+        assert model.embedding.weight.grad is None or model.embedding.weight.grad.is_sparse == sparse
+        weights[sparse] = {k: v.clone() for k, v in model.state_dict().items()}
+    for key, value in weights[False].items():  # steps are ±lr = 0.01; SparseAdam adds eps before bias
+        torch.testing.assert_close(weights[True][key], value, rtol=0, atol=2e-5, msg=key)  # correction
+
+
+def test_lazy_adam_leaves_rows_of_other_batches_alone():
+    moved = {}
+    for sparse in (False, True):
+        model, (first, second) = model_and_batches()
+        opt = make_optimizer(model, TrainConfig(lr=0.01, sparse_embeddings=sparse))
+        step(model, opt, first)
+        table = model.embedding.weight
+        rows_first = model.embedding.row_index(first).unique()
+        before = table.detach()[rows_first].clone()
+        step(model, opt, second)                  # touches other rows only
+        moved[sparse] = (table.detach()[rows_first] - before).abs().max().item()
+        rows_second = model.embedding.row_index(second).unique()
+        assert (table.detach()[rows_second] != 0).all()
+    assert moved[False] > 1e-4        # dense Adam: momentum keeps moving rows no longer looked up
+    assert moved[True] == 0.0         # lazy Adam: only the rows of the step
+
+
+def test_sparse_weight_decay_shrinks_looked_up_rows_only():
+    model, (ids, _) = model_and_batches()
+    opt = make_optimizer(model, TrainConfig(lr=0.1, embedding_weight_decay=0.5, sparse_embeddings=True))
+    table = model.embedding.weight
+    start = table.detach().clone()
+    step(model, opt, ids)
+    looked_up = torch.zeros(len(table), dtype=torch.bool)
+    looked_up[model.embedding.row_index(ids).flatten()] = True
+    assert torch.equal(table.detach()[~looked_up], start[~looked_up])
+    assert not torch.equal(table.detach()[looked_up], start[looked_up])
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])
+def test_clip_grad_norm_with_sparse_grads_equals_dense(max_norm):
+    norms, grads = {}, {}
+    for sparse in (False, True):
+        model, (ids, _) = model_and_batches()
+        make_optimizer(model, TrainConfig(sparse_embeddings=sparse))
+        F.binary_cross_entropy_with_logits(model(ids), torch.ones(5)).backward()
+        norms[sparse] = clip_grad_norm(model.parameters(), max_norm)
+        g = model.embedding.weight.grad
+        grads[sparse] = g.to_dense() if sparse else g
+    torch.testing.assert_close(norms[True], norms[False])
+    torch.testing.assert_close(grads[True], grads[False])
+    assert (grads[True].norm() <= max_norm * 1.0001) or max_norm > norms[True]
