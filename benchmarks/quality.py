@@ -13,6 +13,7 @@ training days (unseen -> index 0), and their networks run inside the same traini
     .venv/bin/python benchmarks/quality.py --datasets synthetic,criteo,frappe,movielens \\
         --models dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet --seeds 3 \\
         --out results/quality.json            # also writes results/quality.md
+    .venv/bin/python benchmarks/quality.py --datasets frappe --models dea,dea:symmetric=true --out /tmp/q.json
     .venv/bin/python benchmarks/quality.py --quick --datasets synthetic --models fm --out /tmp/q.json
 
 Datasets are ingested and featurised into a temporary lake unless ``--home`` names a lake that
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,11 +144,24 @@ def oracle_auc(lake: Lake, dataset: str, date: str) -> float | None:
 
 # --- the run ------------------------------------------------------------------------------------
 
+def model_variant(model: str) -> tuple[str, dict]:
+    """``"dea:symmetric=true:fusion=sum"`` → ("dea", {"symmetric": True, "fusion": "sum"}) (values as YAML)."""
+    name, *options = model.split(":")
+    hparams = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise ValueError(f"model {model!r}: expected name:key=value[:key=value...], got {option!r}")
+        hparams[key] = yaml.safe_load(value)
+    return name, hparams
+
+
 def run_one(lake: Lake, dataset: str, model: str, seed: int, split, cfg: TrainConfig, out: Path,
             embedding_dim: int) -> dict:
     train_dates, valid_date, test_date = split
-    cfg = cfg.model_copy(update={"model": model, "seed": seed})
-    peer = peer_model(model, lake, dataset, train_dates, cfg, embedding_dim) if model in PEERS else None
+    name, hparams = model_variant(model)
+    cfg = cfg.model_copy(update={"model": name, "seed": seed, "hparams": {**cfg.hparams, **hparams}})
+    peer = peer_model(name, lake, dataset, train_dates, cfg, embedding_dim) if name in PEERS else None
     r = train(cfg, lake, dataset, train_dates, valid_date, out, test_date=test_date, model=peer)
     m, test = r.metrics, r.metrics["test"]
     return {"dataset": dataset, "model": model, "seed": seed, "auc": test["auc"], "gauc": test["gauc"],
@@ -183,7 +198,8 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="synthetic,criteo,frappe,movielens")
-    ap.add_argument("--models", default="dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet")
+    ap.add_argument("--models", default="dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet",
+                    help="comma list; a variant is name:key=value[:key=value] (hparams), e.g. dea:symmetric=true")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per (dataset, model)")
     ap.add_argument("--out", required=True, help="JSON results; the markdown table goes next to it (.md)")
     ap.add_argument("--home", help="lake with (or to keep) the datasets' feature days (default: a temporary one)")
@@ -218,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s: train %s..%s, valid %s, test %s", ds, split[0][0], split[0][-1], split[1], split[2])
             for model in [m.strip() for m in args.models.split(",") if m.strip()]:
                 for seed in range(seeds):
-                    row = run_one(lake, ds, model, seed, split, base if model in PEERS else ours,
+                    row = run_one(lake, ds, model, seed, split, base if model_variant(model)[0] in PEERS else ours,
                                   Path(tmp) / "runs" / f"{ds}-{model}-{seed}", args.embedding_dim)
                     rows.append({**row, "oracle_auc": oracle})
                     log.info("%s %s seed %d: test AUC %.4f GAUC %.4f logloss %.4f (%.0f samples/s)", ds, model,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding, ScoreFusion,
                               apply_diagonal, collision_rate, fm_interaction, ordered_pairs, pairs_to_square,
-                              safe_softmax)
+                              safe_softmax, unordered_pairs)
 from dea_model.layers.combo import pair_scores
 from dea_model.layers.embedding import gather_rows
 
@@ -200,6 +200,52 @@ def test_chunked_pair_scores_equal_plain_autograd(gated, diagonal):
     assert torch.all(results[1][0].diagonal(dim1=-2, dim2=-1) == 0) != diagonal
     for plain, chunked in zip(*results):
         torch.testing.assert_close(chunked, plain)
+
+
+def test_symmetric_chunked_pair_scores_equal_plain_and_mirror():
+    torch.manual_seed(0)
+    n, P = 5, 10                                                 # unordered pairs of 5 fields
+    table = randn(300, 8).requires_grad_()
+    addr = torch.randint(0, 300, (13, P), generator=torch.Generator().manual_seed(1))
+    gate = torch.rand(13, P, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    mlp, out = torch.nn.Linear(8, 16), torch.nn.Linear(16, 6)
+    upstream = randn(6, 13, n, n, seed=3)                        # not symmetric: both cells' gradients count
+    results = []
+    for chunk_pairs in (None, 25):
+        params = [table, gate, mlp.weight, mlp.bias, out.weight, out.bias]
+        for p in params:
+            p.grad = None
+        scores = pair_scores(table, addr, gate, mlp, out, n=n, chunk_pairs=chunk_pairs, symmetric=True)
+        (scores * upstream).sum().backward()
+        results.append([scores.detach()] + [p.grad.clone() for p in params])
+    a_m = results[1][0]
+    torch.testing.assert_close(a_m, a_m.transpose(-1, -2), rtol=0, atol=0)
+    assert torch.all(a_m.diagonal(dim1=-2, dim2=-1) == 0) and torch.all(a_m[:, :, 0, 1] != 0)
+    e = gate[..., None] * table[addr]
+    expected = out(torch.relu(mlp(e))).permute(2, 0, 1)        # (6, 13, P)
+    left, right = unordered_pairs(n)
+    torch.testing.assert_close(a_m[:, :, left[7], right[7]], expected[:, :, 7].detach())
+    for plain, chunked in zip(*results):
+        torch.testing.assert_close(chunked, plain)
+
+
+def test_symmetric_combo_hashes_each_unordered_pair_once():
+    ordered, symmetric = make_combo(), make_combo(symmetric=True)
+    ids = ids_batch()
+    assert symmetric.left.numel() == 6 and torch.all(symmetric.left < symmetric.right)
+    addr_o, addr_s = ordered.addresses(ids), symmetric.addresses(ids)
+    # the unordered pair (i < j) has the ordered pair (i, j)'s key: same addresses in every codebook
+    where = {(i, j): p for p, (i, j) in enumerate(zip(ordered.left.tolist(), ordered.right.tolist()))}
+    picks = [where[(i, j)] for i, j in zip(symmetric.left.tolist(), symmetric.right.tolist())]
+    assert torch.equal(addr_s, addr_o[:, :, picks])
+    with torch.no_grad():
+        symmetric.load_state_dict(ordered.state_dict())
+    a_m = symmetric(ids)
+    torch.testing.assert_close(a_m, a_m.transpose(-1, -2))
+    upper = torch.triu(torch.ones(4, 4, dtype=torch.bool), 1)
+    torch.testing.assert_close(a_m[..., upper], ordered(ids)[..., upper])
+    with pytest.raises(ValueError, match="diagonal"):
+        make_combo(symmetric=True, diagonal=True)
 
 
 def test_all_codebooks_receive_gradients():

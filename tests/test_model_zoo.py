@@ -9,7 +9,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from dea_model.layers import fm_interaction
-from dea_model.layers.bilinear import BilinearInteraction, unordered_pairs
+from dea_model.layers.bilinear import BilinearInteraction
+from dea_model.layers.pairs import unordered_pairs
 from dea_model.layers.cross import SeparatedCross
 from dea_model.layers.senet import SENET
 from dea_model.models import REGISTRY, build_model

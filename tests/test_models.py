@@ -111,6 +111,7 @@ ABLATIONS = [
     dict(diag="neg_inf"),
     dict(diag="keep"),
     dict(tau_multiplier=2.0),
+    dict(symmetric=True),
     dict(combo=False, collapse=False),
 ]
 

@@ -7,10 +7,11 @@ from .fusion import FUSIONS, ScoreFusion
 from .hashing import codebook_seeds, combo_addresses, combo_hash
 from .interaction import fm_interaction
 from .mlp import MLP
-from .pairs import DIAG_MODES, apply_diagonal, ordered_pairs, pairs_to_square
+from .pairs import DIAG_MODES, apply_diagonal, mirror_to_square, ordered_pairs, pairs_to_square, unordered_pairs
 
 __all__ = [
     "DIAG_MODES", "FUSIONS", "MLP", "Codebooks", "CollapseAvoiding", "ComboIDScores", "FieldAttention",
     "FieldEmbedding", "ScoreFusion", "apply_diagonal", "codebook_seeds", "collision_rate", "combo_addresses",
-    "combo_hash", "fm_interaction", "ordered_pairs", "pairs_to_square", "safe_softmax",
+    "combo_hash", "fm_interaction", "mirror_to_square", "ordered_pairs", "pairs_to_square", "safe_softmax",
+    "unordered_pairs",
 ]

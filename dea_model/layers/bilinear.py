@@ -17,15 +17,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BILINEAR_TYPES", "BilinearInteraction", "pair_incidence", "unordered_pairs"]
+from .pairs import unordered_pairs
+
+__all__ = ["BILINEAR_TYPES", "BilinearInteraction", "pair_incidence"]
 
 BILINEAR_TYPES = ("all", "each", "interaction")
-
-
-def unordered_pairs(n: int) -> tuple[Tensor, Tensor]:
-    """(left, right) int64 (P,): the pairs i < j of n fields in row-major order, P = n(n−1)/2."""
-    left, right = torch.triu_indices(n, n, 1)
-    return left, right
 
 
 def pair_incidence(n: int, left: Tensor, right: Tensor) -> Tensor:

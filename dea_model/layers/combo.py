@@ -1,6 +1,7 @@
 """Combo-ID attention scores with the gated siamese codebook (DEA Eq. 4-10).
 
-For every ordered field pair (i, j), i ≠ j (P = n(n−1) pairs; n² with the diagonal):
+For every ordered field pair (i, j), i ≠ j (P = n(n−1) pairs; n² with the diagonal), or with
+``symmetric`` for every unordered pair i < j (P = n(n−1)/2, mirrored: A_m[j, i] = A_m[i, j]):
 
     a^m_ij = MurmurHash3(le64(x_i) ‖ le64(x_j), s_m) mod s         m = 0 (main), 1..k (siamese)  (Eq. 4-5)
     g_ij   = σ(W₀·[C¹[a¹_ij]; …; Cᵏ[aᵏ_ij]] + b₀)                  scalar gate, W₀ ∈ R^{kd}    (Eq. 6)
@@ -9,7 +10,10 @@ For every ordered field pair (i, j), i ≠ j (P = n(n−1) pairs; n² with the d
     A_m^{(l)}[h, :, i, j] = W₂^{(l)} h_ij + b₂^{(l)}                   one output per layer l and head
     A_m    = A − diag(A)                                             (Eq. 9-10)
 
-Readings (MODEL-NOTES §1.2, DESIGN.md): each codebook has its own hash seed (otherwise the
+Readings (MODEL-NOTES §1.2, A3, DESIGN.md): ordered pairs by default (Eq. 4 concatenates in
+order and Eq. 7 fills all n×n cells); ``symmetric`` is MODEL-NOTES' option: the unordered pair's
+key is (x_i, x_j) for i < j, its n(n−1)/2 scores are computed once and mirrored — half the hashing,
+codebook traffic and pair-MLP work. Each codebook has its own hash seed (otherwise the
 siamese vote collides exactly when C⁰ does); the scores depend only on the IDs, so the lookup,
 gate and first MLP layer run **once per batch**, and each layer/head gets its own output row of W₂.
 
@@ -36,7 +40,7 @@ from features.hashing import HASH_SEED
 
 from .embedding import gather_rows
 from .hashing import codebook_seeds, combo_addresses, to_int32
-from .pairs import ordered_pairs, pairs_to_square
+from .pairs import mirror_cells, mirror_to_square, ordered_pairs, pairs_to_square, unordered_pairs
 
 __all__ = ["Codebooks", "ComboIDScores", "pair_scores"]
 
@@ -46,6 +50,25 @@ def _pair_cells(square: Tensor, n: int, diagonal: bool) -> Tensor:
     if diagonal:
         return square
     return square.flatten(-2)[..., 1:].unflatten(-1, (n - 1, n + 1))[..., :n]
+
+
+def _write_cells(square: Tensor, scores: Tensor, n: int, diagonal: bool, mirror) -> None:
+    """Pair scores (O, c·P) into their cells of the (O, c, n, n) maps (both cells when mirrored)."""
+    if mirror is None:
+        cells = _pair_cells(square, n, diagonal)
+        cells.copy_(scores.view(cells.shape))
+    else:
+        flat, scores = square.flatten(-2), scores.view(*square.shape[:2], -1)
+        flat.index_copy_(2, mirror[0], scores).index_copy_(2, mirror[1], scores)
+
+
+def _read_cells(square: Tensor, n: int, diagonal: bool, mirror) -> Tensor:
+    """Gradient of the pair scores from the (O, c, n, n) maps' gradient → (O, c·P)."""
+    O = square.shape[0]
+    if mirror is None:
+        return _pair_cells(square, n, diagonal).reshape(O, -1)
+    flat = square.flatten(-2)
+    return (flat.index_select(2, mirror[0]) + flat.index_select(2, mirror[1])).view(O, -1)
 
 
 class _ChunkedPairScores(torch.autograd.Function):
@@ -58,7 +81,7 @@ class _ChunkedPairScores(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table, addr, gate, w1, b1, w2, b2, chunk, n, diagonal):
+    def forward(ctx, table, addr, gate, w1, b1, w2, b2, chunk, n, diagonal, mirror):
         B, P = addr.shape
         O = w2.shape[0]
         out = table.new_empty(O, B, n, n)
@@ -69,16 +92,15 @@ class _ChunkedPairScores(torch.autograd.Function):
             e = rows if gate is None else rows * gate[c:c + chunk].reshape(-1, 1)
             h = torch.addmm(b1, e, w1.T).relu_()                               # (c·P, h)
             scores = torch.addmm(b2.unsqueeze(1), w2, h.T)                      # (O, c·P)
-            cells = _pair_cells(out[:, c:c + chunk], n, diagonal)
-            cells.copy_(scores.view(cells.shape))
+            _write_cells(out[:, c:c + chunk], scores, n, diagonal, mirror)
         ctx.save_for_backward(table, addr, gate, w1, b1, w2)
-        ctx.chunk, ctx.n, ctx.diagonal = chunk, n, diagonal
+        ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = chunk, n, diagonal, mirror
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         table, addr, gate, w1, b1, w2 = ctx.saved_tensors
-        chunk, n, diagonal, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, addr.shape
+        chunk, n, diagonal, mirror, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror, addr.shape
         grad_out = grad_out.contiguous()
         g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
@@ -89,7 +111,7 @@ class _ChunkedPairScores(torch.autograd.Function):
             g = None if gate is None else gate[c:c + chunk].reshape(-1, 1)
             e = rows if g is None else rows * g
             h = torch.addmm(b1, e, w1.T).relu_()
-            g_s = _pair_cells(grad_out[:, c:c + chunk], n, diagonal).reshape(w2.shape[0], -1)  # (O, c·P)
+            g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)      # (O, c·P)
             g_w2.addmm_(g_s, h)
             g_b2 += g_s.sum(1)
             g_h = torch.ops.aten.threshold_backward(g_s.T @ w2, h, 0)            # through ReLU
@@ -100,7 +122,7 @@ class _ChunkedPairScores(torch.autograd.Function):
                 g_gate[c:c + chunk] = (g_e * rows).sum(-1).view(-1, P)
             if g_table is not None:
                 g_table.index_add_(0, idx.long(), g_e if g is None else g_e.mul_(g))  # int64: 5× faster
-        return g_table, None, g_gate, g_w1, g_b1, g_w2, g_b2, None, None, None
+        return g_table, None, g_gate, g_w1, g_b1, g_w2, g_b2, None, None, None, None
 
 
 class _ProjectTables(torch.autograd.Function):
@@ -126,24 +148,29 @@ def _project_tables(tables: Tensor, weight: Tensor) -> Tensor:
 
 
 def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
-                diagonal: bool = False, chunk_pairs: int | None = 32768) -> Tensor:
+                diagonal: bool = False, chunk_pairs: int | None = 32768, symmetric: bool = False) -> Tensor:
     """A[:, b, i, j] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂ for pair p = (i, j)  →  (O, B, n, n).
 
     table (R, d); addr (B, P) int32/int64 rows, P in :func:`ordered_pairs` order (n(n−1) pairs, or n²
-    with ``diagonal``; without it the diagonal is 0); gate (B, P) or None (no gate). On CPU without
+    with ``diagonal``; without it the diagonal is 0), or with ``symmetric`` in :func:`unordered_pairs`
+    order (n(n−1)/2, each written to (i, j) and (j, i)); gate (B, P) or None (no gate). On CPU without
     autocast the pairs are processed in chunks of about ``chunk_pairs`` and recomputed in backward
     (same values and gradients); with ``chunk_pairs=None`` and elsewhere (CUDA, autocast,
     compile) plain autograd ops are used.
     """
+    if symmetric and diagonal:
+        raise ValueError("symmetric pairs are mirrored around a removed diagonal: diagonal must be False")
     if (chunk_pairs is None or table.is_cuda or torch.is_autocast_enabled("cpu")
             or torch.compiler.is_compiling()):
         e = gather_rows(table, addr)                                             # (B, P, d)
         if gate is not None:
             e = e * gate.unsqueeze(-1)
-        return pairs_to_square(out(torch.relu(mlp(e))).permute(2, 0, 1), n, diagonal)
+        scores = out(torch.relu(mlp(e))).permute(2, 0, 1)                        # (O, B, P)
+        return mirror_to_square(scores, n) if symmetric else pairs_to_square(scores, n, diagonal)
     chunk = max(1, chunk_pairs // addr.shape[1])
+    mirror = tuple(c.to(addr.device) for c in mirror_cells(n)) if symmetric else None
     return _ChunkedPairScores.apply(table, addr, gate, mlp.weight, mlp.bias, out.weight, out.bias, chunk, n,
-                                    diagonal)
+                                    diagonal, mirror)
 
 
 class Codebooks(nn.Module):
@@ -171,15 +198,19 @@ class ComboIDScores(nn.Module):
         hidden: h of the pair MLP.   outputs: L·H score maps.
         diagonal: also look up the n pairs (i, i) ("keep" the diagonal); otherwise they are
             never hashed or gathered and A_m's diagonal is 0.
+        symmetric: unordered pairs i < j, scored once and mirrored (A_m symmetric); no diagonal.
         seed: base of the codebook seeds (:func:`codebook_seeds`); stored in ``seeds``.
     """
 
     def __init__(self, n_fields: int, dim: int, size: int, siamese: int, hidden: int, outputs: int,
-                 diagonal: bool = False, seed: int = HASH_SEED):
+                 diagonal: bool = False, seed: int = HASH_SEED, symmetric: bool = False):
         super().__init__()
-        self.n_fields, self.size, self.siamese, self.diagonal = n_fields, size, siamese, diagonal
+        if symmetric and diagonal:
+            raise ValueError("ComboIDScores: symmetric pairs need the diagonal removed (diagonal=False)")
+        self.n_fields, self.size, self.siamese = n_fields, size, siamese
+        self.diagonal, self.symmetric = diagonal, symmetric
         self.codebooks = Codebooks(siamese + 1, size, dim)
-        left, right = ordered_pairs(n_fields, diagonal)
+        left, right = unordered_pairs(n_fields) if symmetric else ordered_pairs(n_fields, diagonal)
         self.register_buffer("left", left, persistent=False)
         self.register_buffer("right", right, persistent=False)
         seeds = [to_int32(s) for s in codebook_seeds(seed, siamese + 1)]
@@ -219,4 +250,4 @@ class ComboIDScores(nn.Module):
             addr = self.addresses(ids)                                   # (k+1, B, P)
         gate = self.gate(addr[1:]) if self.siamese else None             # (B, P)
         return pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out,  # (L·H, B, n, n)
-                           self.n_fields, self.diagonal)
+                           self.n_fields, self.diagonal, symmetric=self.symmetric)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from features.hashing import HASH_SEED
 
-from .bilinear import unordered_pairs
+from .pairs import unordered_pairs
 from .combo import Codebooks
 from .embedding import gather_rows
 from .hashing import codebook_seeds, combo_addresses, to_int32

@@ -1,4 +1,4 @@
-"""Ordered field pairs and their (B, …, n, n) score matrices."""
+"""Field pairs (ordered, or unordered and mirrored) and their (B, …, n, n) score matrices."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ordered_pairs", "pairs_to_square", "DIAG_MODES", "apply_diagonal"]
+__all__ = ["ordered_pairs", "unordered_pairs", "pairs_to_square", "mirror_cells", "mirror_to_square", "DIAG_MODES",
+           "apply_diagonal"]
 
 DIAG_MODES = ("keep", "zero", "neg_inf")
 
@@ -19,6 +20,26 @@ def ordered_pairs(n: int, diagonal: bool = False) -> tuple[Tensor, Tensor]:
     keep = torch.ones(n, n, dtype=torch.bool) if diagonal else ~torch.eye(n, dtype=torch.bool)
     left, right = torch.nonzero(keep, as_tuple=True)
     return left, right
+
+
+def unordered_pairs(n: int) -> tuple[Tensor, Tensor]:
+    """(left, right) int64 (P,): the pairs i < j of n fields in row-major order, P = n(n−1)/2."""
+    left, right = torch.triu_indices(n, n, 1)
+    return left, right
+
+
+def mirror_cells(n: int) -> tuple[Tensor, Tensor]:
+    """Flat cells (i·n + j, j·n + i) of the :func:`unordered_pairs` in an n×n matrix: (upper, lower)."""
+    left, right = unordered_pairs(n)
+    return left * n + right, right * n + left
+
+
+def mirror_to_square(x: Tensor, n: int) -> Tensor:
+    """(…, P) values of the :func:`unordered_pairs` → symmetric (…, n, n), S_ij = S_ji = x_p, diagonal 0."""
+    upper, lower = mirror_cells(n)
+    index = torch.full((n * n,), x.shape[-1], dtype=torch.long)   # → the appended zero
+    index[upper] = index[lower] = torch.arange(x.shape[-1])
+    return F.pad(x, (0, 1)).index_select(-1, index.to(x.device)).unflatten(-1, (n, n))
 
 
 def pairs_to_square(x: Tensor, n: int, diagonal: bool = False, fill: float = 0.0) -> Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import FieldEmbedding
-from ..layers.bilinear import unordered_pairs
+from ..layers.pairs import unordered_pairs
 from .base import CTRModel, check_positive
 
 

@@ -14,6 +14,7 @@ Ablations (paper Tables 2-4) are flags, not copies:
     combo=False                 → no A_m: Â = A_c (−∞ where masked) or S ("Transformer w/o diag")
     collapse=False              → no A_c: Â = A_m ("Combo-ID attention"), or S without both
     siamese=0                   → "w/o gsc": e_ij = C⁰[a⁰_ij], no gate
+    symmetric=True              → unordered pairs i < j, A_m mirrored (half the Combo-ID cost)
     fusion ∈ {sum, gate, multiply} (default multiply = the paper's headline row)
     diag ∈ {zero (literal A − diag A), neg_inf (excluded from the softmax), keep (no removal)}
 With both combo and collapse off the model is AutoInt-style attention over S with the diagonal
@@ -50,6 +51,7 @@ class DEAConfig:
     siamese: int = 2                   # k siamese codebooks (0 = no gated siamese codebook)
     codebook_size: int = 2**18         # s rows per codebook
     pair_hidden: int = 32              # h of the pair MLP (Eq. 8)
+    symmetric: bool = False            # unordered pairs, scored once and mirrored (MODEL-NOTES A3)
     codebook_seed: int = HASH_SEED     # base of the per-codebook hash seeds
     collapse: bool = True              # collapse-avoiding attention A_c
     tau_multiplier: float = 1.0        # τ = multiplier · batch mean |S|
@@ -70,6 +72,9 @@ class DEAConfig:
                        layers=self.layers, heads=self.heads, attention_dim=self.attention_dim,
                        codebook_size=self.codebook_size, pair_hidden=self.pair_hidden,
                        tau_multiplier=self.tau_multiplier, fusion_hidden=self.fusion_hidden)
+        if self.symmetric and self.diag == "keep":
+            raise ValueError("model 'dea': symmetric=True mirrors the Combo-ID scores around a removed "
+                             "diagonal; use diag=zero or neg_inf")
         if self.siamese < 0:
             raise ValueError(f"model 'dea': siamese must be ≥ 0, got {self.siamese}")
         if self.attention_dim % self.heads:
@@ -123,7 +128,8 @@ class DEA(CTRModel):
         c = self.cfg
         self.embedding = FieldEmbedding(n_fields, c.embedding_dim, c.embedding_rows)
         self.combo = (ComboIDScores(n_fields, c.embedding_dim, c.codebook_size, c.siamese, c.pair_hidden,
-                                    c.layers * c.heads, diagonal=c.diag == "keep", seed=c.codebook_seed)
+                                    c.layers * c.heads, diagonal=c.diag == "keep", seed=c.codebook_seed,
+                                    symmetric=c.symmetric)
                       if c.combo else None)
         self.blocks = nn.ModuleList(DEABlock(c, c.embedding_dim if l == 0 else c.attention_dim, n_fields)
                                     for l in range(c.layers))
