@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     hparams: dict[str, Any] = Field(default_factory=dict)   # passed to build_model(name, n_fields, **hparams)
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(4096, ge=1)
-    eval_batch_size: int = Field(65536, ge=1)
+    eval_batch_size: int = Field(8192, ge=1)                # DEA at 65536 rows: ~19 GB of pair tensors on CUDA
     lr: float = Field(1e-3, gt=0)
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(0.0, ge=0)

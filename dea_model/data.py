@@ -23,6 +23,7 @@ from typing import Iterator, NamedTuple, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -223,6 +224,16 @@ def estimate_bytes(lake: Lake, dataset: str, dates: list[str], n_fields: int) ->
     """In-memory size of the days as tensors, from Parquet footers only (no data read)."""
     rows = sum(pq.ParquetFile(f).metadata.num_rows for d in dates for f in day_files(lake, dataset, d))
     return rows * (8 * n_fields + 4 + 8)
+
+
+def label_rate(lake: Lake, dataset: str, dates: list[str]) -> float:
+    """Mean label (CTR) over the days, reading only the label column."""
+    clicks = rows = 0
+    for d in dates:
+        for f in day_files(lake, dataset, d):
+            label = pq.read_table(f, columns=[LABEL]).column(LABEL)
+            clicks, rows = clicks + (pc.sum(label).as_py() or 0), rows + len(label)
+    return clicks / rows if rows else float("nan")
 
 
 def open_days(lake: Lake, dataset: str, dates: list[str], *, budget_bytes: float = 4e9,

@@ -31,7 +31,7 @@ from torch import nn
 
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
-from dea_model.data import Batches, FeatureTable, feature_signature, open_days, read_manifest
+from dea_model.data import Batches, FeatureTable, feature_signature, label_rate, open_days, read_manifest
 from dea_model.optim import clip_grad_norm, make_optimizer, param_groups  # noqa: F401 (re-exported)
 from features.lake import Lake, atomic_dir, code_version, fingerprint, make_record, write_record
 
@@ -75,7 +75,7 @@ def _autocast(device: torch.device, bf16: bool):
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch_size: int = 65536,
+def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch_size: int = 8192,
                     bf16: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Click probabilities sigma(model(ids)) of every row in order, with its labels and groups."""
     model.eval()
@@ -163,6 +163,11 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     torch.manual_seed(cfg.seed)
     if model is None:
         model = build_model(cfg.model, len(fields), **cfg.hparams)
+    bias = model.output_bias() if hasattr(model, "output_bias") else None
+    ctr = label_rate(lake, dataset, list(train_dates))
+    if bias is not None and 0 < ctr < 1:
+        with torch.no_grad():
+            bias.fill_(math.log(ctr / (1 - ctr)))                  # start at the base rate's log-odds
     model.to(device)
     optimizer = make_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.compile else model
@@ -300,7 +305,7 @@ def _score(model_dir, lake: Lake, dataset: str, date: str, device: str | None):
     check_features(config, lake, dataset, model_dir)
     data = open_days(lake, dataset, [date], fields=config["fields"],
                      budget_bytes=config["train"].get("memory_budget_gb", 4.0) * 1e9)
-    return predict_batches(model, data, dev, config["train"].get("eval_batch_size", 65536),
+    return predict_batches(model, data, dev, config["train"].get("eval_batch_size", 8192),
                            config["train"].get("bf16", True))
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from dea_model import train as T
 from dea_model.config import TrainConfig
+from dea_model.models import available
 from features.lake import write_json_atomic
 from test_data import write_feature_days
 
@@ -233,3 +234,26 @@ def test_registry_models_train_save_and_reload(lake, tmp_path, monkeypatch, name
                                T.predict(r.out_dir, lk, "toy", dates[2]), rtol=0)   # eval is batch-independent
     ev = T.evaluate(r.out_dir, lk, "toy", dates[2])
     assert ev["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-9)
+
+
+def test_output_bias_starts_at_the_training_ctr(lake, tmp_path, monkeypatch):
+    lk, dates = lake
+    monkeypatch.setattr(T, "build_model", REAL_BUILD)
+    cfg = CFG.model_copy(update={"model": "fm", "hparams": {"embedding_dim": 4, "embedding_rows": 512},
+                                 "epochs": 1, "lr": 1e-9})              # so small that nothing moves
+    r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "fm")
+    ctr = float(pq.read_table(lk.features("toy", dates[0]), columns=["label"]).column("label").to_numpy().mean())
+    assert r.model.bias.item() == pytest.approx(np.log(ctr / (1 - ctr)), abs=1e-6)
+    assert r.metrics["valid"]["calibration"] == pytest.approx(1.0, abs=0.15)   # sigma(0) = 0.5 would be ~1.7
+
+
+@pytest.mark.parametrize("name", available())
+def test_output_bias_shifts_every_logit(name):
+    from dea_model.models import build_model
+    torch.manual_seed(0)
+    model = build_model(name, 3, embedding_dim=4, embedding_rows=64).eval()
+    ids = torch.randint(0, 1000, (5, 3))
+    before = model(ids)
+    with torch.no_grad():
+        model.output_bias().add_(1.5)
+    torch.testing.assert_close(model(ids), before + 1.5)

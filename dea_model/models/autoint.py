@@ -68,6 +68,9 @@ class AutoInt(CTRModel):
         self.dnn = MLP(n_fields * c.embedding_dim, c.dnn_hidden, 1, c.dropout) if c.dnn_hidden else None
         self.first_order = FieldEmbedding(n_fields, 1, c.embedding_rows) if c.first_order else None
 
+    def output_bias(self) -> nn.Parameter:
+        return self.attn_out.bias
+
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
         e = self.embedding(ids)                                      # (B, n, d)

@@ -63,6 +63,18 @@ class CTRModel(nn.Module):
         if ids.dim() != 2 or ids.shape[1] != self.n_fields:
             raise ValueError(f"model {self.name!r} expects ids of shape (B, {self.n_fields}), got {tuple(ids.shape)}")
 
+    def output_bias(self) -> nn.Parameter | None:
+        """The bias added last to the logit: the output layer of a ``head`` MLP, or a scalar ``bias``.
+
+        The trainer starts it at the training CTR's log-odds, log(p / (1 − p)), so the first steps
+        are not spent learning the base rate (with a 0 start, FM predicted ~10× the CTR after an epoch).
+        """
+        head = getattr(self, "head", None)
+        if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear) and head[-1].out_features == 1:
+            return head[-1].bias
+        bias = getattr(self, "bias", None)
+        return bias if isinstance(bias, nn.Parameter) and bias.numel() == 1 else None
+
     def embedding_parameters(self) -> list[nn.Parameter]:
         """Parameters of embedding tables and codebooks (modules marked ``is_embedding``)."""
         return [p for m in self.modules() if getattr(m, "is_embedding", False) for p in m.parameters(recurse=False)]
