@@ -32,7 +32,7 @@ from torch import nn
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
 from dea_model.data import Batches, FeatureTable, feature_signature, label_rate, open_days, read_manifest
-from dea_model.optim import clip_grad_norm, make_optimizer, param_groups  # noqa: F401 (re-exported)
+from dea_model.optim import clip_grad_norm, make_optimizer
 from features.lake import Lake, atomic_dir, code_version, fingerprint, make_record, write_record
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,14 @@ def build_model(name: str, n_fields: int, **hparams) -> nn.Module:
     return build(name, n_fields, **hparams)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch tensor onto ``device``; CPU → CUDA goes through page-locked memory so the copy is
+    asynchronous (``non_blocking``) and overlaps the previous step's kernels."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
 
@@ -82,7 +90,7 @@ def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch
     probs, labels, groups = [], [], []
     for b in data.batches(batch_size):
         with _autocast(device, bf16):
-            logits = model(b.ids.to(device, non_blocking=True))
+            logits = model(to_device(b.ids, device))
         probs.append(torch.sigmoid(logits.float()).cpu())
         labels.append(b.label.cpu())
         groups.append(b.group.cpu())
@@ -113,8 +121,7 @@ def _train_epoch(model: nn.Module, forward, optimizer: torch.optim.Optimizer, da
     loss_sum, steps, window, step0 = 0.0, 0, [], 0
     with _progress(cfg, len(data), f"{cfg.model} epoch {epoch}") as bar:
         for step, batch in enumerate(data.batches(cfg.batch_size, shuffle=True, generator=generator)):
-            ids = batch.ids.to(device, non_blocking=True)
-            y = batch.label.to(device, non_blocking=True)
+            ids, y = to_device(batch.ids, device), to_device(batch.label, device)
             with _autocast(device, cfg.bf16):
                 logits = forward(ids)                                          # (B,)
             loss = F.binary_cross_entropy_with_logits(logits.float(), y)

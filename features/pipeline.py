@@ -15,7 +15,6 @@ passthrough columns. A cross ``a_x_b`` has the ID ``feature_id("a_x_b", f"{id_a}
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from features import hashing
 from features.bucketing import QuantileBucketizer
 from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_record, up_to_date,
-                           write_json_atomic, write_record, code_version)
+                           write_json_atomic, write_record)
 from features.spec import DatasetSpec
 
 log = logging.getLogger(__name__)

@@ -66,7 +66,6 @@ rows per written Parquet part.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import importlib
 import json

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from flows.params import DaskParams
+
+if TYPE_CHECKING:
+    import distributed
 
 
 @contextlib.contextmanager

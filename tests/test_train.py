@@ -10,6 +10,7 @@ from torch import nn
 from dea_model import train as T
 from dea_model.config import TrainConfig
 from dea_model.models import available
+from dea_model.optim import param_groups
 from features.lake import write_json_atomic
 from test_data import write_feature_days
 
@@ -146,7 +147,7 @@ def test_streaming_training_path(lake, tmp_path):
 def test_weight_decay_groups():
     model = Tiny(3)
     cfg = TrainConfig(weight_decay=1e-4, embedding_weight_decay=1e-6, codebook_weight_decay=1e-5)
-    groups = {g["name"]: g for g in T.param_groups(model, cfg)}
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
     assert groups["embedding"]["params"] == [model.embedding.weight]
     assert groups["codebook"]["params"] == [model.codebook]
     assert groups["decay"]["params"] == [model.mlp[0].weight, model.mlp[2].weight]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..layers import MLP, FieldEmbedding
 from ..layers.bilinear import BILINEAR_TYPES, BilinearInteraction

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..layers import MLP, FieldAttention, FieldEmbedding
 from ..layers.cross import SeparatedCross

@@ -68,7 +68,7 @@ def cmd_show(args) -> int:
         return 0
     print(f"{v.name} {v.version}  aliases: {', '.join(v.aliases) or '-'}  created {v.created_at}")
     print(f"  path     {v.path}")
-    print(f"  metrics  " + "  ".join(f"{k} {_num(v.metrics.get(k))}" for k in ("auc", "gauc", "logloss", "calibration")))
+    print("  metrics  " + "  ".join(f"{k} {_num(v.metrics.get(k))}" for k in ("auc", "gauc", "logloss", "calibration")))
     for key, value in v.lineage.items():
         print(f"  {key:18} {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
     return 0
