@@ -8,7 +8,9 @@ validation file cut 4/1 + its test file, movielens by time, synthetic's 4 days 2
 
 The external peers are DeepCTR-Torch's AutoInt and FiBiNET (``deepctr_autoint``,
 ``deepctr_fibinet``): each field's hashed IDs are mapped to dense vocabulary indices fitted on the
-training days (unseen -> index 0), and their networks run inside the same training loop.
+training days (unseen -> index 0), and their networks run inside the same training loop — with
+the same optimizer, so their ``nn.Embedding`` tables get the row-sparse lazy Adam too
+(``--set sparse_embeddings=false`` gives every model dense Adam).
 
     .venv/bin/python benchmarks/quality.py --datasets synthetic,criteo,frappe,movielens \\
         --models dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet --seeds 3 \\

@@ -9,8 +9,9 @@ weight move only in the steps that use it). On CPU (1 thread, B = 1024, 39 Crite
 per field) an AutoInt step went from 264 to 190 ms; benchmarks/train_throughput.py sweeps table sizes.
 On Frappe it also raised test AUC (DEA 0.939 → 0.942, 3 seeds; benchmarks/results/quality_*.md).
 
-Weight decay on sparse tables is decoupled and touches the looked-up rows only:
-w_r ← w_r·(1 − lr·λ) before the Adam step (λ = ``embedding_weight_decay``).
+Weight decay on sparse tables touches the looked-up rows only and keeps the optimizer's meaning
+(λ = ``embedding_weight_decay``): with ``adam`` it is L2 added to the rows' gradients, g_r + λ·w_r;
+with ``adamw`` it is decoupled, w_r ← w_r·(1 − lr·λ) before the Adam step.
 Combo-ID codebooks stay dense: a batch touches most of their rows, and the gate's table
 projection gives them a dense gradient anyway.
 """
@@ -67,33 +68,40 @@ class DenseSparseAdam:
     ``state_dict`` / ``load_state_dict``.
     """
 
-    def __init__(self, dense: torch.optim.Optimizer, sparse: torch.optim.SparseAdam):
-        self.dense, self.sparse = dense, sparse
+    def __init__(self, dense: torch.optim.Optimizer | None, sparse: torch.optim.SparseAdam, decoupled: bool):
+        self.dense, self.sparse, self.decoupled = dense, sparse, decoupled
+        self.optimizers = [o for o in (dense, sparse) if o is not None]
 
     @property
     def param_groups(self) -> list[dict]:
-        return self.dense.param_groups + self.sparse.param_groups
+        return [g for o in self.optimizers for g in o.param_groups]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self.dense.zero_grad(set_to_none)
-        self.sparse.zero_grad(set_to_none)
+        for o in self.optimizers:
+            o.zero_grad(set_to_none)
 
     @torch.no_grad()
     def step(self) -> None:
         for group in self.sparse.param_groups:
-            shrink = 1.0 - group["lr"] * group["weight_decay"]
+            decay = group["weight_decay"]
             for p in group["params"]:
-                if shrink != 1.0 and p.grad is not None:
-                    rows = p.grad.coalesce().indices()[0]
-                    p.index_copy_(0, rows, p.index_select(0, rows).mul_(shrink))
-        self.dense.step()
-        self.sparse.step()
+                if not decay or p.grad is None:
+                    continue
+                p.grad = p.grad.coalesce()                      # SparseAdam then skips its own coalesce
+                rows, values = p.grad.indices()[0], p.grad.values()
+                if self.decoupled:
+                    p.index_copy_(0, rows, p.index_select(0, rows).mul_(1.0 - group["lr"] * decay))
+                else:
+                    values.add_(p.index_select(0, rows), alpha=decay)
+        for o in self.optimizers:
+            o.step()
 
     def state_dict(self) -> dict:
-        return {"dense": self.dense.state_dict(), "sparse": self.sparse.state_dict()}
+        return {"dense": self.dense.state_dict() if self.dense else None, "sparse": self.sparse.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.dense.load_state_dict(state["dense"])
+        if self.dense is not None:
+            self.dense.load_state_dict(state["dense"])
         self.sparse.load_state_dict(state["sparse"])
 
 
@@ -113,10 +121,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer 
                 out.append({**group, "params": params})
     params = [p for g in dense_groups for p in g["params"]]
     fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    dense = cls(dense_groups, lr=cfg.lr, fused=fused or None)
+    dense = cls(dense_groups, lr=cfg.lr, fused=fused or None) if dense_groups else None
     if not sparse_groups:
         return dense
-    return DenseSparseAdam(dense, torch.optim.SparseAdam(sparse_groups, lr=cfg.lr))
+    return DenseSparseAdam(dense, torch.optim.SparseAdam(sparse_groups, lr=cfg.lr), cfg.optimizer == "adamw")
 
 
 def clip_grad_norm(parameters, max_norm: float) -> Tensor:

@@ -170,11 +170,11 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     torch.manual_seed(cfg.seed)
     if model is None:
         model = build_model(cfg.model, len(fields), **cfg.hparams)
-    bias = model.output_bias() if hasattr(model, "output_bias") else None
-    ctr = label_rate(lake, dataset, list(train_dates))
-    if bias is not None and 0 < ctr < 1:
-        with torch.no_grad():
-            bias.fill_(math.log(ctr / (1 - ctr)))                  # start at the base rate's log-odds
+        bias = model.output_bias() if hasattr(model, "output_bias") else None
+        ctr = label_rate(lake, dataset, list(train_dates))
+        if bias is not None and 0 < ctr < 1:
+            with torch.no_grad():
+                bias.fill_(math.log(ctr / (1 - ctr)))              # start at the base rate's log-odds
     model.to(device)
     optimizer = make_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.compile else model
@@ -312,7 +312,8 @@ def _score(model_dir, lake: Lake, dataset: str, date: str, device: str | None):
     check_features(config, lake, dataset, model_dir)
     data = open_days(lake, dataset, [date], fields=config["fields"],
                      budget_bytes=config["train"].get("memory_budget_gb", 4.0) * 1e9)
-    return predict_batches(model, data, dev, config["train"].get("eval_batch_size", 8192),
+    # eval batch size does not change predictions: older models recorded 65536 (too big for DEA on CUDA)
+    return predict_batches(model, data, dev, min(config["train"].get("eval_batch_size", 8192), 8192),
                            config["train"].get("bf16", True))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -34,12 +36,17 @@ def mirror_cells(n: int) -> tuple[Tensor, Tensor]:
     return left * n + right, right * n + left
 
 
+@functools.lru_cache(maxsize=16)
+def _mirror_index(n: int, device: torch.device) -> Tensor:
+    upper, lower = mirror_cells(n)
+    index = torch.full((n * n,), len(upper), dtype=torch.long)     # → the appended zero
+    index[upper] = index[lower] = torch.arange(len(upper))
+    return index.to(device)
+
+
 def mirror_to_square(x: Tensor, n: int) -> Tensor:
     """(…, P) values of the :func:`unordered_pairs` → symmetric (…, n, n), S_ij = S_ji = x_p, diagonal 0."""
-    upper, lower = mirror_cells(n)
-    index = torch.full((n * n,), x.shape[-1], dtype=torch.long)   # → the appended zero
-    index[upper] = index[lower] = torch.arange(x.shape[-1])
-    return F.pad(x, (0, 1)).index_select(-1, index.to(x.device)).unflatten(-1, (n, n))
+    return F.pad(x, (0, 1)).index_select(-1, _mirror_index(n, x.device)).unflatten(-1, (n, n))
 
 
 def pairs_to_square(x: Tensor, n: int, diagonal: bool = False, fill: float = 0.0) -> Tensor:
