@@ -65,16 +65,20 @@ def test_auc_single_class_is_nan_with_warning():
         assert np.isnan(metrics.auc([1, 1], [0.1, 0.2]))
 
 
-def test_gauc_one_million_rows_is_fast():
+def test_gauc_one_million_rows_is_vectorised():
+    """A loop over the 50k groups (sklearn per group) takes > 10 s; the vectorised GAUC ~0.3 s.
+
+    Process CPU time, with slack: wall time on shared cores measured other jobs (1.7 s at load 4).
+    """
     rng = np.random.default_rng(0)
     n = 1_000_000
     g = rng.integers(0, 50_000, n)
     y = (rng.random(n) < 0.2).astype(np.int8)
     p = rng.random(n).astype(np.float32)
     metrics.gauc(y, p, g)  # warm-up
-    t = time.perf_counter()
+    t = time.process_time()
     value = metrics.gauc(y, p, g)
-    assert time.perf_counter() - t < 1.0
+    assert time.process_time() - t < 3.0
     assert value == pytest.approx(0.5, abs=0.01)
 
 
