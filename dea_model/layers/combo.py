@@ -29,6 +29,9 @@ floats per pair — for n = 39, d = 16, h = 32, L·H = 6 the whole DEA keeps 674
 On CPU :func:`pair_scores` runs the pairs in chunks and recomputes them in backward, keeping only
 the k+1 int32 addresses and the gate per pair (304 KiB per sample in all, mostly the n×n
 attention maps of the three layers) at 1.5× the plain path's throughput (CPU, 1 thread, B = 1024).
+With ``symmetric`` the Combo-ID path (hash, gate, pair MLP, forward + backward) took 380 instead of
+600 ms per batch there: half the pairs, but the table-sized costs (zero-filled codebook gradient,
+projected siamese tables) stay.
 """
 
 from __future__ import annotations
