@@ -151,7 +151,7 @@ def _project_tables(tables: Tensor, weight: Tensor) -> Tensor:
 
 
 def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
-                diagonal: bool = False, chunk_pairs: int | None = 32768, symmetric: bool = False) -> Tensor:
+                diagonal: bool = False, chunk_pairs: int | None = 16384, symmetric: bool = False) -> Tensor:
     """A[:, b, i, j] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂ for pair p = (i, j)  →  (O, B, n, n).
 
     table (R, d); addr (B, P) int32/int64 rows, P in :func:`ordered_pairs` order (n(n−1) pairs, or n²
