@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "train_throughput",
         "shape": {"fields": N_FIELDS, "embedding_dim": DIM, "rows_per_field": args.rows,
                   "codebook_size": args.codebook_size,
-                  "ids": ("Criteo 100k training rows, our features stage's int64 IDs (%d distinct rows)" % len(ids)
+                  "ids": ("Criteo 100k training rows, our features stage's int64 IDs (first %d rows)" % len(ids)
                           if source == "criteo" else "uniform random int64")},
         "environment": {
             "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
