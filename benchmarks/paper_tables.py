@@ -24,14 +24,15 @@ planted p_true is printed beside. The real datasets of ../shared/data through th
 
 All models share the embedding size, the hashed table size (``embedding_rows``, from the largest
 field's vocabulary on the training days) and the codebook size; each keeps its own defaults
-otherwise. CPU budget (2 cores shared by several jobs): dense Adam steps every table row each
-batch, and pair models cost O(n²) per sample (criteo: n = 39, 1482 ordered pairs), so the default
+otherwise. CPU budget (2 cores shared by several jobs): pair models cost O(n²) per sample
+(criteo: n = 39, 1482 ordered pairs), so the default
 plan runs every table and check on synthetic_small, Tables 1-4 on frappe, Table 1 on movielens
 and criteo, on the last 2 training days (20-24 k rows). Early stopping (patience 1) ends the
 neural models after 2-4 epochs (CTR models overfit from the second epoch on small data); FM and
 AFM run longer. The default run (186 trainings) took 30 min with 2 runs at a time on a 2-core
 machine shared with other jobs (load average 1.3-1.7; 41 min at load 2-4); results in
-benchmarks/results/paper_tables.{json,md}, every figure in the markdown.
+benchmarks/results/paper_tables.{json,md}, every figure in the markdown. Those results predate the
+trainer's row-sparse tables (lazy Adam, ``sparse_embeddings``): they were trained with dense Adam.
 
     .venv/bin/python benchmarks/paper_tables.py --out benchmarks/results/paper_tables.json
     .venv/bin/python benchmarks/paper_tables.py --quick --out /tmp/pt.json       # smoke test, ~3 min
