@@ -6,8 +6,9 @@ every table each step; with ``TrainConfig.sparse_embeddings`` the tables' gradie
 (``FieldEmbedding.sparse`` / ``nn.Embedding.sparse``) and ``torch.optim.SparseAdam`` steps only the
 rows looked up (lazy Adam, as TF's LazyAdam and TorchRec's row-wise optimizers: a row's moments and
 weight move only in the steps that use it). On CPU (1 thread, B = 1024, 39 Criteo fields, 2¹⁶ rows
-per field) an AutoInt step went from 264 to 190 ms; benchmarks/train_throughput.py sweeps table sizes.
-On Frappe it also raised test AUC (DEA 0.939 → 0.942, 3 seeds; benchmarks/results/quality_*.md).
+per field) an AutoInt step went from 264 to 190 ms, and at 2¹⁸ rows per field dense tables made it
+3.7× slower (benchmarks/train_throughput.py sweeps table sizes). Frappe test AUC did not suffer
+(DEA 0.939 → 0.941, 3 seeds; benchmarks/results/quality_frappe_movielens.md).
 
 Weight decay on sparse tables touches the looked-up rows only and keeps the optimizer's meaning
 (λ = ``embedding_weight_decay``): with ``adam`` it is L2 added to the rows' gradients, g_r + λ·w_r;
