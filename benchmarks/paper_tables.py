@@ -31,8 +31,8 @@ and criteo, on the last 2 training days (20-24 k rows). Early stopping (patience
 neural models after 2-4 epochs (CTR models overfit from the second epoch on small data); FM and
 AFM run longer. The default run (186 trainings) took 30 min with 2 runs at a time on a 2-core
 machine shared with other jobs (load average 1.3-1.7; 41 min at load 2-4); results in
-benchmarks/results/paper_tables.{json,md}, every figure in the markdown. Those results predate the
-trainer's row-sparse tables (lazy Adam, ``sparse_embeddings``): they were trained with dense Adam.
+benchmarks/results/paper_tables.{json,md}, every figure in the markdown. The committed results are a
+rerun with the trainer's row-sparse tables (lazy Adam): 49 min at load average 0.6-1.1.
 
     .venv/bin/python benchmarks/paper_tables.py --out benchmarks/results/paper_tables.json
     .venv/bin/python benchmarks/paper_tables.py --quick --out /tmp/pt.json       # smoke test, ~3 min
