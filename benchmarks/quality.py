@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,23 +145,18 @@ def oracle_auc(lake: Lake, dataset: str, date: str) -> float | None:
 
 # --- the run ------------------------------------------------------------------------------------
 
-def model_variant(model: str) -> tuple[str, dict]:
-    """``"dea:symmetric=true:fusion=sum"`` → ("dea", {"symmetric": True, "fusion": "sum"}) (values as YAML)."""
+def model_variant(model: str) -> tuple[str, list[str]]:
+    """``"dea:symmetric=true:fusion=sum"`` → ("dea", ["hparams.symmetric=true", "hparams.fusion=sum"]),
+    overrides for :meth:`TrainConfig.with_overrides` (which parses the values as YAML)."""
     name, *options = model.split(":")
-    hparams = {}
-    for option in options:
-        key, sep, value = option.partition("=")
-        if not sep or not key:
-            raise ValueError(f"model {model!r}: expected name:key=value[:key=value...], got {option!r}")
-        hparams[key] = yaml.safe_load(value)
-    return name, hparams
+    return name, [f"hparams.{option}" for option in options]
 
 
 def run_one(lake: Lake, dataset: str, model: str, seed: int, split, cfg: TrainConfig, out: Path,
             embedding_dim: int) -> dict:
     train_dates, valid_date, test_date = split
-    name, hparams = model_variant(model)
-    cfg = cfg.model_copy(update={"model": name, "seed": seed, "hparams": {**cfg.hparams, **hparams}})
+    name, overrides = model_variant(model)
+    cfg = cfg.model_copy(update={"model": name, "seed": seed}).with_overrides(overrides)
     peer = peer_model(name, lake, dataset, train_dates, cfg, embedding_dim) if name in PEERS else None
     r = train(cfg, lake, dataset, train_dates, valid_date, out, test_date=test_date, model=peer)
     m, test = r.metrics, r.metrics["test"]
