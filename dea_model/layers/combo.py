@@ -171,7 +171,7 @@ def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear
         scores = out(torch.relu(mlp(e))).permute(2, 0, 1)                        # (O, B, P)
         return mirror_to_square(scores, n) if symmetric else pairs_to_square(scores, n, diagonal)
     chunk = max(1, chunk_pairs // addr.shape[1])
-    mirror = tuple(c.to(addr.device) for c in mirror_cells(n)) if symmetric else None
+    mirror = mirror_cells(n, addr.device) if symmetric else None
     return _ChunkedPairScores.apply(table, addr, gate, mlp.weight, mlp.bias, out.weight, out.bias, chunk, n,
                                     diagonal, mirror)
 

@@ -30,18 +30,22 @@ def unordered_pairs(n: int) -> tuple[Tensor, Tensor]:
     return left, right
 
 
-def mirror_cells(n: int) -> tuple[Tensor, Tensor]:
-    """Flat cells (i·n + j, j·n + i) of the :func:`unordered_pairs` in an n×n matrix: (upper, lower)."""
+@functools.lru_cache(maxsize=16)
+def mirror_cells(n: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """Flat cells (i·n + j, j·n + i) of the :func:`unordered_pairs` in an n×n matrix: (upper, lower).
+
+    Cached per (n, device): the callers run every forward pass. Do not modify the tensors.
+    """
     left, right = unordered_pairs(n)
-    return left * n + right, right * n + left
+    return (left * n + right).to(device), (right * n + left).to(device)
 
 
 @functools.lru_cache(maxsize=16)
 def _mirror_index(n: int, device: torch.device) -> Tensor:
-    upper, lower = mirror_cells(n)
-    index = torch.full((n * n,), len(upper), dtype=torch.long)     # → the appended zero
-    index[upper] = index[lower] = torch.arange(len(upper))
-    return index.to(device)
+    upper, lower = mirror_cells(n, device)
+    index = torch.full((n * n,), len(upper), dtype=torch.long, device=device)   # → the appended zero
+    index[upper] = index[lower] = torch.arange(len(upper), device=device)
+    return index
 
 
 def mirror_to_square(x: Tensor, n: int) -> Tensor:
