@@ -38,6 +38,7 @@ from features.lake import Lake, atomic_dir, code_version, fingerprint, make_reco
 log = logging.getLogger(__name__)
 
 WEIGHTS, CONFIG, METRICS, CURVE = "model.pt", "config.json", "metrics.json", "curve.json"
+EVAL_BATCH = TrainConfig.model_fields["eval_batch_size"].default
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -83,7 +84,7 @@ def _autocast(device: torch.device, bf16: bool):
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch_size: int = 8192,
+def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch_size: int = EVAL_BATCH,
                     bf16: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Click probabilities sigma(model(ids)) of every row in order, with its labels and groups."""
     model.eval()
@@ -313,7 +314,8 @@ def _score(model_dir, lake: Lake, dataset: str, date: str, device: str | None):
     data = open_days(lake, dataset, [date], fields=config["fields"],
                      budget_bytes=config["train"].get("memory_budget_gb", 4.0) * 1e9)
     # eval batch size does not change predictions: older models recorded 65536 (too big for DEA on CUDA)
-    return predict_batches(model, data, dev, min(config["train"].get("eval_batch_size", 8192), 8192),
+    batch_size = min(config["train"].get("eval_batch_size", EVAL_BATCH), EVAL_BATCH)
+    return predict_batches(model, data, dev, batch_size,
                            config["train"].get("bf16", True))
 
 
