@@ -226,9 +226,9 @@ def logit_spread(model, ids: torch.Tensor) -> dict[str, list[float]]:
         if q is not None:
             record("qk", module.scores(q, k))
 
-    def on_combo(module, inputs, a_m):                       # (B, L·H, n, n) → one entry per layer
+    def on_combo(module, inputs, a_m):                       # (L·H, B, n, n) → one entry per layer
         layers = len(getattr(model, "blocks", [None]))
-        for part in a_m.chunk(layers, 1):
+        for part in a_m.chunk(layers, 0):
             record("combo", part)
 
     hooks = [m.register_forward_hook(on_attention) for m in model.modules() if isinstance(m, FieldAttention)]
