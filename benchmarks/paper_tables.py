@@ -29,10 +29,9 @@ otherwise. CPU budget (2 cores shared by several jobs): pair models cost O(n²) 
 plan runs every table and check on synthetic_small, Tables 1-4 on frappe, Table 1 on movielens
 and criteo, on the last 2 training days (20-24 k rows). Early stopping (patience 1) ends the
 neural models after 2-4 epochs (CTR models overfit from the second epoch on small data); FM and
-AFM run longer. The default run (186 trainings) took 30 min with 2 runs at a time on a 2-core
-machine shared with other jobs (load average 1.3-1.7; 41 min at load 2-4); results in
-benchmarks/results/paper_tables.{json,md}, every figure in the markdown. The committed results are a
-rerun with the trainer's row-sparse tables (lazy Adam): 49 min at load average 0.6-1.1.
+AFM run longer. The default run (186 trainings, 2 runs at a time on a 2-core machine) took 30-49 min
+depending on the other jobs there; results in benchmarks/results/paper_tables.{json,md} (trained with
+the row-sparse tables), every figure in the markdown.
 
     .venv/bin/python benchmarks/paper_tables.py --out benchmarks/results/paper_tables.json
     .venv/bin/python benchmarks/paper_tables.py --quick --out /tmp/pt.json       # smoke test, ~3 min
