@@ -24,7 +24,9 @@ heads, attention width = embedding size, residual, no scaling, first-order term,
 the raw embeddings); ``autoint_dense`` is the same with dense tables and dense Adam (what the
 row-sparse tables buy); ``autoint_default`` is our AutoInt with its defaults (d_a = 32 as DEA, no
 first-order term); ``dea`` is the default model (ordered pairs, multiply fusion, k = 2, d_a = 32,
-DNN 400-400), ``dea_symmetric`` the same with unordered, mirrored pairs. DEA's codebooks have
+DNN 400-400, the siamese gate on the pair scores), ``dea_symmetric`` the same with unordered,
+mirrored pairs, ``dea_gate_codeword`` the same with the gate on the codeword, as Eq. 6-7 write it
+(the pair MLP then runs once per pair instead of once per codeword). DEA's codebooks have
 ``--codebook-size`` rows each.
 
     .venv/bin/python benchmarks/train_throughput.py --out benchmarks/results/train_throughput.json
@@ -53,7 +55,7 @@ from dea_model.models import build_model  # noqa: E402
 from dea_model.optim import make_optimizer  # noqa: E402
 
 N_FIELDS, DIM = 39, 16
-MODELS = ("dea", "dea_symmetric", "autoint", "autoint_dense", "autoint_default", "deepctr_autoint",
+MODELS = ("dea", "dea_symmetric", "dea_gate_codeword", "autoint", "autoint_dense", "autoint_default", "deepctr_autoint",
           "deepctr_autoint_fit")
 DEEPCTR_SHAPED = dict(layers=3, heads=2, attention_dim=DIM, residual=True, scale=False, dnn_hidden=(400, 400),
                       first_order=True)
@@ -61,6 +63,7 @@ DEEPCTR_SHAPED = dict(layers=3, heads=2, attention_dim=DIM, residual=True, scale
 OURS = {
     "dea": ("dea", {}, True),
     "dea_symmetric": ("dea", {"symmetric": True}, True),
+    "dea_gate_codeword": ("dea", {"gate_on": "codeword"}, True),
     "autoint": ("autoint", DEEPCTR_SHAPED, True),
     "autoint_dense": ("autoint", DEEPCTR_SHAPED, False),
     "autoint_default": ("autoint", {}, True),   # our AutoInt+ defaults: d_a = 32 like DEA's, no first-order term
@@ -267,7 +270,7 @@ def ratios(results: list[dict], by: str) -> dict[str, float]:
         key = "train_samples_per_cpu_second" if by == "cpu" and device == "cpu" else "train_samples_per_second"
         sps = {r["model"]: r[key] for r in results if r["device"] == device and r["rows_per_field"] == rows}
         pairs = [("autoint", peer) for peer in ("deepctr_autoint", "deepctr_autoint_fit", "autoint_dense")]
-        pairs += [(ours, dea) for ours in ("autoint", "autoint_default") for dea in ("dea", "dea_symmetric")]
+        pairs += [(ours, dea) for ours in ("autoint", "autoint_default") for dea in ("dea", "dea_symmetric", "dea_gate_codeword")]
         for a, b in pairs:
             if a in sps and b in sps:
                 out[f"{device} {rows} rows: {a} / {b}"] = sps[a] / sps[b]

@@ -286,8 +286,10 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     for name in (CONFIG, WEIGHTS):
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"{model_dir} is not a trained model folder: {name} is missing")
+    from dea_model.models import saved_hparams
+
     config = json.loads((model_dir / CONFIG).read_text())
-    model = build_model(config["model"], len(config["fields"]), **config["hparams"])
+    model = build_model(config["model"], len(config["fields"]), **saved_hparams(config["model"], config["hparams"]))
     state = torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding, ScoreFusion,
                               apply_diagonal, collision_rate, fm_interaction, ordered_pairs, pairs_to_square,
                               safe_softmax, unordered_pairs)
-from dea_model.layers.combo import pair_scores
+from dea_model.layers.combo import codebook_scores, pair_scores
 from dea_model.layers.embedding import gather_rows
 
 
@@ -146,22 +146,28 @@ def ids_batch(b=5, n=4, seed=0):
     return torch.randint(-(2**63), 2**63 - 1, (b, n), generator=torch.Generator().manual_seed(seed))
 
 
-def test_combo_scores_equal_the_equations():
-    combo = make_combo()
-    ids = ids_batch()
+@pytest.mark.parametrize("gate_on,b", [("codeword", 5), ("score", 5), ("score", 8)])
+def test_combo_scores_equal_the_equations(gate_on, b):
+    # gate_on="score" runs the pair MLP on the B·P gathered codewords (B·P = 5·12 < s = 64) or on all s
+    combo = make_combo(gate_on=gate_on)
+    ids = ids_batch(b=b)
     a_m = combo(ids)
-    assert a_m.shape == (6, 5, 4, 4)  # (L·H, B, n, n)
+    assert a_m.shape == (6, b, 4, 4)  # (L·H, B, n, n)
     assert torch.all(a_m.diagonal(dim1=-2, dim2=-1) == 0)
     addr = combo.addresses(ids)                                 # (3, B, P)
     rows = combo.codebooks.weight[addr]                         # (3, B, P, d)
     gate = torch.sigmoid((rows[1] * combo.gate_weight[0]).sum(-1) + (rows[2] * combo.gate_weight[1]).sum(-1)
-                         + combo.gate_bias)
-    e = gate[..., None] * rows[0]
-    scores = combo.out(torch.relu(combo.pair_mlp(e)))           # (B, P, 6)
-    b, p = 3, 5
+                         + combo.gate_bias)[..., None]
+    if gate_on == "codeword":                                   # Eq. 6-8: g·C⁰ through the MLP
+        scores = combo.out(torch.relu(combo.pair_mlp(gate * rows[0])))
+    else:                                                       # the MLP's output scaled by g, then b₂
+        scores = gate * F.linear(torch.relu(combo.pair_mlp(rows[0])), combo.out.weight) + combo.out.bias
+    p = 5
     i, j = combo.left[p].item(), combo.right[p].item()
-    torch.testing.assert_close(a_m[:, b, i, j], scores[b, p])
+    torch.testing.assert_close(a_m[:, 3, i, j], scores[3, p])
     assert not torch.allclose(a_m[0], a_m[1])                   # one map per layer and head
+    if gate_on == "score":
+        assert not torch.allclose(a_m, make_combo(gate_on="codeword")(ids))  # b₁ ≠ 0: another function
 
 
 def test_gate_gather_and_projection_paths_agree():
@@ -227,6 +233,36 @@ def test_symmetric_chunked_pair_scores_equal_plain_and_mirror():
     torch.testing.assert_close(a_m[:, :, left[7], right[7]], expected[:, :, 7].detach())
     for plain, chunked in zip(*results):
         torch.testing.assert_close(chunked, plain)
+
+
+@pytest.mark.parametrize("gated,diagonal,symmetric,rows", [(True, False, False, 40), (False, False, False, 40),
+                                                          (True, True, False, 40), (True, False, True, 40),
+                                                          (True, False, False, 1000)])
+def test_codebook_scores_equal_pair_scores_when_the_gate_commutes(gated, diagonal, symmetric, rows):
+    """The MLP once per codeword (all rows, or the gathered ones when B·P < rows) = once per pair,
+    values and gradients, without a gate or with b₁ = 0."""
+    n = 5
+    P = n * (n - 1) // 2 if symmetric else n * n if diagonal else n * (n - 1)
+    table = randn(rows, 8).requires_grad_()
+    addr = torch.randint(0, 40, (13, P), generator=torch.Generator().manual_seed(1))
+    gate = torch.rand(13, P, generator=torch.Generator().manual_seed(2)).requires_grad_() if gated else None
+    torch.manual_seed(0)
+    mlp, out = torch.nn.Linear(8, 16, bias=not gated), torch.nn.Linear(16, 6)
+    upstream = randn(6, 13, n, n, seed=3)
+    params = [table, mlp.weight, out.weight, out.bias] + ([gate] if gated else [mlp.bias])
+    results = []
+    for scores_of in (lambda: pair_scores(table, addr, gate, mlp, out, n, diagonal, None, symmetric),
+                      lambda: codebook_scores(table, addr, gate, mlp, out, n, diagonal, symmetric, None),
+                      lambda: codebook_scores(table, addr, gate, mlp, out, n, diagonal, symmetric, 3 * P)):
+        for p in params:
+            p.grad = None
+        scores = scores_of()
+        (scores * upstream).sum().backward()
+        results.append([scores.detach()] + [p.grad.clone() for p in params])
+    assert torch.all(results[0][0].diagonal(dim1=-2, dim2=-1) == 0) != diagonal
+    for reference, result in itertools.product(results[:1], results[1:]):
+        for expected, actual in zip(reference, result):
+            torch.testing.assert_close(actual, expected)
 
 
 def test_symmetric_combo_hashes_each_unordered_pair_once():

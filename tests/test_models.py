@@ -112,6 +112,7 @@ ABLATIONS = [
     dict(diag="keep"),
     dict(tau_multiplier=2.0),
     dict(symmetric=True),
+    dict(gate_on="codeword"),
     dict(combo=False, collapse=False),
 ]
 

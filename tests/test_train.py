@@ -237,6 +237,29 @@ def test_registry_models_train_save_and_reload(lake, tmp_path, monkeypatch, name
     assert ev["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-9)
 
 
+def test_a_dea_saved_before_gate_on_existed_reloads_with_the_gate_on_the_codeword(tmp_path, monkeypatch):
+    from dea_model.models import build_model
+
+    monkeypatch.setattr(T, "build_model", REAL_BUILD)
+    hp = {"embedding_dim": 4, "embedding_rows": 64, "codebook_size": 256, "layers": 1, "attention_dim": 8,
+          "dnn_hidden": [8]}
+    torch.manual_seed(0)
+    saved = build_model("dea", 3, gate_on="codeword", **hp).eval()
+    with torch.no_grad():
+        saved.combo.codebooks.weight.normal_()
+        saved.combo.pair_mlp.bias.normal_()                  # b₁ ≠ 0: the placements differ
+    old_hparams = {k: v for k, v in saved.hparams.items() if k != "gate_on"}
+    (tmp_path / T.CONFIG).write_text(json.dumps({"model": "dea", "fields": ["a", "b", "c"], "hparams": old_hparams}))
+    torch.save(saved.state_dict(), tmp_path / T.WEIGHTS)
+    model, _ = T.load_model(tmp_path)
+    ids = torch.randint(0, 1000, (16, 3))
+    assert model.cfg.gate_on == "codeword"
+    torch.testing.assert_close(model(ids), saved(ids))
+    score = build_model("dea", 3, **hp).eval()
+    score.load_state_dict(saved.state_dict())
+    assert not torch.allclose(score(ids), saved(ids))       # what the new default would have served
+
+
 def test_output_bias_starts_at_the_training_ctr(lake, tmp_path, monkeypatch):
     lk, dates = lake
     monkeypatch.setattr(T, "build_model", REAL_BUILD)

@@ -5,17 +5,19 @@ For every ordered field pair (i, j), i ≠ j (P = n(n−1) pairs; n² with the d
 
     a^m_ij = MurmurHash3(le64(x_i) ‖ le64(x_j), s_m) mod s         m = 0 (main), 1..k (siamese)  (Eq. 4-5)
     g_ij   = σ(W₀·[C¹[a¹_ij]; …; Cᵏ[aᵏ_ij]] + b₀)                  scalar gate, W₀ ∈ R^{kd}    (Eq. 6)
-    e_ij   = g_ij · C⁰[a⁰_ij]                                        (e_ij = C⁰[a⁰_ij] when k = 0)
-    h_ij   = ReLU(W₁ e_ij + b₁)                                      W₁ ∈ R^{h×d}, shared     (Eq. 8)
-    A_m^{(l)}[h, :, i, j] = W₂^{(l)} h_ij + b₂^{(l)}                   one output per layer l and head
+    h_ij   = ReLU(W₁ C⁰[a⁰_ij] + b₁)                                 W₁ ∈ R^{h×d}, shared     (Eq. 8)
+    A_m^{(l)}[h, :, i, j] = g_ij · W₂^{(l)} h_ij + b₂^{(l)}            one output per layer l and head
     A_m    = A − diag(A)                                             (Eq. 9-10)
+
+With ``gate_on="codeword"`` the gate scales the codeword as Eq. 6-7 write it: h_ij =
+ReLU(W₁ (g_ij·C⁰[a⁰_ij]) + b₁), A = W₂ h_ij + b₂. Without siamese codebooks (k = 0) there is no gate.
 
 Readings (MODEL-NOTES §1.2, A3, DESIGN.md): ordered pairs by default (Eq. 4 concatenates in
 order and Eq. 7 fills all n×n cells); ``symmetric`` is MODEL-NOTES' option: the unordered pair's
 key is (x_i, x_j) for i < j, its n(n−1)/2 scores are computed once and mirrored — half the hashing,
 codebook traffic and pair-MLP work. Each codebook has its own hash seed (otherwise the
 siamese vote collides exactly when C⁰ does); the scores depend only on the IDs, so the lookup,
-gate and first MLP layer run **once per batch**, and each layer/head gets its own output row of W₂.
+gate and pair MLP run **once per batch** for all layers, and each layer/head gets its own output row of W₂.
 
 Cost (B·P pairs per batch): the main codebook is gathered once per pair (d floats). The siamese
 rows enter only through the scalars u^m = W₀^m·C^m[a^m], so when B·P ≥ s the siamese tables
@@ -24,19 +26,32 @@ function and the same gradients, with k·d → k floats of gather and scatter pe
 batches (serving) the rows are gathered and projected instead. All k+1 codebooks live in one
 ((k+1)·s, d) table with offsets m·s; addresses are int32, computed once per batch.
 
-Memory kept for backward: plain autograd (CUDA, autocast) keeps d (rows) + d (e) + h (hidden)
-floats per pair — for n = 39, d = 16, h = 32, L·H = 6 the whole DEA keeps 674 KiB per sample.
-On CPU :func:`pair_scores` runs the pairs in chunks and recomputes them in backward, keeping only
-the k+1 int32 addresses and the gate per pair (304 KiB per sample in all, mostly the n×n
-attention maps of the three layers) at 1.5× the plain path's throughput (CPU, 1 thread, B = 1024).
-With ``symmetric`` the Combo-ID path (hash, gate, pair MLP, forward + backward) took 380 instead of
-600 ms per batch there: half the pairs, but the table-sized costs (zero-filled codebook gradient,
-projected siamese tables) stay.
+Where the gate acts (``gate_on``, MODEL-NOTES A2). Eq. 6-7 scale the codeword, e = g·C⁰[a⁰], before
+the pair MLP (``"codeword"``): the MLP then runs once per pair. The default ``"score"`` scales the
+pair MLP's output instead, A = g·W₂ ReLU(W₁ C⁰[a⁰] + b₁) + b₂. Both say "the siamese vote rescales
+the pair's codeword contribution", and they are the same function when b₁ = 0 or k = 0, since a
+gate g > 0 commutes with a bias-free ReLU layer. With the gate outside, the MLP's output depends on
+the codeword alone, so it runs once per codeword (T = W₂ ReLU(W₁ C⁰ᵀ + b₁), (L·H, s),
+:func:`codebook_scores`) and each pair gathers its L·H scores: s·(d·h + h·L·H) instead of
+B·P·(d·h + h·L·H) MACs. Criteo shape (n = 39, s = 2¹⁸, B = 1024, CPU, 1 thread): 495 → 175 ms
+forward + backward for the pair scores, 1040 → 800 ms for DEA's training step. Quality is equal
+or better: benchmarks/results/quality_gate_on.md.
+
+Memory kept for backward. :func:`codebook_scores` keeps the addresses and the gate per pair, plus the
+table MLP's (s, h) activations once per batch. :func:`pair_scores` (``gate_on="codeword"``) under
+plain autograd (CUDA, autocast) keeps d (rows) + d (e) + h (hidden) floats per pair — for n = 39,
+d = 16, h = 32, L·H = 6 the whole DEA keeps 674 KiB per sample; on CPU it runs the pairs in chunks
+and recomputes them in backward, keeping only the addresses and the gate per pair (304 KiB per
+sample in all, mostly the n×n attention maps of the three layers) at 1.5× the plain path's
+throughput (CPU, 1 thread, B = 1024). ``symmetric`` took the Combo-ID path (hash, gate, pair MLP,
+forward + backward) from 600 to 380 ms per batch on that path: half the pairs, but the table-sized
+costs (zero-filled codebook gradient, projected siamese tables) stay.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from features.hashing import HASH_SEED
@@ -45,7 +60,9 @@ from .embedding import gather_rows
 from .hashing import codebook_seeds, combo_addresses, to_int32
 from .pairs import mirror_cells, mirror_to_square, ordered_pairs, pairs_to_square, unordered_pairs
 
-__all__ = ["Codebooks", "ComboIDScores", "pair_scores"]
+__all__ = ["Codebooks", "ComboIDScores", "GATE_ON", "codebook_scores", "pair_scores"]
+
+GATE_ON = ("score", "codeword")
 
 
 def _pair_cells(square: Tensor, n: int, diagonal: bool) -> Tensor:
@@ -93,7 +110,7 @@ class _ChunkedPairScores(torch.autograd.Function):
         for c in range(0, B, chunk):
             rows = table.index_select(0, addr[c:c + chunk].reshape(-1))         # (c·P, d)
             e = rows if gate is None else rows * gate[c:c + chunk].reshape(-1, 1)
-            h = torch.addmm(b1, e, w1.T).relu_()                               # (c·P, h)
+            h = F.linear(e, w1, b1).relu_()                                    # (c·P, h)
             scores = torch.addmm(b2.unsqueeze(1), w2, h.T)                      # (O, c·P)
             _write_cells(out[:, c:c + chunk], scores, n, diagonal, mirror)
         ctx.save_for_backward(table, addr, gate, w1, b1, w2)
@@ -107,25 +124,70 @@ class _ChunkedPairScores(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
-        g_w1, g_b1, g_w2, g_b2 = (torch.zeros_like(t) for t in (w1, b1, w2, w2[:, 0]))
+        g_w1, g_w2, g_b2 = (torch.zeros_like(t) for t in (w1, w2, w2[:, 0]))
+        g_b1 = None if b1 is None else torch.zeros_like(b1)
         for c in range(0, B, chunk):
             idx = addr[c:c + chunk].reshape(-1)
             rows = table.index_select(0, idx)
             g = None if gate is None else gate[c:c + chunk].reshape(-1, 1)
             e = rows if g is None else rows * g
-            h = torch.addmm(b1, e, w1.T).relu_()
+            h = F.linear(e, w1, b1).relu_()
             g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)      # (O, c·P)
             g_w2.addmm_(g_s, h)
             g_b2 += g_s.sum(1)
             g_h = torch.ops.aten.threshold_backward(g_s.T @ w2, h, 0)            # through ReLU
             g_w1.addmm_(g_h.T, e)
-            g_b1 += g_h.sum(0)
+            if g_b1 is not None:
+                g_b1 += g_h.sum(0)
             g_e = g_h @ w1                                                       # (c·P, d)
             if g_gate is not None:
                 g_gate[c:c + chunk] = (g_e * rows).sum(-1).view(-1, P)
             if g_table is not None:
                 g_table.index_add_(0, idx.long(), g_e if g is None else g_e.mul_(g))  # int64: 5× faster
         return g_table, None, g_gate, g_w1, g_b1, g_w2, g_b2, None, None, None, None
+
+
+class _GatherScores(torch.autograd.Function):
+    """A[:, b, p] = g_bp · T[:, addr_bp] + b₂ written into the (O, B, n, n) maps, a chunk of samples at a time.
+
+    Saves the table, addresses and gates (no (O, B·P) temporaries); backward scatters into T.
+    """
+
+    @staticmethod
+    def forward(ctx, table, addr, gate, bias, chunk, n, diagonal, mirror):
+        B, P = addr.shape
+        O = table.shape[0]
+        out = table.new_empty(O, B, n, n)
+        if not diagonal:
+            out.diagonal(dim1=-2, dim2=-1).zero_()
+        for c in range(0, B, chunk):
+            scores = table.index_select(1, addr[c:c + chunk].reshape(-1))          # (O, c·P)
+            if gate is not None:
+                scores.mul_(gate[c:c + chunk].reshape(1, -1))
+            _write_cells(out[:, c:c + chunk], scores.add_(bias.unsqueeze(1)), n, diagonal, mirror)
+        ctx.save_for_backward(table, addr, gate)
+        ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = chunk, n, diagonal, mirror
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        table, addr, gate = ctx.saved_tensors
+        chunk, n, diagonal, mirror, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror, addr.shape
+        grad_out = grad_out.contiguous()
+        g_table = torch.zeros_like(table)
+        g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
+        g_bias = table.new_zeros(table.shape[0])
+        for c in range(0, B, chunk):
+            idx = addr[c:c + chunk].reshape(-1).long()
+            g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)       # (O, c·P)
+            g_bias += g_s.sum(1)
+            if gate is not None:
+                g = gate[c:c + chunk].reshape(1, -1)
+                if g_gate is not None:
+                    g_gate[c:c + chunk] = (g_s * table.index_select(1, idx)).sum(0).view(-1, P)
+                g_s = g_s * g
+            g_table.index_add_(1, idx, g_s)
+        return g_table, None, g_gate, g_bias, None, None, None, None
 
 
 class _ProjectTables(torch.autograd.Function):
@@ -148,6 +210,39 @@ def _project_tables(tables: Tensor, weight: Tensor) -> Tensor:
     if tables.is_cuda or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
         return torch.bmm(tables, weight.unsqueeze(-1)).squeeze(-1)
     return _ProjectTables.apply(tables, weight)
+
+
+def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
+                    diagonal: bool = False, symmetric: bool = False, chunk_pairs: int | None = 2**20) -> Tensor:
+    """A[:, b, p] = g_bp · W₂ ReLU(W₁ C[addr_bp] + b₁) + b₂, the pair MLP run once per codeword → (O, B, n, n).
+
+        T = W₂ ReLU(W₁ Cᵀ + b₁)                (O, s)   every codeword's scores, before b₂
+        A[:, b, p] = g_bp · T[:, addr_bp] + b₂            p's cell of the (O, B, n, n) maps
+
+    The gate scales the pair's scores (``gate_on="score"``) instead of its codeword (:func:`pair_scores`);
+    the two are the same function when there is no gate or b₁ = 0, since a gate g > 0 commutes
+    with a bias-free ReLU layer: W₂ ReLU(W₁ (g c)) = g · W₂ ReLU(W₁ c). The MLP costs s·(d·h + h·O)
+    MACs per batch instead of B·P·(d·h + h·O); each pair gathers O scores from an (O, s) table
+    that stays in cache instead of d floats of a codeword, and backward scatters O floats per pair.
+    When B·P < s (small batches, serving) T is computed for the B·P gathered codewords instead.
+
+    codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. Pairs go in chunks of
+    about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured faster),
+    written straight into the maps; ``None`` (and under compile): plain autograd ops.
+    """
+    if addr.numel() < codebook.shape[0]:                                          # T of the gathered rows only
+        codebook = gather_rows(codebook, addr.reshape(-1))
+        addr = torch.arange(addr.numel(), device=addr.device).view(addr.shape)
+    table = (out.weight @ torch.relu(mlp(codebook)).T).float()                  # (O, s); fp32 under autocast
+    if chunk_pairs is None or torch.compiler.is_compiling():
+        scores = table.index_select(1, addr.reshape(-1))                         # (O, B·P)
+        if gate is not None:
+            scores = scores * gate.reshape(1, -1)
+        scores = (scores + out.bias.unsqueeze(1)).view(-1, *addr.shape)         # (O, B, P)
+        return mirror_to_square(scores, n) if symmetric else pairs_to_square(scores, n, diagonal)
+    mirror = mirror_cells(n, addr.device) if symmetric else None
+    chunk = max(1, chunk_pairs // addr.shape[1])
+    return _GatherScores.apply(table, addr, gate, out.bias, chunk, n, diagonal, mirror)
 
 
 def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
@@ -202,15 +297,20 @@ class ComboIDScores(nn.Module):
         diagonal: also look up the n pairs (i, i) ("keep" the diagonal); otherwise they are
             never hashed or gathered and A_m's diagonal is 0.
         symmetric: unordered pairs i < j, scored once and mirrored (A_m symmetric); no diagonal.
+        gate_on: "score" scales the pair MLP's output by the gate, which lets the MLP run once per
+            codeword (:func:`codebook_scores`); "codeword" scales the codeword before the MLP, as
+            Eq. 6-7 write it (:func:`pair_scores`). The same function when k = 0.
         seed: base of the codebook seeds (:func:`codebook_seeds`); stored in ``seeds``.
     """
 
     def __init__(self, n_fields: int, dim: int, size: int, siamese: int, hidden: int, outputs: int,
-                 diagonal: bool = False, seed: int = HASH_SEED, symmetric: bool = False):
+                 diagonal: bool = False, seed: int = HASH_SEED, symmetric: bool = False, gate_on: str = "score"):
         super().__init__()
         if symmetric and diagonal:
             raise ValueError("ComboIDScores: symmetric pairs need the diagonal removed (diagonal=False)")
-        self.n_fields, self.size, self.siamese = n_fields, size, siamese
+        if gate_on not in GATE_ON:
+            raise ValueError(f"ComboIDScores: gate_on must be one of {GATE_ON}, got {gate_on!r}")
+        self.n_fields, self.size, self.siamese, self.gate_on = n_fields, size, siamese, gate_on
         self.diagonal, self.symmetric = diagonal, symmetric
         self.codebooks = Codebooks(siamese + 1, size, dim)
         left, right = unordered_pairs(n_fields) if symmetric else ordered_pairs(n_fields, diagonal)
@@ -252,5 +352,8 @@ class ComboIDScores(nn.Module):
         with torch.no_grad():
             addr = self.addresses(ids)                                   # (k+1, B, P)
         gate = self.gate(addr[1:]) if self.siamese else None             # (B, P)
-        return pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out,  # (L·H, B, n, n)
-                           self.n_fields, self.diagonal, symmetric=self.symmetric)
+        if self.gate_on == "codeword" and gate is not None:                 # Eq. 6-8 as written
+            return pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out, self.n_fields,
+                               self.diagonal, symmetric=self.symmetric)
+        return codebook_scores(self.codebooks.weight[:self.size], addr[0], gate, self.pair_mlp, self.out,
+                               self.n_fields, self.diagonal, self.symmetric)   # (L·H, B, n, n)

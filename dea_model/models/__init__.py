@@ -24,7 +24,7 @@ from .transformer import Transformer
 REGISTRY: dict[str, type[CTRModel]] = {cls.name: cls for cls in (DEA, Transformer, AutoInt, FM,
                                                                  AFM, FiBiNET, MemoNet, HSTU, SECN, MGDIN)}
 
-__all__ = ["REGISTRY", "CTRModel", "available", "build_model", "DEA", "Transformer", "AutoInt", "FM",
+__all__ = ["REGISTRY", "CTRModel", "available", "build_model", "saved_hparams", "DEA", "Transformer", "AutoInt", "FM",
            "AFM", "FiBiNET", "MemoNet", "HSTU", "SECN", "MGDIN"]
 
 
@@ -38,3 +38,9 @@ def build_model(name: str, n_fields: int, **hparams: Any) -> CTRModel:
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
     return REGISTRY[name](n_fields, **hparams)
+
+
+def saved_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters of a saved ``name`` model, plus ``saved_without`` for those it predates."""
+    cls = REGISTRY.get(name)
+    return {**(cls.saved_without if cls else {}), **hparams}

@@ -41,6 +41,9 @@ class CTRModel(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    #: hyperparameters added after models of this class were saved, with the value that reproduces
+    #: a saved model that lacks them (their default may now differ); see :func:`models.saved_hparams`
+    saved_without: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_fields: int, **hparams: Any):
         super().__init__()

@@ -15,6 +15,9 @@ Ablations (paper Tables 2-4) are flags, not copies:
     collapse=False              → no A_c: Â = A_m ("Combo-ID attention"), or S without both
     siamese=0                   → "w/o gsc": e_ij = C⁰[a⁰_ij], no gate
     symmetric=True              → unordered pairs i < j, A_m mirrored (half the Combo-ID cost)
+    gate_on="codeword"          → the siamese gate scales C⁰[a⁰] before the pair MLP, as Eq. 6-7 write
+                                  it; the default scales the MLP's output (once-per-codeword MLP,
+                                  layers/combo.py), the same function when b₁ = 0
     fusion ∈ {sum, gate, multiply} (default multiply = the paper's headline row)
     diag ∈ {zero (literal A − diag A), neg_inf (excluded from the softmax), keep (no removal)}
 With both combo and collapse off the model is AutoInt-style attention over S with the diagonal
@@ -35,8 +38,8 @@ from torch import Tensor, nn
 
 from features.hashing import HASH_SEED
 
-from ..layers import (DIAG_MODES, FUSIONS, MLP, CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding,
-                      ScoreFusion, apply_diagonal, safe_softmax)
+from ..layers import (DIAG_MODES, FUSIONS, GATE_ON, MLP, CollapseAvoiding, ComboIDScores, FieldAttention,
+                      FieldEmbedding, ScoreFusion, apply_diagonal, safe_softmax)
 from .base import CTRModel, check_choice, check_positive
 
 
@@ -51,6 +54,7 @@ class DEAConfig:
     siamese: int = 2                   # k siamese codebooks (0 = no gated siamese codebook)
     codebook_size: int = 2**18         # s rows per codebook
     pair_hidden: int = 32              # h of the pair MLP (Eq. 8)
+    gate_on: str = "score"             # the siamese gate scales: score (fast) | codeword (Eq. 6-7 as written)
     symmetric: bool = False            # unordered pairs, scored once and mirrored (MODEL-NOTES A3)
     codebook_seed: int = HASH_SEED     # base of the per-codebook hash seeds
     collapse: bool = True              # collapse-avoiding attention A_c
@@ -68,6 +72,7 @@ class DEAConfig:
         self.dnn_hidden = tuple(int(w) for w in self.dnn_hidden)
         check_choice("dea", "fusion", self.fusion, FUSIONS)
         check_choice("dea", "diag", self.diag, DIAG_MODES)
+        check_choice("dea", "gate_on", self.gate_on, GATE_ON)
         check_positive("dea", embedding_dim=self.embedding_dim, embedding_rows=self.embedding_rows,
                        layers=self.layers, heads=self.heads, attention_dim=self.attention_dim,
                        codebook_size=self.codebook_size, pair_hidden=self.pair_hidden,
@@ -122,6 +127,7 @@ class DEA(CTRModel):
 
     name = "dea"
     Config = DEAConfig
+    saved_without = {"gate_on": "codeword"}     # the gate was on the codeword before gate_on existed
 
     def __init__(self, n_fields: int, **hparams):
         super().__init__(n_fields, **hparams)
@@ -129,7 +135,7 @@ class DEA(CTRModel):
         self.embedding = FieldEmbedding(n_fields, c.embedding_dim, c.embedding_rows)
         self.combo = (ComboIDScores(n_fields, c.embedding_dim, c.codebook_size, c.siamese, c.pair_hidden,
                                     c.layers * c.heads, diagonal=c.diag == "keep", seed=c.codebook_seed,
-                                    symmetric=c.symmetric)
+                                    symmetric=c.symmetric, gate_on=c.gate_on)
                       if c.combo else None)
         self.blocks = nn.ModuleList(DEABlock(c, c.embedding_dim if l == 0 else c.attention_dim, n_fields)
                                     for l in range(c.layers))
