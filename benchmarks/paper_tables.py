@@ -41,6 +41,7 @@ the row-sparse tables), every figure in the markdown.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -64,6 +65,7 @@ from dea_model.diagnostics import (codebook_collision_rate, collapse_mask_rate, 
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, ScoreFusion,  # noqa: E402
                               collision_rate)
 from dea_model.metrics import ctr_metrics  # noqa: E402
+from dea_model.models import REGISTRY  # noqa: E402
 from dea_model.train import train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 from quality import _ms, prepare  # noqa: E402
@@ -256,6 +258,11 @@ def diagnostics(model, name: str, test_ids: torch.Tensor, train_ids: torch.Tenso
 
 # --- runs ------------------------------------------------------------------------------------------
 
+def resolved_hparams(model: str, hparams: dict) -> dict:
+    """Every hyperparameter of ``model``: ``hparams`` over today's defaults, JSON-ready as a row keeps them."""
+    return json.loads(json.dumps(dataclasses.asdict(REGISTRY[model].Config(**hparams))))
+
+
 def run_one(task: dict) -> dict:
     """Train one (dataset, config, seed) and return its row: test metrics, speed, diagnostics.
 
@@ -272,7 +279,7 @@ def run_one(task: dict) -> dict:
     t = time.perf_counter()
     r = train(cfg, lake, ds, train_dates, valid_date, task["out"], test_date=test_date)
     m, test = r.metrics, r.metrics["test"]
-    row = {"dataset": ds, "config": name, "model": model, "hparams": cfg.hparams, "seed": seed,
+    row = {"dataset": ds, "config": name, "model": model, "hparams": r.model.hparams, "seed": seed,
            "auc": test["auc"], "gauc": test["gauc"], "logloss": test["logloss"], "valid_auc": m["valid"]["auc"],
            "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"], "train_rows": m["train_rows"],
            "train_seconds": m["train_seconds"], "samples_per_second": m["samples_per_second"],
@@ -554,6 +561,14 @@ def main(argv: list[str] | None = None) -> int:
                 hp = {"embedding_dim": args.embedding_dim, "embedding_rows": rows_per_field}
                 if CONFIGS[name][0] in ("dea", "memonet"):
                     hp["codebook_size"] = args.codebook_size
+                model = CONFIGS[name][0]
+                resolved = resolved_hparams(model, {**hp, **CONFIGS[name][1]})
+                kept = [r for r in results["runs"]             # a changed default makes older rows stale
+                        if not (r["dataset"] == ds and r["config"] == name and r["hparams"] != resolved)]
+                if len(kept) < len(results["runs"]):
+                    log.info("%s %s: %d resumed runs had other hyperparameters; redoing them", ds, name,
+                             len(results["runs"]) - len(kept))
+                results["runs"] = kept
                 for seed in range(args.seeds):
                     if not any(r["dataset"] == ds and r["config"] == name and r["seed"] == seed for r in results["runs"]):
                         tasks.append({"home": str(lake.root), "dataset": ds, "config": name, "seed": seed,

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding, ScoreFusion,
-                              apply_diagonal, collision_rate, fm_interaction, ordered_pairs, pairs_to_square,
-                              safe_softmax, unordered_pairs)
+                              apply_diagonal, collision_rate, fm_interaction, mirror_to_square, ordered_pairs,
+                              pairs_to_square, safe_softmax, unordered_pairs)
 from dea_model.layers.combo import codebook_scores, pair_scores
 from dea_model.layers.embedding import gather_rows
 
@@ -252,8 +252,10 @@ def test_codebook_scores_equal_pair_scores_when_the_gate_commutes(gated, diagona
     params = [table, mlp.weight, out.weight, out.bias] + ([gate] if gated else [mlp.bias])
     results = []
     for scores_of in (lambda: pair_scores(table, addr, gate, mlp, out, n, diagonal, None, symmetric),
-                      lambda: codebook_scores(table, addr, gate, mlp, out, n, diagonal, symmetric, None),
-                      lambda: codebook_scores(table, addr, gate, mlp, out, n, diagonal, symmetric, 3 * P)):
+                      lambda: codebook_scores(table, addr, gate, mlp, out, n, diagonal=diagonal, symmetric=symmetric,
+                                              chunk_pairs=None),
+                      lambda: codebook_scores(table, addr, gate, mlp, out, n, diagonal=diagonal, symmetric=symmetric,
+                                              chunk_pairs=3 * P)):
         for p in params:
             p.grad = None
         scores = scores_of()
@@ -263,6 +265,43 @@ def test_codebook_scores_equal_pair_scores_when_the_gate_commutes(gated, diagona
     for reference, result in itertools.product(results[:1], results[1:]):
         for expected, actual in zip(reference, result):
             torch.testing.assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("symmetric,rows,dtype", [(False, 40, torch.float32), (True, 40, torch.float32),
+                                                  (True, 1000, torch.float32), (False, 40, torch.float64)])
+def test_codebook_scores_gate_the_mlp_output(symmetric, rows, dtype):
+    """With b₁ ≠ 0: A = g·W₂ ReLU(W₁ C[a] + b₁) + b₂, values and gradients against plain autograd."""
+    n = 5
+    P = n * (n - 1) // 2 if symmetric else n * (n - 1)
+    table = randn(rows, 8).to(dtype).requires_grad_()
+    addr = torch.randint(0, 40, (13, P), generator=torch.Generator().manual_seed(1)).int()
+    gate = torch.rand(13, P, generator=torch.Generator().manual_seed(2)).to(dtype).requires_grad_()
+    torch.manual_seed(0)
+    mlp, out = torch.nn.Linear(8, 16).to(dtype), torch.nn.Linear(16, 6).to(dtype)
+    params = [table, gate, mlp.weight, mlp.bias, out.weight, out.bias]
+    upstream = randn(6, 13, n, n, seed=3).to(dtype)
+    expected = gate[..., None] * F.linear(torch.relu(mlp(table[addr.long()])), out.weight) + out.bias  # (B, P, O)
+    expected = expected.permute(2, 0, 1)
+    expected = mirror_to_square(expected, n) if symmetric else pairs_to_square(expected, n)
+    reference = torch.autograd.grad((expected * upstream).sum(), params)
+    for chunk_pairs in (None, 3 * P):
+        scores = codebook_scores(table, addr, gate, mlp, out, n, symmetric=symmetric, chunk_pairs=chunk_pairs)
+        assert scores.dtype == dtype
+        torch.testing.assert_close(scores, expected)
+        for grad, ref in zip(torch.autograd.grad((scores * upstream).sum(), params), reference):
+            torch.testing.assert_close(grad, ref)
+
+
+def test_combo_scores_under_cpu_bf16_autocast_are_fp32_and_close():
+    combo = make_combo(size=32)                                  # B·P = 8·12 ≥ s: the whole-table path
+    ids = ids_batch(b=8)
+    exact = combo(ids)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a_m = combo(ids)
+    assert a_m.dtype == torch.float32
+    torch.testing.assert_close(a_m, exact, rtol=0.05, atol=0.05)
+    a_m.square().sum().backward()
+    assert torch.isfinite(combo.codebooks.weight.grad).all() and combo.codebooks.weight.grad.abs().sum() > 0
 
 
 def test_symmetric_combo_hashes_each_unordered_pair_once():

@@ -313,3 +313,12 @@ def test_claims_are_paired_by_seed_with_a_t_screen(paper_tables):
     assert paper_tables.parse_plan("a=all;b=table1, k") == {"a": list(paper_tables.TABLES), "b": ["table1", "k"]}
     with pytest.raises(ValueError, match="tables: table1"):
         paper_tables.parse_plan("a=table9")
+
+
+def test_paper_tables_resume_compares_rows_by_every_hyperparameter(paper_tables):
+    # a resumed row is kept only when its saved hparams equal today's resolved ones
+    hp = {"embedding_dim": 4, "embedding_rows": 64, "codebook_size": 256, "dnn_hidden": (8,)}
+    resolved = paper_tables.resolved_hparams("dea", hp)
+    assert resolved == build_model("dea", 3, **hp).hparams          # what run_one saves in a row
+    assert resolved["gate_on"] == "score" and resolved["dnn_hidden"] == [8]
+    assert paper_tables.resolved_hparams("dea", {**hp, "gate_on": "codeword"}) != resolved

@@ -174,19 +174,21 @@ class _GatherScores(torch.autograd.Function):
         table, addr, gate = ctx.saved_tensors
         chunk, n, diagonal, mirror, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror, addr.shape
         grad_out = grad_out.contiguous()
-        g_table = torch.zeros_like(table)
+        g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
-        g_bias = table.new_zeros(table.shape[0])
+        g_bias = table.new_zeros(table.shape[0]) if ctx.needs_input_grad[3] else None
         for c in range(0, B, chunk):
             idx = addr[c:c + chunk].reshape(-1).long()
             g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)       # (O, c·P)
-            g_bias += g_s.sum(1)
+            if g_bias is not None:
+                g_bias += g_s.sum(1)
             if gate is not None:
                 g = gate[c:c + chunk].reshape(1, -1)
                 if g_gate is not None:
                     g_gate[c:c + chunk] = (g_s * table.index_select(1, idx)).sum(0).view(-1, P)
                 g_s = g_s * g
-            g_table.index_add_(1, idx, g_s)
+            if g_table is not None:
+                g_table.index_add_(1, idx, g_s.to(g_table.dtype))
         return g_table, None, g_gate, g_bias, None, None, None, None
 
 
@@ -212,7 +214,12 @@ def _project_tables(tables: Tensor, weight: Tensor) -> Tensor:
     return _ProjectTables.apply(tables, weight)
 
 
-def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
+def _full_precision(t: Tensor) -> Tensor:
+    """fp16/bf16 (autocast) → fp32, so the scatter of the table's gradient accumulates in fp32."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int, *,
                     diagonal: bool = False, symmetric: bool = False, chunk_pairs: int | None = 2**20) -> Tensor:
     """A[:, b, p] = g_bp · W₂ ReLU(W₁ C[addr_bp] + b₁) + b₂, the pair MLP run once per codeword → (O, B, n, n).
 
@@ -222,24 +229,28 @@ def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn
     The gate scales the pair's scores (``gate_on="score"``) instead of its codeword (:func:`pair_scores`);
     the two are the same function when there is no gate or b₁ = 0, since a gate g > 0 commutes
     with a bias-free ReLU layer: W₂ ReLU(W₁ (g c)) = g · W₂ ReLU(W₁ c). The MLP costs s·(d·h + h·O)
-    MACs per batch instead of B·P·(d·h + h·O); each pair gathers O scores from an (O, s) table
-    that stays in cache instead of d floats of a codeword, and backward scatters O floats per pair.
-    When B·P < s (small batches, serving) T is computed for the B·P gathered codewords instead.
+    MACs per batch instead of B·P·(d·h + h·O); each pair gathers O scores (the whole (O, s) table is
+    6 MiB at s = 2¹⁸, O = 6) instead of d floats of a codeword, and backward scatters O floats per
+    pair. When B·P < s (small batches, serving) T is computed for the B·P gathered codewords instead.
 
-    codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. Pairs go in chunks of
-    about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured faster),
-    written straight into the maps; ``None`` (and under compile): plain autograd ops.
+    codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. On CPU the pairs go in
+    chunks of about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured
+    faster), written straight into the maps. On CUDA, with ``chunk_pairs=None`` and under compile,
+    plain autograd ops (an embedding lookup of the (s, O) table: deterministic backward on CUDA).
+    The maps are fp32 under autocast.
     """
     if addr.numel() < codebook.shape[0]:                                          # T of the gathered rows only
         codebook = gather_rows(codebook, addr.reshape(-1))
         addr = torch.arange(addr.numel(), device=addr.device).view(addr.shape)
-    table = (out.weight @ torch.relu(mlp(codebook)).T).float()                  # (O, s); fp32 under autocast
-    if chunk_pairs is None or torch.compiler.is_compiling():
-        scores = table.index_select(1, addr.reshape(-1))                         # (O, B·P)
+    hidden = torch.relu(mlp(codebook))                                           # (s, h)
+    if codebook.is_cuda or chunk_pairs is None or torch.compiler.is_compiling():
+        table = _full_precision(F.linear(hidden, out.weight))                    # (s, O)
+        scores = gather_rows(table, addr).permute(2, 0, 1)                       # (O, B, P)
         if gate is not None:
-            scores = scores * gate.reshape(1, -1)
-        scores = (scores + out.bias.unsqueeze(1)).view(-1, *addr.shape)         # (O, B, P)
+            scores = scores * gate
+        scores = scores + out.bias.view(-1, 1, 1)
         return mirror_to_square(scores, n) if symmetric else pairs_to_square(scores, n, diagonal)
+    table = _full_precision(out.weight @ hidden.T)                               # (O, s)
     mirror = mirror_cells(n, addr.device) if symmetric else None
     chunk = max(1, chunk_pairs // addr.shape[1])
     return _GatherScores.apply(table, addr, gate, out.bias, chunk, n, diagonal, mirror)
@@ -356,4 +367,4 @@ class ComboIDScores(nn.Module):
             return pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out, self.n_fields,
                                self.diagonal, symmetric=self.symmetric)
         return codebook_scores(self.codebooks.weight[:self.size], addr[0], gate, self.pair_mlp, self.out,
-                               self.n_fields, self.diagonal, self.symmetric)   # (L·H, B, n, n)
+                               self.n_fields, diagonal=self.diagonal, symmetric=self.symmetric)  # (L·H, B, n, n)

@@ -17,7 +17,7 @@ Ablations (paper Tables 2-4) are flags, not copies:
     symmetric=True              → unordered pairs i < j, A_m mirrored (half the Combo-ID cost)
     gate_on="codeword"          → the siamese gate scales C⁰[a⁰] before the pair MLP, as Eq. 6-7 write
                                   it; the default scales the MLP's output (once-per-codeword MLP,
-                                  layers/combo.py), the same function when b₁ = 0
+                                  layers/combo.py), the same function when b₁ = 0 or k = 0
     fusion ∈ {sum, gate, multiply} (default multiply = the paper's headline row)
     diag ∈ {zero (literal A − diag A), neg_inf (excluded from the softmax), keep (no removal)}
 With both combo and collapse off the model is AutoInt-style attention over S with the diagonal
