@@ -35,7 +35,8 @@ the codeword alone, so it runs once per codeword (T = W₂ ReLU(W₁ C⁰ᵀ + b
 :func:`codebook_scores`) and each pair gathers its L·H scores: s·(d·h + h·L·H) instead of
 B·P·(d·h + h·L·H) MACs. Criteo shape (n = 39, s = 2¹⁸, B = 1024, CPU, 1 thread): 495 → 175 ms
 forward + backward for the pair scores, 1040 → 800 ms for DEA's training step. Quality is equal
-or better: benchmarks/results/quality_gate_on.md.
+or better, test AUC over 3 seeds (benchmarks/results/quality_gate_on*.md): Frappe 0.9405 →
+0.9415, MovieLens 0.7003 → 0.7009, Criteo 0.7696 → 0.7698, synthetic 0.6978 → 0.6977.
 
 Memory kept for backward. :func:`codebook_scores` keeps the addresses and the gate per pair, plus the
 table MLP's (s, h) activations once per batch. :func:`pair_scores` (``gate_on="codeword"``) under
