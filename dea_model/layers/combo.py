@@ -92,6 +92,14 @@ def _read_cells(square: Tensor, n: int, diagonal: bool, mirror) -> Tensor:
     return (flat.index_select(2, mirror[0]) + flat.index_select(2, mirror[1])).view(O, -1)
 
 
+def _new_maps(like: Tensor, O: int, B: int, n: int, diagonal: bool) -> Tensor:
+    """Uninitialised (O, B, n, n) maps for :func:`_write_cells`, the diagonal zeroed when it has no pairs."""
+    out = like.new_empty(O, B, n, n)
+    if not diagonal:
+        out.diagonal(dim1=-2, dim2=-1).zero_()
+    return out
+
+
 class _ChunkedPairScores(torch.autograd.Function):
     """Eq. 6-8 for every pair, a chunk of samples at a time, recomputed in backward.
 
@@ -103,11 +111,8 @@ class _ChunkedPairScores(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table, addr, gate, w1, b1, w2, b2, chunk, n, diagonal, mirror):
-        B, P = addr.shape
-        O = w2.shape[0]
-        out = table.new_empty(O, B, n, n)
-        if not diagonal:
-            out.diagonal(dim1=-2, dim2=-1).zero_()
+        B = addr.shape[0]
+        out = _new_maps(table, w2.shape[0], B, n, diagonal)
         for c in range(0, B, chunk):
             rows = table.index_select(0, addr[c:c + chunk].reshape(-1))         # (c·P, d)
             e = rows if gate is None else rows * gate[c:c + chunk].reshape(-1, 1)
@@ -156,11 +161,8 @@ class _GatherScores(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table, addr, gate, bias, chunk, n, diagonal, mirror):
-        B, P = addr.shape
-        O = table.shape[0]
-        out = table.new_empty(O, B, n, n)
-        if not diagonal:
-            out.diagonal(dim1=-2, dim2=-1).zero_()
+        B = addr.shape[0]
+        out = _new_maps(table, table.shape[0], B, n, diagonal)
         for c in range(0, B, chunk):
             scores = table.index_select(1, addr[c:c + chunk].reshape(-1))          # (O, c·P)
             if gate is not None:
