@@ -41,7 +41,6 @@ the row-sparse tables), every figure in the markdown.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import math
@@ -66,6 +65,7 @@ from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, S
                               collision_rate)
 from dea_model.metrics import ctr_metrics  # noqa: E402
 from dea_model.models import REGISTRY  # noqa: E402
+from dea_model.models.base import config_hparams  # noqa: E402
 from dea_model.train import train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 from quality import _ms, prepare  # noqa: E402
@@ -259,8 +259,8 @@ def diagnostics(model, name: str, test_ids: torch.Tensor, train_ids: torch.Tenso
 # --- runs ------------------------------------------------------------------------------------------
 
 def resolved_hparams(model: str, hparams: dict) -> dict:
-    """Every hyperparameter of ``model``: ``hparams`` over today's defaults, JSON-ready as a row keeps them."""
-    return json.loads(json.dumps(dataclasses.asdict(REGISTRY[model].Config(**hparams))))
+    """Every hyperparameter of ``model``: ``hparams`` over today's defaults, as a row keeps them."""
+    return config_hparams(REGISTRY[model].Config(**hparams))
 
 
 def run_one(task: dict) -> dict:
@@ -558,11 +558,11 @@ def main(argv: list[str] | None = None) -> int:
                      ds, split[0][0], split[0][-1], len(train_ids), split[1], split[2], rows_per_field,
                      ", ".join(configs_for(tables)))
             for name in configs_for(tables):
+                model, extra = CONFIGS[name]
                 hp = {"embedding_dim": args.embedding_dim, "embedding_rows": rows_per_field}
-                if CONFIGS[name][0] in ("dea", "memonet"):
+                if model in ("dea", "memonet"):
                     hp["codebook_size"] = args.codebook_size
-                model = CONFIGS[name][0]
-                resolved = resolved_hparams(model, {**hp, **CONFIGS[name][1]})
+                resolved = resolved_hparams(model, {**hp, **extra})
                 kept = [r for r in results["runs"]             # a changed default makes older rows stale
                         if not (r["dataset"] == ds and r["config"] == name and r["hparams"] != resolved)]
                 if len(kept) < len(results["runs"]):

@@ -31,6 +31,11 @@ def _json_ready(value: Any) -> Any:
     return [_json_ready(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
+def config_hparams(cfg: Any) -> dict[str, Any]:
+    """A model's ``Config`` instance as the JSON-ready dict :attr:`CTRModel.hparams` returns."""
+    return {k: _json_ready(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
 class CTRModel(nn.Module):
     """Base class: ``forward(ids (B, n) int64) -> logits (B,)`` (pre-sigmoid).
 
@@ -60,7 +65,7 @@ class CTRModel(nn.Module):
     @property
     def hparams(self) -> dict[str, Any]:
         """The hyperparameters, defaults filled in, JSON-serialisable (tuples as lists)."""
-        return {k: _json_ready(v) for k, v in dataclasses.asdict(self.cfg).items()}
+        return config_hparams(self.cfg)
 
     def check_ids(self, ids: Tensor) -> None:
         if ids.dim() != 2 or ids.shape[1] != self.n_fields:
