@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding, ScoreFusion,
                               apply_diagonal, collision_rate, fm_interaction, mirror_to_square, ordered_pairs,
                               pairs_to_square, safe_softmax, unordered_pairs)
-from dea_model.layers.combo import codebook_scores, pair_scores
+from dea_model.layers.combo import codebook_scores, codebook_tables, pair_scores
 from dea_model.layers.embedding import gather_rows
 
 
@@ -176,13 +176,45 @@ def test_gate_gather_and_projection_paths_agree():
     gates, grads = [], []
     for project in (False, True):
         combo.zero_grad()
-        g = combo.gate(addr, project_tables=project)
+        projected = codebook_tables(combo.codebooks.weight, combo.size, gate_weight=combo.gate_weight)[1]
+        g = combo.gate(addr, projected if project else None)
         (g * torch.arange(g.numel()).view_as(g)).sum().backward()
         gates.append(g.detach())
         grads.append((combo.codebooks.weight.grad.clone(), combo.gate_weight.grad.clone()))
     torch.testing.assert_close(gates[0], gates[1])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("bias,siamese,mlp", [(True, 2, True), (False, 1, True), (True, 2, False),
+                                              (True, 0, True)])
+def test_codebook_tables_in_blocks_equal_plain_autograd(bias, siamese, mlp):
+    """T = W₂ ReLU(W₁ C⁰ᵀ + b₁) and U = C^m W₀^m in blocks of rows (the last one short), values and
+    every gradient, the table's gradient written in one piece; rows of unused outputs get zeros."""
+    size, d = 50, 8
+    codebook = randn((siamese + 1) * size, d).requires_grad_()
+    torch.manual_seed(0)
+    pair_mlp, out = (torch.nn.Linear(d, 16, bias=bias), torch.nn.Linear(16, 6)) if mlp else (None, None)
+    gate_weight = randn(siamese, d, seed=4).requires_grad_() if siamese else None
+    params = [codebook] + ([pair_mlp.weight, out.weight] + ([pair_mlp.bias] if bias else []) if mlp else []) \
+        + ([gate_weight] if siamese else [])
+    results = []
+    for block_rows in (None, 16):
+        scores, projected = codebook_tables(codebook, size, pair_mlp, out, gate_weight, block_rows=block_rows)
+        assert (scores is None) != mlp and (projected is None) != bool(siamese)
+        outputs = [t for t in (scores, projected) if t is not None]
+        loss = sum((t * randn(*t.shape, seed=5 + i)).sum() for i, t in enumerate(outputs))
+        results.append([t.detach() for t in outputs] + list(torch.autograd.grad(loss, params)))
+    if mlp:
+        expected = F.linear(torch.relu(pair_mlp(codebook[:size])), out.weight).T
+        torch.testing.assert_close(results[1][0], expected.detach())
+    else:
+        assert torch.all(results[1][-2][:size] == 0)                     # no MLP: main rows get no gradient
+    if siamese:
+        expected = torch.einsum("msd,md->ms", codebook[size:].view(siamese, size, d), gate_weight)
+        torch.testing.assert_close(results[1][int(mlp)], expected.detach())
+    for plain, blocks in zip(*results):
+        torch.testing.assert_close(blocks, plain)
 
 
 @pytest.mark.parametrize("gated,diagonal", [(True, False), (False, False), (True, True)])

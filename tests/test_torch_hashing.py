@@ -53,15 +53,17 @@ def test_many_random_pairs_and_broadcasting():
     assert int(got.max()) >= 2**31  # the upper half of the uint32 range comes out non-negative
 
 
-@pytest.mark.parametrize("size", [2**12, 1000, 2**20])
-def test_pair_addresses_match_spec(size):
+@pytest.mark.parametrize("size,chunk_pairs", [(2**12, None), (1000, 250), (2**20, 2**19)])
+def test_pair_addresses_match_spec(size, chunk_pairs):
+    """Every seed's addresses equal the NumPy hash, all at once or in blocks of 2 samples (the last short)."""
     g = torch.Generator().manual_seed(size)
     n = 6
     ids = torch.randint(-(2**63), 2**63 - 1, (9, n), generator=g)
     ids[0] = torch.tensor([0, -1, -(2**63), 2**63 - 1, 5, 5])
     left, right = torch.nonzero(torch.ones(n, n, dtype=torch.bool), as_tuple=True)
     seeds = codebook_seeds(HASH_SEED, 3)
-    addr = combo_addresses(ids, left, right, torch.tensor([to_int32(s) for s in seeds], dtype=torch.int32), size)
+    addr = combo_addresses(ids, left, right, torch.tensor([to_int32(s) for s in seeds], dtype=torch.int32), size,
+                           chunk_pairs)
     assert addr.shape == (3, 9, n * n) and addr.dtype == torch.int32
     for m, seed in enumerate(seeds):
         ref = numpy_combo_hash(ids[:, left].numpy(), ids[:, right].numpy(), seed).astype(np.int64) % size + m * size

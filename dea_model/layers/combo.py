@@ -61,7 +61,7 @@ from .embedding import gather_rows
 from .hashing import codebook_seeds, combo_addresses, to_int32
 from .pairs import mirror_cells, mirror_to_square, ordered_pairs, pairs_to_square, unordered_pairs
 
-__all__ = ["Codebooks", "ComboIDScores", "GATE_ON", "codebook_scores", "pair_scores"]
+__all__ = ["Codebooks", "ComboIDScores", "GATE_ON", "codebook_scores", "codebook_tables", "pair_scores", "table_scores"]
 
 GATE_ON = ("score", "codeword")
 
@@ -195,31 +195,113 @@ class _GatherScores(torch.autograd.Function):
         return g_table, None, g_gate, g_bias, None, None, None, None
 
 
-class _ProjectTables(torch.autograd.Function):
-    """u[m, r] = C^m[r]·w_m for tables C (M, s, d), w (M, d) → (M, s); backward in BLAS-friendly layouts."""
+class _CodebookTables(torch.autograd.Function):
+    """T = W₂ ReLU(W₁ C⁰ᵀ + b₁) (O, s) and U = [C¹W₀¹ … CᵏW₀ᵏ] (k, s) from the ((k+1)·s, d) codebook table.
+
+    One pass over the table, in cache-sized blocks of rows, the (s, h) activations recomputed in
+    backward instead of kept; backward writes the table's whole gradient once (main rows from the
+    MLP, siamese rows du ⊗ w) instead of zero-filling a full copy for each slice and adding them.
+    """
 
     @staticmethod
-    def forward(ctx, tables, weight):
-        ctx.save_for_backward(tables, weight)
-        return torch.bmm(tables, weight.unsqueeze(-1)).squeeze(-1)
+    def forward(ctx, codebook, size, w1, b1, w2, gate_weight, block):
+        main = codebook[:size]
+        scores = None
+        if w1 is not None:
+            scores = codebook.new_empty(w2.shape[0], size)
+            for r in range(0, size, block):
+                scores[:, r:r + block] = w2 @ F.linear(main[r:r + block], w1, b1).relu_().T
+        projected = None
+        if gate_weight is not None:
+            siamese = codebook[size:].view(gate_weight.shape[0], size, -1)
+            projected = torch.bmm(siamese, gate_weight.unsqueeze(-1)).squeeze(-1)
+        ctx.save_for_backward(codebook, w1, b1, w2, gate_weight)
+        ctx.size, ctx.block = size, block
+        return scores, projected
 
     @staticmethod
-    def backward(ctx, grad):
-        tables, weight = ctx.saved_tensors
-        g_tables = grad.unsqueeze(-1) * weight.unsqueeze(1) if ctx.needs_input_grad[0] else None  # du ⊗ w
-        g_weight = torch.bmm(grad.unsqueeze(1), tables).squeeze(1) if ctx.needs_input_grad[1] else None
-        return g_tables, g_weight
+    def backward(ctx, g_scores, g_projected):
+        codebook, w1, b1, w2, gate_weight = ctx.saved_tensors
+        size, block = ctx.size, ctx.block
+        main, g_codebook = codebook[:size], torch.empty_like(codebook)
+        g_main = g_codebook[:size]
+        g_w1 = g_b1 = g_w2 = g_gate_weight = None
+        if w1 is None or g_scores is None:
+            g_main.zero_()
+        else:
+            g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
+            g_b1 = None if b1 is None else torch.zeros_like(b1)
+            for r in range(0, size, block):
+                rows, g_t = main[r:r + block], g_scores[:, r:r + block]           # (c, d), (O, c)
+                hidden = F.linear(rows, w1, b1).relu_()
+                g_w2.addmm_(g_t, hidden)
+                g_h = torch.ops.aten.threshold_backward(g_t.T @ w2, hidden, 0)  # (c, h) through ReLU
+                g_w1.addmm_(g_h.T, rows)
+                if g_b1 is not None:
+                    g_b1 += g_h.sum(0)
+                torch.mm(g_h, w1, out=g_main[r:r + block])
+        if gate_weight is not None:
+            k = gate_weight.shape[0]
+            siamese, g_siamese = codebook[size:].view(k, size, -1), g_codebook[size:].view(k, size, -1)
+            if g_projected is None:
+                g_siamese.zero_()
+                g_gate_weight = torch.zeros_like(gate_weight)
+            else:
+                torch.mul(g_projected.unsqueeze(-1), gate_weight.unsqueeze(1), out=g_siamese)  # du ⊗ w
+                g_gate_weight = torch.bmm(g_projected.unsqueeze(1), siamese).squeeze(1)
+        return g_codebook, None, g_w1, g_b1, g_w2, g_gate_weight, None
 
 
-def _project_tables(tables: Tensor, weight: Tensor) -> Tensor:
-    if tables.is_cuda or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
-        return torch.bmm(tables, weight.unsqueeze(-1)).squeeze(-1)
-    return _ProjectTables.apply(tables, weight)
+def codebook_tables(codebook: Tensor, size: int, mlp: nn.Linear | None = None, out: nn.Linear | None = None,
+                    gate_weight: Tensor | None = None, *, block_rows: int | None = 2**14
+                    ) -> tuple[Tensor | None, Tensor | None]:
+    """Every codeword's pair scores and siamese projections, once per batch (B·P ≥ s).
+
+        T = W₂ ReLU(W₁ C⁰ᵀ + b₁)      (O, s)   scores of main codeword a, before gate and b₂  (``mlp``, ``out``)
+        U[m−1] = C^m W₀^m             (k, s)   siamese codebook m's share of the gate logit    (``gate_weight``)
+
+    codebook ((k+1)·s, d): the k+1 codebooks of :class:`Codebooks`, C^m at rows m·s.  Either
+    output is None when its weights are. T is fp32 under autocast (the scatter of its gradient
+    accumulates in fp32). On CPU without autocast, blocks of ``block_rows`` rows
+    (:class:`_CodebookTables`); on CUDA, under compile and with ``block_rows=None``, plain autograd ops.
+    """
+    plain = (codebook.is_cuda or block_rows is None or torch.is_autocast_enabled("cpu")
+             or torch.compiler.is_compiling())
+    if not plain:
+        w1, b1, w2 = (None, None, None) if mlp is None else (mlp.weight, mlp.bias, out.weight)
+        return _CodebookTables.apply(codebook, size, w1, b1, w2, gate_weight, block_rows)
+    scores = projected = None
+    if mlp is not None:
+        scores = _full_precision(F.linear(torch.relu(mlp(codebook[:size])), out.weight)).T
+    if gate_weight is not None:
+        siamese = codebook[size:].view(gate_weight.shape[0], size, -1)
+        projected = torch.bmm(siamese, gate_weight.unsqueeze(-1)).squeeze(-1)
+    return scores, projected
 
 
 def _full_precision(t: Tensor) -> Tensor:
     """fp16/bf16 (autocast) → fp32, so the scatter of the table's gradient accumulates in fp32."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def table_scores(scores: Tensor, addr: Tensor, gate: Tensor | None, bias: Tensor, n: int, *, diagonal: bool = False,
+                 symmetric: bool = False, chunk_pairs: int | None = 2**20) -> Tensor:
+    """A[:, b, p] = g_bp · T[:, addr_bp] + b₂ → (O, B, n, n): each pair gathers its O scores.
+
+    scores T (O, R); addr (B, P) rows of T; gate (B, P) or None. On CPU the pairs go in chunks of
+    about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured faster),
+    written straight into the maps. On CUDA, with ``chunk_pairs=None`` and under compile, plain
+    autograd ops (an embedding lookup of Tᵀ: deterministic backward on CUDA).
+    """
+    if scores.is_cuda or chunk_pairs is None or torch.compiler.is_compiling():
+        gathered = gather_rows(scores.T, addr).permute(2, 0, 1)                    # (O, B, P)
+        if gate is not None:
+            gathered = gathered * gate
+        gathered = gathered + bias.view(-1, 1, 1)
+        return mirror_to_square(gathered, n) if symmetric else pairs_to_square(gathered, n, diagonal)
+    mirror = mirror_cells(n, addr.device) if symmetric else None
+    chunk = max(1, chunk_pairs // addr.shape[1])
+    return _GatherScores.apply(scores.contiguous(), addr, gate, bias, chunk, n, diagonal, mirror)
 
 
 def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int, *,
@@ -236,27 +318,16 @@ def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn
     6 MiB at s = 2¹⁸, O = 6) instead of d floats of a codeword, and backward scatters O floats per
     pair. When B·P < s (small batches, serving) T is computed for the B·P gathered codewords instead.
 
-    codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. On CPU the pairs go in
-    chunks of about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured
-    faster), written straight into the maps. On CUDA, with ``chunk_pairs=None`` and under compile,
-    plain autograd ops (an embedding lookup of the (s, O) table: deterministic backward on CUDA).
-    The maps are fp32 under autocast.
+    codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. ``chunk_pairs``: see
+    :func:`table_scores` (None: plain autograd ops throughout). The maps are fp32 under autocast.
     """
     if addr.numel() < codebook.shape[0]:                                          # T of the gathered rows only
         codebook = gather_rows(codebook, addr.reshape(-1))
         addr = torch.arange(addr.numel(), device=addr.device).view(addr.shape)
-    hidden = torch.relu(mlp(codebook))                                           # (s, h)
-    if codebook.is_cuda or chunk_pairs is None or torch.compiler.is_compiling():
-        table = _full_precision(F.linear(hidden, out.weight))                    # (s, O)
-        scores = gather_rows(table, addr).permute(2, 0, 1)                       # (O, B, P)
-        if gate is not None:
-            scores = scores * gate
-        scores = scores + out.bias.view(-1, 1, 1)
-        return mirror_to_square(scores, n) if symmetric else pairs_to_square(scores, n, diagonal)
-    table = _full_precision(out.weight @ hidden.T)                               # (O, s)
-    mirror = mirror_cells(n, addr.device) if symmetric else None
-    chunk = max(1, chunk_pairs // addr.shape[1])
-    return _GatherScores.apply(table, addr, gate, out.bias, chunk, n, diagonal, mirror)
+    scores, _ = codebook_tables(codebook, codebook.shape[0], mlp, out, 
+                                block_rows=None if chunk_pairs is None else 2**14)
+    return table_scores(scores, addr, gate, out.bias, n, diagonal=diagonal, symmetric=symmetric,
+                        chunk_pairs=chunk_pairs)
 
 
 def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
@@ -342,32 +413,33 @@ class ComboIDScores(nn.Module):
         """(k+1, B, P) int32 rows of the combined table (codebook m at offset m·s)."""
         return combo_addresses(ids, self.left, self.right, self.seeds, self.size)
 
-    def gate(self, addr: Tensor, project_tables: bool | None = None) -> Tensor:
+    def gate(self, addr: Tensor, projected: Tensor | None = None) -> Tensor:
         """g = σ(Σ_m W₀^m·C^m[a^m] + b₀): addr (k, B, P) siamese rows → (B, P).
 
-        ``project_tables`` picks the order (same value either way); default: project the tables
-        when there are at least as many pairs as codebook rows.
+        Few pairs: gather k·d floats per pair, then project. Many pairs (B·P ≥ s): pass the
+        projected siamese tables U (k, s) of :func:`codebook_tables` and one scalar per pair and
+        codebook is gathered — the same value and gradients.
         """
-        k, B, P = addr.shape
-        table = self.codebooks.weight
-        if project_tables is None:
-            project_tables = B * P >= self.size
-        if not project_tables:  # few pairs: gather k·d floats per pair, then project
-            u = torch.einsum("mbpd,md->bp", gather_rows(table, addr), self.gate_weight)
-        else:  # many pairs: project each siamese table once, gather one scalar per pair and codebook
-            # all k+1 tables with a zero weight for the main one: no slice, so backward writes the
-            # table gradient in one piece instead of zero-filling a full copy for a slice
-            weight = torch.cat([self.gate_weight.new_zeros(1, self.gate_weight.shape[1]), self.gate_weight])
-            proj = _project_tables(table.view(k + 1, self.size, -1), weight)            # (k+1, s)
-            u = gather_rows(proj.view(-1, 1), addr).sum(0).squeeze(-1)
+        if projected is None:
+            return torch.sigmoid(torch.einsum("mbpd,md->bp", gather_rows(self.codebooks.weight, addr),
+                                              self.gate_weight) + self.gate_bias)
+        u = gather_rows(projected.view(-1, 1), addr - self.size).sum(0).squeeze(-1)   # rows m·s + a → (m−1)·s + a
         return torch.sigmoid(u + self.gate_bias)
 
     def forward(self, ids: Tensor) -> Tensor:
         with torch.no_grad():
-            addr = self.addresses(ids)                                   # (k+1, B, P)
-        gate = self.gate(addr[1:]) if self.siamese else None             # (B, P)
-        if self.gate_on == "codeword" and gate is not None:                 # Eq. 6-8 as written
-            return pair_scores(self.codebooks.weight, addr[0], gate, self.pair_mlp, self.out, self.n_fields,
-                               self.diagonal, symmetric=self.symmetric)
-        return codebook_scores(self.codebooks.weight[:self.size], addr[0], gate, self.pair_mlp, self.out,
-                               self.n_fields, diagonal=self.diagonal, symmetric=self.symmetric)  # (L·H, B, n, n)
+            addr = self.addresses(ids)                                            # (k+1, B, P)
+        weight, size, k = self.codebooks.weight, self.size, self.siamese
+        gate_weight = self.gate_weight if k else None
+        whole_tables = addr[0].numel() >= size                                    # many pairs: once per codeword
+        if self.gate_on == "codeword" and k:                                      # Eq. 6-8 as written
+            projected = codebook_tables(weight, size, gate_weight=gate_weight)[1] if whole_tables else None
+            return pair_scores(weight, addr[0], self.gate(addr[1:], projected), self.pair_mlp, self.out,
+                               self.n_fields, self.diagonal, symmetric=self.symmetric)
+        options = dict(diagonal=self.diagonal, symmetric=self.symmetric)
+        if not whole_tables:                                                      # few pairs: gathered codewords
+            gate = self.gate(addr[1:]) if k else None
+            return codebook_scores(weight, addr[0], gate, self.pair_mlp, self.out, self.n_fields, **options)
+        scores, projected = codebook_tables(weight, size, self.pair_mlp, self.out, gate_weight)
+        gate = self.gate(addr[1:], projected) if k else None
+        return table_scores(scores, addr[0], gate, self.out.bias, self.n_fields, **options)  # (L·H, B, n, n)

@@ -12,7 +12,8 @@ each multiply, half the memory traffic of an int64 port.
 Pair addresses (:func:`combo_addresses`) factorise the hash: the block mixes of each ID and the
 state after the two blocks of ``a`` depend on one field only, so they are computed per (sample,
 field, seed) — O(n) — and only the last two rounds and the finaliser run per pair — O(n²). The
-per-pair part runs in place on one buffer (a chain of ~20 elementwise ops, memory-bound on CPU).
+per-pair part runs in place on a cache-sized buffer, a block of samples at a time (a chain of ~20
+elementwise ops, memory-bound on CPU).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def combo_hash(a: Tensor, b: Tensor, seed: int) -> Tensor:
     return _finalise_(h, tmp).long() & 0xFFFFFFFF
 
 
-def combo_addresses(ids: Tensor, left: Tensor, right: Tensor, seeds: Tensor, size: int) -> Tensor:
+def combo_addresses(ids: Tensor, left: Tensor, right: Tensor, seeds: Tensor, size: int,
+                    chunk_pairs: int | None = 2**19) -> Tensor:
     """Codebook rows of every listed ordered pair under every seed, in one combined table.
 
     ``addr[m, b, p] = m·size + combo_hash(ids[b, left[p]], ids[b, right[p]], seeds[m]) mod size``
@@ -101,6 +103,9 @@ def combo_addresses(ids: Tensor, left: Tensor, right: Tensor, seeds: Tensor, siz
         left, right: (P,) int64 field indices of the pairs (query field, key field).
         seeds: (S,) int32 tensor of seed bit patterns (see :func:`codebook_seeds`, :func:`to_int32`).
         size: rows per codebook; S·size must be < 2³¹.
+        chunk_pairs: on CPU the per-pair rounds run on blocks of about this many (seed, pair)
+            cells, so that their ~20 in-place passes stay in cache (None: all at once, as on CUDA;
+            at B = 1024, n = 39, 3 seeds that takes 60 ms instead of 30).
     Returns:
         (S, B, P) int32 row indices into a table of S·size rows (codebook-major, so each
         codebook's addresses are contiguous; int32 halves their memory, and index_select,
@@ -114,16 +119,21 @@ def combo_addresses(ids: Tensor, left: Tensor, right: Tensor, seeds: Tensor, siz
     tmp = torch.empty_like(h_a)
     _round_(h_a, k_lo, tmp)
     _round_(h_a, k_hi, tmp)  # state after the 8 bytes of `a`, per field and seed
-    h = h_a[:, :, left]  # (S, B, P): from here on, per pair
-    tmp = torch.empty_like(h)
-    _round_(h, k_lo[:, right], tmp)
-    _round_(h, k_hi[:, right], tmp)
-    _finalise_(h, tmp)
     if S * size >= 2**31:
         raise ValueError(f"{S} codebooks of {size} rows do not fit int32 row indices")
-    if size & (size - 1) == 0:  # power of two: the low bits of the int32 pattern are the uint32's
-        h.bitwise_and_(size - 1)
-    else:
-        h = (h.long() & 0xFFFFFFFF).remainder_(size).int()
-    offsets = torch.arange(S, device=ids.device, dtype=torch.int32) * size
-    return h.add_(offsets.view(S, 1, 1))
+    offsets = (torch.arange(S, device=ids.device, dtype=torch.int32) * size).view(S, 1, 1)
+    addr = torch.empty(S, B, left.numel(), dtype=torch.int32, device=ids.device)
+    on_cpu = not (ids.is_cuda or torch.compiler.is_compiling())
+    chunk = max(1, chunk_pairs // max(1, S * left.numel())) if chunk_pairs and on_cpu else B
+    for c in range(0, B, chunk):  # from here on per pair, a cache-sized block of samples at a time
+        h = h_a[:, c:c + chunk, left]  # (S, c, P)
+        tmp = torch.empty_like(h)
+        _round_(h, k_lo[c:c + chunk, right], tmp)
+        _round_(h, k_hi[c:c + chunk, right], tmp)
+        _finalise_(h, tmp)
+        if size & (size - 1) == 0:  # power of two: the low bits of the int32 pattern are the uint32's
+            h.bitwise_and_(size - 1)
+        else:
+            h = (h.long() & 0xFFFFFFFF).remainder_(size).int()
+        torch.add(h, offsets, out=addr[:, c:c + chunk])
+    return addr
