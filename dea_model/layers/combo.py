@@ -156,20 +156,33 @@ class _ChunkedPairScores(torch.autograd.Function):
 class _GatherScores(torch.autograd.Function):
     """A[:, b, p] = g_bp · T[:, addr_bp] + b₂ written into the (O, B, n, n) maps, a chunk of samples at a time.
 
-    Saves the table, addresses and gates (no (O, B·P) temporaries); backward scatters into T.
+    Saves the table, addresses and gates, and the gathered (O, B·P) scores when the gate needs a
+    gradient (its backward would gather them again); backward scatters into T.
     """
 
     @staticmethod
     def forward(ctx, table, addr, gate, bias, chunk, n, diagonal, mirror):
         B = addr.shape[0]
         out = _new_maps(table, table.shape[0], B, n, diagonal)
+        keep = gate is not None and ctx.needs_input_grad[2]
+        gathered = []                                # the ungated scores, for the gate's gradient
         for c in range(0, B, chunk):
             scores = table.index_select(1, addr[c:c + chunk].reshape(-1))          # (O, c·P)
+            if keep:
+                gathered.append(scores)
+            if mirror is None:                       # one pass: g·T[a] + b₂ straight into the cells
+                cells = _pair_cells(out[:, c:c + chunk], n, diagonal)
+                scores, bias_ = scores.view(cells.shape), bias.view(-1, 1, 1, 1)
+                if gate is None:
+                    torch.add(scores, bias_, out=cells)
+                else:
+                    torch.addcmul(bias_, scores, gate[c:c + chunk].view(cells.shape[1:]), out=cells)
+                continue
             if gate is not None:
-                scores.mul_(gate[c:c + chunk].reshape(1, -1))
-            _write_cells(out[:, c:c + chunk], scores.add_(bias.unsqueeze(1)), n, diagonal, mirror)
+                scores = scores * gate[c:c + chunk].reshape(1, -1)
+            _write_cells(out[:, c:c + chunk], scores + bias.unsqueeze(1), n, diagonal, mirror)
         ctx.save_for_backward(table, addr, gate)
-        ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = chunk, n, diagonal, mirror
+        ctx.gathered, ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = gathered, chunk, n, diagonal, mirror
         return out
 
     @staticmethod
@@ -180,18 +193,18 @@ class _GatherScores(torch.autograd.Function):
         g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
         g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
         g_bias = table.new_zeros(table.shape[0]) if ctx.needs_input_grad[3] else None
-        for c in range(0, B, chunk):
+        for i, c in enumerate(range(0, B, chunk)):
             idx = addr[c:c + chunk].reshape(-1).long()
             g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)       # (O, c·P)
             if g_bias is not None:
                 g_bias += g_s.sum(1)
             if gate is not None:
-                g = gate[c:c + chunk].reshape(1, -1)
                 if g_gate is not None:
-                    g_gate[c:c + chunk] = (g_s * table.index_select(1, idx)).sum(0).view(-1, P)
-                g_s = g_s * g
+                    g_gate[c:c + chunk] = torch.linalg.vecdot(g_s, ctx.gathered[i], dim=0).view(-1, P)
+                g_s = g_s * gate[c:c + chunk].reshape(1, -1)
             if g_table is not None:
                 g_table.index_add_(1, idx, g_s.to(g_table.dtype))
+        ctx.gathered = None
         return g_table, None, g_gate, g_bias, None, None, None, None
 
 
