@@ -11,7 +11,9 @@ for-each Adam). All models run in the same loop and take turns step by step (rou
 from other processes hits them alike; the figure is the median step. Beside wall-clock samples/s,
 samples per CPU-second (process CPU time of the step) is reported: on shared cores it is far
 less noisy, and it is what the ratios use when ``--ratio-by cpu``. Also measured: eval (no-grad)
-samples/s and the bytes of activations autograd keeps for backward, per sample.
+samples/s, the bytes of activations autograd keeps for backward and the FLOPs of a train step
+(matrix products, torch's FLOP counter), per sample; ``flop_ratios`` set each speed ratio beside
+the work ratio (b's FLOPs over a's).
 ``deepctr_autoint_fit`` is DeepCTR's AutoInt trained the way DeepCTR is used, through its own
 ``model.fit`` (DataLoader over rows, L2 on the embedding tables, for-each Adam).
 
@@ -171,6 +173,18 @@ class Runner:
         self._sync()
         return time.perf_counter() - start
 
+    def flops_per_sample(self) -> float:
+        """FLOPs of one train step's forward and backward per sample, by torch's FLOP counter (matrix
+        products only: elementwise ops, gathers, scatters and the optimizer step are not counted)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        x, y = self.batches[0]
+        self.model.train()
+        with FlopCounterMode(display=False) as counter:
+            self.loss(x, y).backward()
+        self.opt.zero_grad(set_to_none=True)
+        return counter.get_total_flops() / self.batch_size
+
     def saved_bytes_per_sample(self) -> float:
         """Bytes of tensors autograd keeps for backward (distinct storages; parameters excluded)."""
         params = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
@@ -251,12 +265,14 @@ def bench_device(device: torch.device, args, rows: int, ids: torch.Tensor) -> li
             "step_seconds": [round(t, 5) for t in wall],
             "step_cpu_seconds": [round(c, 5) for c in cpu],
             "saved_activation_bytes_per_sample": r.saved_bytes_per_sample(),
+            "train_flops_per_sample": r.flops_per_sample(),
             "parameters": r.params, "config": r.config,
         })
         print(f"{device}  {rows:>7,} rows  {r.name:16s} train {results[-1]['train_samples_per_second']:>11,.0f} samples/s "
               f"({results[-1]['train_samples_per_cpu_second']:>9,.0f} per CPU-s)  "
               f"eval {results[-1]['eval_samples_per_second']:>11,.0f} samples/s  "
-              f"saved activations {results[-1]['saved_activation_bytes_per_sample'] / 1024:,.1f} KiB/sample",
+              f"saved activations {results[-1]['saved_activation_bytes_per_sample'] / 1024:,.1f} KiB/sample  "
+              f"{results[-1]['train_flops_per_sample'] / 1e6:,.2f} MFLOP/sample",
               flush=True)
         del r.model, r.opt                      # free the tables before the next model's
     if "deepctr_autoint_fit" in args.models:
@@ -264,16 +280,23 @@ def bench_device(device: torch.device, args, rows: int, ids: torch.Tensor) -> li
     return results
 
 
-def ratios(results: list[dict], by: str) -> dict[str, float]:
+RATIO_PAIRS = ([("autoint", peer) for peer in ("deepctr_autoint", "deepctr_autoint_fit", "autoint_dense")]
+               + [(ours, dea) for ours in ("autoint", "autoint_default")
+                  for dea in ("dea", "dea_symmetric", "dea_gate_codeword")])
+
+
+def ratios(results: list[dict], by: str, key: str | None = None) -> dict[str, float]:
+    """samples/s of a over b for each pair of :data:`RATIO_PAIRS` run on one device and table size;
+    with ``key="train_flops_per_sample"``: how many times a's FLOPs per sample b's are."""
     out = {}
     for device, rows in sorted({(r["device"], r["rows_per_field"]) for r in results}):
-        key = "train_samples_per_cpu_second" if by == "cpu" and device == "cpu" else "train_samples_per_second"
-        sps = {r["model"]: r[key] for r in results if r["device"] == device and r["rows_per_field"] == rows}
-        pairs = [("autoint", peer) for peer in ("deepctr_autoint", "deepctr_autoint_fit", "autoint_dense")]
-        pairs += [(ours, dea) for ours in ("autoint", "autoint_default") for dea in ("dea", "dea_symmetric", "dea_gate_codeword")]
-        for a, b in pairs:
-            if a in sps and b in sps:
-                out[f"{device} {rows} rows: {a} / {b}"] = sps[a] / sps[b]
+        measure = key or ("train_samples_per_cpu_second" if by == "cpu" and device == "cpu"
+                          else "train_samples_per_second")
+        values = {r["model"]: r[measure] for r in results
+                  if r["device"] == device and r["rows_per_field"] == rows and measure in r}
+        for a, b in RATIO_PAIRS:
+            if a in values and b in values:
+                out[f"{device} {rows} rows: {a} / {b}"] = values[b] / values[a] if key else values[a] / values[b]
     return out
 
 
@@ -339,9 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "ratios_by": args.ratio_by,
         "ratios": ratios(results, args.ratio_by),
+        "flop_ratios": ratios(results, args.ratio_by, key="train_flops_per_sample"),
     }
     for key, value in report["ratios"].items():
-        print(f"{key}: {value:.2f}× ({args.ratio_by} time)")
+        flops = report["flop_ratios"].get(key)
+        print(f"{key}: {value:.2f}× ({args.ratio_by} time)" + (f"; b does {flops:.2f}× a's FLOPs" if flops else ""))
     print(f"{report['seconds']} s; load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

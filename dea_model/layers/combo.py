@@ -24,7 +24,9 @@ rows enter only through the scalars u^m = W₀^m·C^m[a^m], so when B·P ≥ s t
 are projected first (k·s·d MACs per batch) and one scalar per pair is gathered — the same
 function and the same gradients, with k·d → k floats of gather and scatter per pair. For small
 batches (serving) the rows are gathered and projected instead. All k+1 codebooks live in one
-((k+1)·s, d) table with offsets m·s; addresses are int32, computed once per batch.
+((k+1)·s, d) table with offsets m·s; addresses are int32, computed once per batch. With many
+pairs, one pass over the table (:func:`codebook_tables`) makes every codeword's scores and every
+siamese row's projection, and its backward writes the whole table's gradient once.
 
 Where the gate acts (``gate_on``, MODEL-NOTES A2). Eq. 6-7 scale the codeword, e = g·C⁰[a⁰], before
 the pair MLP (``"codeword"``): the MLP then runs once per pair. The default ``"score"`` scales the
@@ -38,8 +40,9 @@ benchmarks/results/train_throughput.json): DEA trains 951 → 1,344 samples/s at
 1,068 → 1,341 at 2¹⁸. Quality is equal or better, test AUC over 3 seeds (benchmarks/results/quality_gate_on*.md): Frappe 0.9405 →
 0.9415, MovieLens 0.7003 → 0.7009, Criteo 0.7696 → 0.7698, synthetic 0.6978 → 0.6977.
 
-Memory kept for backward. :func:`codebook_scores` keeps the addresses and the gate per pair, plus the
-table MLP's (s, h) activations once per batch. :func:`pair_scores` (``gate_on="codeword"``) under
+Memory kept for backward. :func:`codebook_scores` keeps the addresses, the gate and the O gathered
+scores per pair (the table MLP's activations are recomputed in backward; DEA keeps 336 KiB per
+sample in all, Criteo shape). :func:`pair_scores` (``gate_on="codeword"``) under
 plain autograd (CUDA, autocast) keeps d (rows) + d (e) + h (hidden) floats per pair — for n = 39,
 d = 16, h = 32, L·H = 6 the whole DEA keeps 674 KiB per sample; on CPU it runs the pairs in chunks
 and recomputes them in backward, keeping only the addresses and the gate per pair (304 KiB per
