@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, FieldEmbedding, ScoreFusion,
                               apply_diagonal, collision_rate, fm_interaction, mirror_to_square, ordered_pairs,
                               pairs_to_square, safe_softmax, unordered_pairs)
+from dea_model.layers import combo as combo_module
 from dea_model.layers.combo import codebook_scores, codebook_tables, pair_scores
 from dea_model.layers.embedding import gather_rows
 
@@ -168,6 +169,23 @@ def test_combo_scores_equal_the_equations(gate_on, b):
     assert not torch.allclose(a_m[0], a_m[1])                   # one map per layer and head
     if gate_on == "score":
         assert not torch.allclose(a_m, make_combo(gate_on="codeword")(ids))  # b₁ ≠ 0: another function
+
+
+@pytest.mark.parametrize("gate_on,symmetric,b", [("score", False, 8), ("score", True, 16), ("codeword", False, 8),
+                                                ("score", False, 2)])
+def test_combo_scores_on_the_plain_path_equal_the_cpu_functions(monkeypatch, gate_on, symmetric, b):
+    """The ops CUDA, autocast and compile run (plain autograd) give the CPU Functions' values and
+    gradients: whole tables (B·P ≥ s) and, at b = 2, gathered codewords."""
+    results = []
+    for plain in (False, True):
+        monkeypatch.setattr(combo_module, "_plain_ops", lambda t: plain)
+        combo = make_combo(size=32, gate_on=gate_on, symmetric=symmetric)
+        a_m = combo(ids_batch(b=b))
+        (a_m * randn(*a_m.shape, seed=3)).sum().backward()
+        results.append([a_m.detach()] + [p.grad for p in combo.parameters()])
+    assert all(g is not None and g.abs().sum() > 0 for g in results[0][1:])
+    for cpu, plain in zip(*results):
+        torch.testing.assert_close(plain, cpu)
 
 
 def test_gate_gather_and_projection_paths_agree():

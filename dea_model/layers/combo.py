@@ -69,6 +69,11 @@ __all__ = ["Codebooks", "ComboIDScores", "GATE_ON", "codebook_scores", "codebook
 GATE_ON = ("score", "codeword")
 
 
+def _plain_ops(t: Tensor) -> bool:
+    """Plain autograd ops instead of this module's CPU Functions: on CUDA, under autocast, under compile."""
+    return t.is_cuda or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
+
+
 def _pair_cells(square: Tensor, n: int, diagonal: bool) -> Tensor:
     """View of the pair cells of (O, c, n, n) maps in :func:`ordered_pairs` order: (O, c, n−1, n) or all."""
     if diagonal:
@@ -281,9 +286,7 @@ def codebook_tables(codebook: Tensor, size: int, mlp: nn.Linear | None = None, o
     accumulates in fp32). On CPU without autocast, blocks of ``block_rows`` rows
     (:class:`_CodebookTables`); on CUDA, under compile and with ``block_rows=None``, plain autograd ops.
     """
-    plain = (codebook.is_cuda or block_rows is None or torch.is_autocast_enabled("cpu")
-             or torch.compiler.is_compiling())
-    if not plain:
+    if not (block_rows is None or _plain_ops(codebook)):
         w1, b1, w2 = (None, None, None) if mlp is None else (mlp.weight, mlp.bias, out.weight)
         return _CodebookTables.apply(codebook, size, w1, b1, w2, gate_weight, block_rows)
     scores = projected = None
@@ -306,10 +309,10 @@ def table_scores(scores: Tensor, addr: Tensor, gate: Tensor | None, bias: Tensor
 
     scores T (O, R); addr (B, P) rows of T; gate (B, P) or None. On CPU the pairs go in chunks of
     about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured faster),
-    written straight into the maps. On CUDA, with ``chunk_pairs=None`` and under compile, plain
-    autograd ops (an embedding lookup of Tᵀ: deterministic backward on CUDA).
+    written straight into the maps. On CUDA, under autocast or compile and with ``chunk_pairs=None``,
+    plain autograd ops (an embedding lookup of Tᵀ: deterministic backward on CUDA).
     """
-    if scores.is_cuda or chunk_pairs is None or torch.compiler.is_compiling():
+    if chunk_pairs is None or _plain_ops(scores):
         gathered = gather_rows(scores.T, addr).permute(2, 0, 1)                    # (O, B, P)
         if gate is not None:
             gathered = gathered * gate
@@ -340,7 +343,7 @@ def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn
     if addr.numel() < codebook.shape[0]:                                          # T of the gathered rows only
         codebook = gather_rows(codebook, addr.reshape(-1))
         addr = torch.arange(addr.numel(), device=addr.device).view(addr.shape)
-    scores, _ = codebook_tables(codebook, codebook.shape[0], mlp, out, 
+    scores, _ = codebook_tables(codebook, codebook.shape[0], mlp, out,
                                 block_rows=None if chunk_pairs is None else 2**14)
     return table_scores(scores, addr, gate, out.bias, n, diagonal=diagonal, symmetric=symmetric,
                         chunk_pairs=chunk_pairs)
@@ -359,8 +362,7 @@ def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear
     """
     if symmetric and diagonal:
         raise ValueError("symmetric pairs are mirrored around a removed diagonal: diagonal must be False")
-    if (chunk_pairs is None or table.is_cuda or torch.is_autocast_enabled("cpu")
-            or torch.compiler.is_compiling()):
+    if chunk_pairs is None or _plain_ops(table):
         e = gather_rows(table, addr)                                             # (B, P, d)
         if gate is not None:
             e = e * gate.unsqueeze(-1)
