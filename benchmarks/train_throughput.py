@@ -174,8 +174,9 @@ class Runner:
         return time.perf_counter() - start
 
     def flops_per_sample(self) -> float:
-        """FLOPs of one train step's forward and backward per sample, by torch's FLOP counter (matrix
-        products only: elementwise ops, gathers, scatters and the optimizer step are not counted)."""
+        """FLOPs of one train step's forward and backward per sample, by torch's FLOP counter: matrix
+        products only (elementwise ops, gathers, scatters and the optimizer step are not counted),
+        and not in-place ones like ``addmm_``, which our layers therefore do not use."""
         from torch.utils.flop_counter import FlopCounterMode
 
         x, y = self.batches[0]
@@ -286,8 +287,8 @@ RATIO_PAIRS = ([("autoint", peer) for peer in ("deepctr_autoint", "deepctr_autoi
 
 
 def ratios(results: list[dict], by: str, key: str | None = None) -> dict[str, float]:
-    """samples/s of a over b for each pair of :data:`RATIO_PAIRS` run on one device and table size;
-    with ``key="train_flops_per_sample"``: how many times a's FLOPs per sample b's are."""
+    """For each pair (a, b) of :data:`RATIO_PAIRS` run on one device and table size: a's samples/s
+    over b's; with ``key="train_flops_per_sample"``, b's FLOPs per sample over a's (the work ratio)."""
     out = {}
     for device, rows in sorted({(r["device"], r["rows_per_field"]) for r in results}):
         measure = key or ("train_samples_per_cpu_second" if by == "cpu" and device == "cpu"

@@ -11,7 +11,7 @@ from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, F
                               apply_diagonal, collision_rate, fm_interaction, mirror_to_square, ordered_pairs,
                               pairs_to_square, safe_softmax, unordered_pairs)
 from dea_model.layers import combo as combo_module
-from dea_model.layers.combo import codebook_scores, codebook_tables, pair_scores
+from dea_model.layers.combo import codebook_scores, codebook_tables, pair_scores, table_scores
 from dea_model.layers.embedding import gather_rows
 
 
@@ -233,6 +233,31 @@ def test_codebook_tables_in_blocks_equal_plain_autograd(bias, siamese, mlp):
         torch.testing.assert_close(results[1][int(mlp)], expected.detach())
     for plain, blocks in zip(*results):
         torch.testing.assert_close(blocks, plain)
+
+
+def test_cpu_functions_pass_gradcheck_and_a_retained_graph_backward_twice():
+    """float64 gradcheck of the blocked tables and the chunked gather (gated, several chunks, a codebook
+    with rows no output reads), and a whole module whose graph is retained runs backward twice."""
+    torch.manual_seed(0)
+    n, P = 4, 12
+    codebook = torch.randn(3 * 10, 3, dtype=torch.float64, requires_grad=True)
+    mlp, out = torch.nn.Linear(3, 5).double(), torch.nn.Linear(5, 2).double()
+    gate_weight = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    tables = lambda cb, gw: codebook_tables(cb, 10, mlp, out, gw, block_rows=4)  # noqa: E731
+    assert torch.autograd.gradcheck(tables, (codebook, gate_weight))
+    assert torch.autograd.gradcheck(lambda cb: tables(cb, None)[0], (codebook,))   # siamese rows: zero gradient
+    scores = torch.randn(2, 10, dtype=torch.float64, requires_grad=True)
+    addr = torch.randint(0, 10, (5, P), generator=torch.Generator().manual_seed(1)).int()
+    gate = torch.rand(5, P, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, g, b: table_scores(t, addr, g, b, n, chunk_pairs=2 * P),
+                                    (scores, gate, bias))
+    combo = make_combo(size=32)
+    loss = combo(ids_batch(b=8)).square().sum()
+    loss.backward(retain_graph=True)
+    first = combo.codebooks.weight.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(combo.codebooks.weight.grad, 2 * first)
 
 
 @pytest.mark.parametrize("gated,diagonal", [(True, False), (False, False), (True, True)])

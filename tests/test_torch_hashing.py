@@ -70,6 +70,14 @@ def test_pair_addresses_match_spec(size, chunk_pairs):
         np.testing.assert_array_equal(addr[m].long().numpy(), ref)
 
 
+@pytest.mark.parametrize("chunk_pairs", [None, 2**19])
+def test_pair_addresses_of_an_empty_batch(chunk_pairs):
+    left, right = torch.tensor([0, 1]), torch.tensor([1, 0])
+    seeds = torch.tensor([to_int32(s) for s in codebook_seeds(HASH_SEED, 3)], dtype=torch.int32)
+    addr = combo_addresses(torch.empty(0, 2, dtype=torch.long), left, right, seeds, 64, chunk_pairs)
+    assert addr.shape == (3, 0, 2) and addr.dtype == torch.int32
+
+
 def test_codebook_seeds_distinct_and_stable():
     seeds = codebook_seeds(HASH_SEED, 4)
     assert seeds[0] == HASH_SEED and len(set(seeds)) == 4

@@ -34,22 +34,19 @@ pair MLP's output instead, A = g·W₂ ReLU(W₁ C⁰[a⁰] + b₁) + b₂. Both
 the pair's codeword contribution", and they are the same function when b₁ = 0 or k = 0, since a
 gate g > 0 commutes with a bias-free ReLU layer. With the gate outside, the MLP's output depends on
 the codeword alone, so it runs once per codeword (T = W₂ ReLU(W₁ C⁰ᵀ + b₁), (L·H, s),
-:func:`codebook_scores`) and each pair gathers its L·H scores: s·(d·h + h·L·H) instead of
+:func:`codebook_tables`, then :func:`table_scores`) and each pair gathers its L·H scores: s·(d·h + h·L·H) instead of
 B·P·(d·h + h·L·H) MACs. Criteo shape (n = 39, s = 2¹⁸, B = 1024, CPU, 1 thread,
 benchmarks/results/train_throughput.json): DEA trains 844 → 1,306 samples/s at 2¹⁶ rows per field,
 915 → 1,372 at 2¹⁸. Quality is equal or better, test AUC over 3 seeds (benchmarks/results/quality_gate_on*.md): Frappe 0.9405 →
 0.9415, MovieLens 0.7003 → 0.7009, Criteo 0.7696 → 0.7698, synthetic 0.6978 → 0.6977.
 
-Memory kept for backward. :func:`codebook_scores` keeps the addresses, the gate and the O gathered
-scores per pair (the table MLP's activations are recomputed in backward; DEA keeps 336 KiB per
-sample in all, Criteo shape). :func:`pair_scores` (``gate_on="codeword"``) under
-plain autograd (CUDA, autocast) keeps d (rows) + d (e) + h (hidden) floats per pair — for n = 39,
-d = 16, h = 32, L·H = 6 the whole DEA keeps 674 KiB per sample; on CPU it runs the pairs in chunks
-and recomputes them in backward, keeping only the addresses and the gate per pair (304 KiB per
-sample in all, mostly the n×n attention maps of the three layers) at 1.5× the plain path's
-throughput (CPU, 1 thread, B = 1024). ``symmetric`` took the Combo-ID path (hash, gate, pair MLP,
-forward + backward) from 600 to 380 ms per batch on that path: half the pairs, but the table-sized
-costs (zero-filled codebook gradient, projected siamese tables) stay.
+Memory kept for backward (Criteo shape, benchmarks/train_throughput.py's count of saved tensors).
+The default path keeps the addresses, the gate and the L·H gathered scores per pair; the table
+MLP's activations are recomputed in backward. DEA keeps 359 KiB per sample in all, mostly the n×n
+attention maps of the three layers. :func:`pair_scores` (``gate_on="codeword"``) under plain
+autograd (CUDA, autocast) keeps d (rows) + d (e) + h (hidden) floats per pair (674 KiB per sample
+in all); on CPU it runs the pairs in chunks and recomputes them in backward, keeping only the
+addresses and the gate per pair (319 KiB per sample in all) at 1.5× the plain path's throughput.
 """
 
 from __future__ import annotations
@@ -57,6 +54,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from features.hashing import HASH_SEED
 
@@ -147,10 +145,10 @@ class _ChunkedPairScores(torch.autograd.Function):
             e = rows if g is None else rows * g
             h = F.linear(e, w1, b1).relu_()
             g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)      # (O, c·P)
-            g_w2.addmm_(g_s, h)
+            g_w2 += g_s @ h                          # not addmm_: the FLOP counter misses in-place products
             g_b2 += g_s.sum(1)
             g_h = torch.ops.aten.threshold_backward(g_s.T @ w2, h, 0)            # through ReLU
-            g_w1.addmm_(g_h.T, e)
+            g_w1 += g_h.T @ e
             if g_b1 is not None:
                 g_b1 += g_h.sum(0)
             g_e = g_h @ w1                                                       # (c·P, d)
@@ -189,13 +187,14 @@ class _GatherScores(torch.autograd.Function):
             if gate is not None:
                 scores = scores * gate[c:c + chunk].reshape(1, -1)
             _write_cells(out[:, c:c + chunk], scores + bias.unsqueeze(1), n, diagonal, mirror)
-        ctx.save_for_backward(table, addr, gate)
-        ctx.gathered, ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = gathered, chunk, n, diagonal, mirror
+        ctx.save_for_backward(table, addr, gate, *gathered)
+        ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = chunk, n, diagonal, mirror
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
-        table, addr, gate = ctx.saved_tensors
+        table, addr, gate, *gathered = ctx.saved_tensors
         chunk, n, diagonal, mirror, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror, addr.shape
         grad_out = grad_out.contiguous()
         g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
@@ -208,11 +207,10 @@ class _GatherScores(torch.autograd.Function):
                 g_bias += g_s.sum(1)
             if gate is not None:
                 if g_gate is not None:
-                    g_gate[c:c + chunk] = torch.linalg.vecdot(g_s, ctx.gathered[i], dim=0).view(-1, P)
+                    g_gate[c:c + chunk] = torch.linalg.vecdot(g_s, gathered[i], dim=0).view(-1, P)
                 g_s = g_s * gate[c:c + chunk].reshape(1, -1)
             if g_table is not None:
                 g_table.index_add_(1, idx, g_s.to(g_table.dtype))
-        ctx.gathered = None
         return g_table, None, g_gate, g_bias, None, None, None, None
 
 
@@ -241,6 +239,7 @@ class _CodebookTables(torch.autograd.Function):
         return scores, projected
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g_scores, g_projected):
         codebook, w1, b1, w2, gate_weight = ctx.saved_tensors
         size, block = ctx.size, ctx.block
@@ -255,21 +254,19 @@ class _CodebookTables(torch.autograd.Function):
             for r in range(0, size, block):
                 rows, g_t = main[r:r + block], g_scores[:, r:r + block]           # (c, d), (O, c)
                 hidden = F.linear(rows, w1, b1).relu_()
-                g_w2.addmm_(g_t, hidden)
+                g_w2 += g_t @ hidden
                 g_h = torch.ops.aten.threshold_backward(g_t.T @ w2, hidden, 0)  # (c, h) through ReLU
-                g_w1.addmm_(g_h.T, rows)
+                g_w1 += g_h.T @ rows
                 if g_b1 is not None:
                     g_b1 += g_h.sum(0)
                 torch.mm(g_h, w1, out=g_main[r:r + block])
-        if gate_weight is not None:
+        if gate_weight is None:
+            g_codebook[size:].zero_()                                           # rows no output reads
+        else:
             k = gate_weight.shape[0]
             siamese, g_siamese = codebook[size:].view(k, size, -1), g_codebook[size:].view(k, size, -1)
-            if g_projected is None:
-                g_siamese.zero_()
-                g_gate_weight = torch.zeros_like(gate_weight)
-            else:
-                torch.mul(g_projected.unsqueeze(-1), gate_weight.unsqueeze(1), out=g_siamese)  # du ⊗ w
-                g_gate_weight = torch.bmm(g_projected.unsqueeze(1), siamese).squeeze(1)
+            torch.mul(g_projected.unsqueeze(-1), gate_weight.unsqueeze(1), out=g_siamese)  # du ⊗ w
+            g_gate_weight = torch.bmm(g_projected.unsqueeze(1), siamese).squeeze(1)
         return g_codebook, None, g_w1, g_b1, g_w2, g_gate_weight, None
 
 
@@ -401,7 +398,7 @@ class ComboIDScores(nn.Module):
             never hashed or gathered and A_m's diagonal is 0.
         symmetric: unordered pairs i < j, scored once and mirrored (A_m symmetric); no diagonal.
         gate_on: "score" scales the pair MLP's output by the gate, which lets the MLP run once per
-            codeword (:func:`codebook_scores`); "codeword" scales the codeword before the MLP, as
+            codeword (:func:`codebook_tables`; few pairs: :func:`codebook_scores`); "codeword" scales the codeword before the MLP, as
             Eq. 6-7 write it (:func:`pair_scores`). The same function when k = 0.
         seed: base of the codebook seeds (:func:`codebook_seeds`); stored in ``seeds``.
     """
@@ -441,8 +438,8 @@ class ComboIDScores(nn.Module):
         if projected is None:
             return torch.sigmoid(torch.einsum("mbpd,md->bp", gather_rows(self.codebooks.weight, addr),
                                               self.gate_weight) + self.gate_bias)
-        u = gather_rows(projected.view(-1, 1), addr - self.size).sum(0).squeeze(-1)   # rows m·s + a → (m−1)·s + a
-        return torch.sigmoid(u + self.gate_bias)
+        by_row = F.pad(projected.flatten(), (self.size, 0)).view(-1, 1)      # U at rows m·s + a, like addr
+        return torch.sigmoid(gather_rows(by_row, addr).sum(0).squeeze(-1) + self.gate_bias)
 
     def forward(self, ids: Tensor) -> Tensor:
         with torch.no_grad():
