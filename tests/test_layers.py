@@ -171,15 +171,15 @@ def test_combo_scores_equal_the_equations(gate_on, b):
         assert not torch.allclose(a_m, make_combo(gate_on="codeword")(ids))  # b₁ ≠ 0: another function
 
 
-@pytest.mark.parametrize("gate_on,symmetric,b", [("score", False, 8), ("score", True, 16), ("codeword", False, 8),
-                                                ("score", False, 2)])
-def test_combo_scores_on_the_plain_path_equal_the_cpu_functions(monkeypatch, gate_on, symmetric, b):
+@pytest.mark.parametrize("options,b", [({}, 8), ({"symmetric": True}, 16), ({"gate_on": "codeword"}, 8), ({}, 2),
+                                       ({"diagonal": True}, 8), ({"siamese": 0}, 8)])
+def test_combo_scores_on_the_plain_path_equal_the_cpu_functions(monkeypatch, options, b):
     """The ops CUDA, autocast and compile run (plain autograd) give the CPU Functions' values and
     gradients: whole tables (B·P ≥ s) and, at b = 2, gathered codewords."""
     results = []
     for plain in (False, True):
         monkeypatch.setattr(combo_module, "_plain_ops", lambda t: plain)
-        combo = make_combo(size=32, gate_on=gate_on, symmetric=symmetric)
+        combo = make_combo(size=32, **options)
         a_m = combo(ids_batch(b=b))
         (a_m * randn(*a_m.shape, seed=3)).sum().backward()
         results.append([a_m.detach()] + [p.grad for p in combo.parameters()])
