@@ -188,6 +188,24 @@ def test_combo_scores_on_the_plain_path_equal_the_cpu_functions(monkeypatch, opt
         torch.testing.assert_close(plain, cpu)
 
 
+@pytest.mark.parametrize("gate_on,b", [("score", 2), ("score", 16), ("codeword", 16)])
+def test_sparse_codebooks_gather_and_give_the_dense_gradient_of_the_looked_up_rows(gate_on, b):
+    """Sparse codebooks always gather (also when B·P ≥ s): the same maps, and a row-sparse gradient
+    equal to the dense one."""
+    results = []
+    for sparse in (False, True):
+        combo = make_combo(size=32, gate_on=gate_on)
+        combo.codebooks.sparse = sparse
+        a_m = combo(ids_batch(b=b))
+        (a_m * randn(*a_m.shape, seed=3)).sum().backward()
+        grad = combo.codebooks.weight.grad
+        assert grad.is_sparse == sparse
+        results.append([a_m.detach(), grad.to_dense()] + [p.grad for n, p in combo.named_parameters()
+                                                         if not n.startswith("codebooks")])
+    for dense, sparse in zip(*results):
+        torch.testing.assert_close(sparse, dense)
+
+
 def test_gate_gather_and_projection_paths_agree():
     combo = make_combo()
     addr = combo.addresses(ids_batch(b=6))[1:]

@@ -40,6 +40,28 @@ def test_sparse_tables_match_dense_adam_on_first_step():
         torch.testing.assert_close(weights[True][key], value, rtol=0, atol=2e-5, msg=key)  # correction
 
 
+@pytest.mark.parametrize("batch_size,sparse", [(5, True), (64, False)])
+def test_dea_codebooks_are_sparse_when_a_batch_has_fewer_pairs_than_codebook_rows(batch_size, sparse):
+    """3 fields: 6 ordered pairs; 5 · 6 = 30 < 64 rows → lazy Adam on the codebooks, 64 · 6 ≥ 64 → dense."""
+    torch.manual_seed(0)
+    model = build_model("dea", N_FIELDS, embedding_dim=4, embedding_rows=ROWS, layers=1, heads=1, attention_dim=4,
+                        codebook_size=64, pair_hidden=4, fusion_hidden=4, dnn_hidden=(8,))
+    opt = make_optimizer(model, TrainConfig(lr=0.01, batch_size=batch_size))
+    codebooks = model.combo.codebooks
+    assert codebooks.sparse == sparse
+    sparse_params = [p for g in opt.sparse.param_groups for p in g["params"]]
+    assert any(p is codebooks.weight for p in sparse_params) == sparse
+    first, second = model_and_batches()[1]
+    step(model, opt, first)
+    before = codebooks.weight.detach().clone()
+    step(model, opt, second)                                  # other ids: other pairs, other rows
+    moved = (codebooks.weight.detach() != before).any(1)
+    rows = [torch.zeros_like(moved).index_fill_(0, model.combo.addresses(ids).flatten().long(), True)
+            for ids in (first, second)]
+    assert moved[rows[1]].all()
+    assert moved[rows[0] & ~rows[1]].any() != sparse           # lazy Adam: only the rows of the step move
+
+
 def test_lazy_adam_leaves_rows_of_other_batches_alone():
     moved = {}
     for sparse in (False, True):

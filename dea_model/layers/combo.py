@@ -321,7 +321,8 @@ def table_scores(scores: Tensor, addr: Tensor, gate: Tensor | None, bias: Tensor
 
 
 def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int, *,
-                    diagonal: bool = False, symmetric: bool = False, chunk_pairs: int | None = 2**20) -> Tensor:
+                    diagonal: bool = False, symmetric: bool = False, chunk_pairs: int | None = 2**20,
+                    sparse: bool = False) -> Tensor:
     """A[:, b, p] = g_bp · W₂ ReLU(W₁ C[addr_bp] + b₁) + b₂, the pair MLP run once per codeword → (O, B, n, n).
 
         T = W₂ ReLU(W₁ Cᵀ + b₁)                (O, s)   every codeword's scores, before b₂
@@ -335,10 +336,11 @@ def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn
     pair. When B·P < s (small batches, serving) T is computed for the B·P gathered codewords instead.
 
     codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. ``chunk_pairs``: see
-    :func:`table_scores` (None: plain autograd ops throughout). The maps are fp32 under autocast.
+    :func:`table_scores` (None: plain autograd ops throughout). ``sparse``: always gather, and give
+    the codebook the row-sparse gradient of the gathered rows. The maps are fp32 under autocast.
     """
-    if addr.numel() < codebook.shape[0]:                                          # T of the gathered rows only
-        codebook = gather_rows(codebook, addr.reshape(-1))
+    if sparse or addr.numel() < codebook.shape[0]:                                # T of the gathered rows only
+        codebook = gather_rows(codebook, addr.reshape(-1), sparse)
         addr = torch.arange(addr.numel(), device=addr.device).view(addr.shape)
     scores, _ = codebook_tables(codebook, codebook.shape[0], mlp, out,
                                 block_rows=None if chunk_pairs is None else 2**14)
@@ -347,7 +349,8 @@ def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn
 
 
 def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
-                diagonal: bool = False, chunk_pairs: int | None = 16384, symmetric: bool = False) -> Tensor:
+                diagonal: bool = False, chunk_pairs: int | None = 16384, symmetric: bool = False,
+                sparse: bool = False) -> Tensor:
     """A[:, b, i, j] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂ for pair p = (i, j)  →  (O, B, n, n).
 
     table (R, d); addr (B, P) int32/int64 rows, P in :func:`ordered_pairs` order (n(n−1) pairs, or n²
@@ -355,12 +358,12 @@ def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear
     order (n(n−1)/2, each written to (i, j) and (j, i)); gate (B, P) or None (no gate). On CPU without
     autocast the pairs are processed in chunks of about ``chunk_pairs`` and recomputed in backward
     (same values and gradients); with ``chunk_pairs=None`` and elsewhere (CUDA, autocast,
-    compile) plain autograd ops are used.
+    compile) plain autograd ops are used, as with ``sparse`` (the row-sparse gradient of the rows).
     """
     if symmetric and diagonal:
         raise ValueError("symmetric pairs are mirrored around a removed diagonal: diagonal must be False")
-    if chunk_pairs is None or _plain_ops(table):
-        e = gather_rows(table, addr)                                             # (B, P, d)
+    if sparse or chunk_pairs is None or _plain_ops(table):
+        e = gather_rows(table, addr, sparse)                                     # (B, P, d)
         if gate is not None:
             e = e * gate.unsqueeze(-1)
         scores = out(torch.relu(mlp(e))).permute(2, 0, 1)                        # (O, B, P)
@@ -372,7 +375,13 @@ def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear
 
 
 class Codebooks(nn.Module):
-    """k+1 codebooks of s rows × d in one table: row m·s + a of codebook m. Init N(0, init_std²)."""
+    """k+1 codebooks of s rows × d in one table: row m·s + a of codebook m. Init N(0, init_std²).
+
+    ``sparse``: every batch gathers the rows of its pairs and the table's gradient is row-sparse
+    (lazy Adam then steps only those rows). The trainer sets it when a training batch has fewer
+    pairs than a codebook has rows (:func:`dea_model.optim.sparse_tables`): few fields, e.g.
+    MovieLens' 2. Otherwise a batch touches most rows and one dense pass over the table is cheaper.
+    """
 
     is_embedding = True
 
@@ -381,10 +390,11 @@ class Codebooks(nn.Module):
         if count * size >= 2**31:
             raise ValueError(f"(k+1)·codebook_size = {count}·{size} must be < 2³¹")
         self.count, self.size, self.dim = count, size, dim
+        self.sparse = False
         self.weight = nn.Parameter(torch.randn(count * size, dim) * init_std)
 
     def extra_repr(self) -> str:
-        return f"count={self.count}, size={self.size}, dim={self.dim}"
+        return f"count={self.count}, size={self.size}, dim={self.dim}, sparse={self.sparse}"
 
 
 class ComboIDScores(nn.Module):
@@ -424,6 +434,10 @@ class ComboIDScores(nn.Module):
         self.pair_mlp = nn.Linear(dim, hidden)          # W₁, b₁ (shared by all pairs and layers)
         self.out = nn.Linear(hidden, outputs)           # W₂^{(l)}, b₂^{(l)} stacked: L·H rows
 
+    def gathers_codewords(self, batch_size: int) -> bool:
+        """Whether a batch of this size has fewer pairs than a codebook has rows (B·P < s)."""
+        return batch_size * self.left.numel() < self.size
+
     def addresses(self, ids: Tensor) -> Tensor:
         """(k+1, B, P) int32 rows of the combined table (codebook m at offset m·s)."""
         return combo_addresses(ids, self.left, self.right, self.seeds, self.size)
@@ -436,25 +450,26 @@ class ComboIDScores(nn.Module):
         codebook is gathered — the same value and gradients.
         """
         if projected is None:
-            return torch.sigmoid(torch.einsum("mbpd,md->bp", gather_rows(self.codebooks.weight, addr),
-                                              self.gate_weight) + self.gate_bias)
+            rows = gather_rows(self.codebooks.weight, addr, self.codebooks.sparse)       # (k, B, P, d)
+            return torch.sigmoid(torch.einsum("mbpd,md->bp", rows, self.gate_weight) + self.gate_bias)
         by_row = F.pad(projected.flatten(), (self.size, 0)).view(-1, 1)      # U at rows m·s + a, like addr
         return torch.sigmoid(gather_rows(by_row, addr).sum(0).squeeze(-1) + self.gate_bias)
 
     def forward(self, ids: Tensor) -> Tensor:
         with torch.no_grad():
             addr = self.addresses(ids)                                            # (k+1, B, P)
-        weight, size, k = self.codebooks.weight, self.size, self.siamese
+        weight, size, k, sparse = self.codebooks.weight, self.size, self.siamese, self.codebooks.sparse
         gate_weight = self.gate_weight if k else None
-        whole_tables = addr[0].numel() >= size                                    # many pairs: once per codeword
+        whole_tables = addr[0].numel() >= size and not sparse                     # many pairs: once per codeword
         if self.gate_on == "codeword" and k:                                      # Eq. 6-8 as written
             projected = codebook_tables(weight, size, gate_weight=gate_weight)[1] if whole_tables else None
             return pair_scores(weight, addr[0], self.gate(addr[1:], projected), self.pair_mlp, self.out,
-                               self.n_fields, self.diagonal, symmetric=self.symmetric)
-        options = dict(diagonal=self.diagonal, symmetric=self.symmetric)
+                               self.n_fields, self.diagonal, symmetric=self.symmetric, sparse=sparse)
+        options = dict(diagonal=self.diagonal, symmetric=self.symmetric, sparse=sparse)
         if not whole_tables:                                                      # few pairs: gathered codewords
             gate = self.gate(addr[1:]) if k else None
             return codebook_scores(weight, addr[0], gate, self.pair_mlp, self.out, self.n_fields, **options)
         scores, projected = codebook_tables(weight, size, self.pair_mlp, self.out, gate_weight)
         gate = self.gate(addr[1:], projected) if k else None
-        return table_scores(scores, addr[0], gate, self.out.bias, self.n_fields, **options)  # (L·H, B, n, n)
+        return table_scores(scores, addr[0], gate, self.out.bias, self.n_fields, diagonal=self.diagonal,
+                            symmetric=self.symmetric)                                  # (L·H, B, n, n)
