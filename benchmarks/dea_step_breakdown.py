@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (model_name, hp) in VARIANTS.items():
         torch.manual_seed(0)
         model = build_model(model_name, N_FIELDS, embedding_dim=DIM, embedding_rows=args.rows, **hp)
-        runs[name] = (model, make_optimizer(model, TrainConfig(lr=1e-3)), [])
+        runs[name] = (model, make_optimizer(model, TrainConfig(lr=1e-3, batch_size=B)), [])
 
     def step(model, opt, x, y):
         opt.zero_grad(set_to_none=True)

@@ -115,6 +115,7 @@ class Runner:
     def __init__(self, name: str, args, device: torch.device, rows: int, ids: torch.Tensor):
         torch.manual_seed(0)
         self.name, self.device, self.bf16 = name, device, device.type == "cuda" and args.bf16
+        self.batch_size = args.batch_size if device.type == "cpu" else args.cuda_batch_size
         if name == "deepctr_autoint":
             self.model, self.config = deepctr_autoint(rows, str(device))
             self.model.to(device)
@@ -123,12 +124,12 @@ class Runner:
         else:
             self.model, self.config, sparse = our_model(name, rows, args.codebook_size)
             self.model.to(device)
-            self.opt = make_optimizer(self.model, TrainConfig(lr=1e-3, sparse_embeddings=sparse))
+            cfg = TrainConfig(lr=1e-3, batch_size=self.batch_size, sparse_embeddings=sparse)
+            self.opt = make_optimizer(self.model, cfg)
             self.config = {**self.config, "optimizer": "fused Adam + lazy Adam on sparse tables" if sparse
                            else "fused dense Adam"}
         g = torch.Generator().manual_seed(1)
-        B = args.batch_size if device.type == "cpu" else args.cuda_batch_size
-        self.batch_size = B
+        B = self.batch_size
         self.batches = []
         for k in range(args.steps + args.warmup):
             x = ids[torch.arange(k * B, (k + 1) * B) % len(ids)]

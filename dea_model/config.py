@@ -23,7 +23,9 @@ class TrainConfig(BaseModel):
     ``embedding_weight_decay`` / ``codebook_weight_decay`` for the hashed feature tables and the
     Combo-ID codebooks (large tables where only looked-up rows carry signal, so usually 0).
     ``sparse_embeddings``: the tables get row-sparse gradients and lazy Adam (``dea_model.optim``):
-    a step costs the rows a batch looks up, not the table size.
+    a step costs the rows a batch looks up, not the table size. DEA's codebooks join them when a
+    batch of ``batch_size`` rows has fewer field pairs than a codebook has rows; their weight decay
+    then acts on the looked-up rows only (as the tables'), otherwise on every row each step.
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())

@@ -14,8 +14,10 @@ Weight decay on sparse tables touches the looked-up rows only and keeps the opti
 (λ = ``embedding_weight_decay``): with ``adam`` it is L2 added to the rows' gradients, g_r + λ·w_r;
 with ``adamw`` it is decoupled, w_r ← w_r·(1 − lr·λ) before the Adam step.
 Combo-ID codebooks stay dense when a batch has at least as many pairs as a codebook has rows
-(Criteo: 1.5 M pairs per batch over 2¹⁸ rows touch 99.7% of them, and one pass over the whole
-table is the cheaper path); with fewer (few fields: MovieLens' 2) they are row-sparse too.
+(Criteo: a batch of 1024 has 1.5 M pairs for 2¹⁸ rows, and one pass over the whole table serves
+them all, layers/combo.py); with fewer (few fields: MovieLens' 2) they are row-sparse too, and
+their weight decay then touches the looked-up rows only. MovieLens' shape (2 fields, B = 4096,
+s = 2¹⁸, CPU, 1 thread): 194 → 134 ms and 211 → 154 ms per step in two runs of an alternating A/B.
 """
 
 from __future__ import annotations
