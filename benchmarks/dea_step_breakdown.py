@@ -28,12 +28,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_throughput import DIM, N_FIELDS, criteo_ids  # noqa: E402
+from train_throughput import DIM, N_FIELDS, criteo_ids, train_flops  # noqa: E402
 
 from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.models import build_model  # noqa: E402
@@ -86,11 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                 times.append(time.perf_counter() - start)
     results = []
     for name, (model, opt, times) in runs.items():
-        with FlopCounterMode(display=False) as counter:
-            F.binary_cross_entropy_with_logits(model(batches[0][0]), batches[0][1]).backward()
+        flops = train_flops(lambda: F.binary_cross_entropy_with_logits(model(batches[0][0]), batches[0][1]))
         ms = 1000 * statistics.median(times)
         results.append({"variant": name, "step_ms": ms, "step_ms_min": 1000 * min(times),
-                        "gflop_per_step": counter.get_total_flops() / 1e9,
+                        "gflop_per_step": flops / 1e9,
                         "step_ms_all": [round(1000 * t, 1) for t in times]})
         print(f"{name:32s} {ms:7.1f} ms/step (min {1000 * min(times):6.1f})  "
               f"{results[-1]['gflop_per_step']:6.2f} GFLOP/step  {results[-1]['gflop_per_step'] / ms * 1000:5.1f} GFLOP/s",

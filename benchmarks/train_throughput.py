@@ -81,6 +81,17 @@ def our_model(name: str, rows: int, codebook_size: int) -> tuple[torch.nn.Module
     return model, model.hparams, sparse
 
 
+def train_flops(loss) -> int:
+    """FLOPs of ``loss()`` and its backward by torch's FLOP counter: matrix products only
+    (elementwise ops, gathers, scatters and the optimizer step are not counted), and not in-place
+    ones like ``addmm_``, which our layers therefore do not use."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        loss().backward()
+    return counter.get_total_flops()
+
+
 def criteo_ids(rows: int) -> torch.Tensor | None:
     """The first ``rows`` training rows of the Criteo 100k set as our pipeline's int64 IDs (None: no data)."""
     import tempfile
@@ -175,17 +186,12 @@ class Runner:
         return time.perf_counter() - start
 
     def flops_per_sample(self) -> float:
-        """FLOPs of one train step's forward and backward per sample, by torch's FLOP counter: matrix
-        products only (elementwise ops, gathers, scatters and the optimizer step are not counted),
-        and not in-place ones like ``addmm_``, which our layers therefore do not use."""
-        from torch.utils.flop_counter import FlopCounterMode
-
+        """FLOPs of one train step's forward and backward per sample (:func:`train_flops`)."""
         x, y = self.batches[0]
         self.model.train()
-        with FlopCounterMode(display=False) as counter:
-            self.loss(x, y).backward()
+        flops = train_flops(lambda: self.loss(x, y))
         self.opt.zero_grad(set_to_none=True)
-        return counter.get_total_flops() / self.batch_size
+        return flops / self.batch_size
 
     def saved_bytes_per_sample(self) -> float:
         """Bytes of tensors autograd keeps for backward (distinct storages; parameters excluded)."""

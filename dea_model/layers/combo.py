@@ -214,6 +214,12 @@ class _GatherScores(torch.autograd.Function):
         return g_table, None, g_gate, g_bias, None, None, None, None
 
 
+def _project_siamese(codebook: Tensor, size: int, gate_weight: Tensor) -> Tensor:
+    """U[m−1] = C^m W₀^m: the siamese rows (from row ``size`` on) of the codebook table → (k, s)."""
+    siamese = codebook[size:].view(gate_weight.shape[0], size, -1)
+    return torch.bmm(siamese, gate_weight.unsqueeze(-1)).squeeze(-1)
+
+
 class _CodebookTables(torch.autograd.Function):
     """T = W₂ ReLU(W₁ C⁰ᵀ + b₁) (O, s) and U = [C¹W₀¹ … CᵏW₀ᵏ] (k, s) from the ((k+1)·s, d) codebook table.
 
@@ -230,10 +236,7 @@ class _CodebookTables(torch.autograd.Function):
             scores = codebook.new_empty(w2.shape[0], size)
             for r in range(0, size, block):
                 scores[:, r:r + block] = w2 @ F.linear(main[r:r + block], w1, b1).relu_().T
-        projected = None
-        if gate_weight is not None:
-            siamese = codebook[size:].view(gate_weight.shape[0], size, -1)
-            projected = torch.bmm(siamese, gate_weight.unsqueeze(-1)).squeeze(-1)
+        projected = None if gate_weight is None else _project_siamese(codebook, size, gate_weight)
         ctx.save_for_backward(codebook, w1, b1, w2, gate_weight)
         ctx.size, ctx.block = size, block
         return scores, projected
@@ -246,7 +249,7 @@ class _CodebookTables(torch.autograd.Function):
         main, g_codebook = codebook[:size], torch.empty_like(codebook)
         g_main = g_codebook[:size]
         g_w1 = g_b1 = g_w2 = g_gate_weight = None
-        if w1 is None or g_scores is None:
+        if w1 is None:
             g_main.zero_()
         else:
             g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
@@ -290,8 +293,7 @@ def codebook_tables(codebook: Tensor, size: int, mlp: nn.Linear | None = None, o
     if mlp is not None:
         scores = _full_precision(F.linear(torch.relu(mlp(codebook[:size])), out.weight)).T
     if gate_weight is not None:
-        siamese = codebook[size:].view(gate_weight.shape[0], size, -1)
-        projected = torch.bmm(siamese, gate_weight.unsqueeze(-1)).squeeze(-1)
+        projected = _project_siamese(codebook, size, gate_weight)
     return scores, projected
 
 
@@ -460,7 +462,7 @@ class ComboIDScores(nn.Module):
             addr = self.addresses(ids)                                            # (k+1, B, P)
         weight, size, k, sparse = self.codebooks.weight, self.size, self.siamese, self.codebooks.sparse
         gate_weight = self.gate_weight if k else None
-        whole_tables = addr[0].numel() >= size and not sparse                     # many pairs: once per codeword
+        whole_tables = not (sparse or self.gathers_codewords(ids.shape[0]))      # many pairs: once per codeword
         if self.gate_on == "codeword" and k:                                      # Eq. 6-8 as written
             projected = codebook_tables(weight, size, gate_weight=gate_weight)[1] if whole_tables else None
             return pair_scores(weight, addr[0], self.gate(addr[1:], projected), self.pair_mlp, self.out,
