@@ -43,6 +43,7 @@ class TrainConfig(BaseModel):
     sparse_embeddings: bool = True                           # row-sparse grads + lazy Adam on embedding tables
     grad_clip: float | None = Field(None, gt=0)              # max global grad norm; None: no clipping
     patience: int = Field(2, ge=1)                           # epochs without a better valid AUC
+    calibrate: bool = True                                   # Platt-scale the logit on the valid day
     seed: int = 2025
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False                                    # torch.compile the model for training

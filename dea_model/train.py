@@ -2,11 +2,13 @@
 
 ``train`` fits a model from ``dea_model.models`` on a window of days, validates after every epoch,
 keeps the state with the best validation AUC (early stopping after ``patience`` epochs without a
-better one) and writes one folder atomically::
+better one), Platt-scales its logit on the validation day (``dea_model.calibration``: AUC and GAUC
+unchanged, logloss and calibration fixed) and writes one folder atomically::
 
     model.pt       state_dict only (load with torch.load(..., weights_only=True))
     config.json    TrainConfig, model name + hparams, dataset, fields, feature signature, dates
-    metrics.json   best-epoch validation metrics (+ test metrics when a test day is given)
+    metrics.json   best-epoch validation metrics, calibrated (+ test metrics when a test day is
+                   given), and the fitted calibration {scale, shift, valid_logloss_uncalibrated}
     curve.json     per epoch: train loss, valid auc/gauc/logloss, seconds, samples/s
     curve.png      the same, drawn (when matplotlib is available and ``plot`` is on)
     _COMPLETE.json completion record (inputs' fingerprints, config hash)
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dea_model import calibration
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
 from dea_model.data import Batches, FeatureTable, feature_signature, label_rate, open_days, read_manifest
@@ -54,6 +57,33 @@ class TrainResult:
 
 
 # --- pieces -------------------------------------------------------------------------------------
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """σ(z) in float64 of float32 logits (a float32 σ ties every row with z > 17 at 1.0)."""
+    return torch.sigmoid(torch.from_numpy(np.asarray(z)).double()).numpy()
+
+
+def _calibrate(model: nn.Module, z: np.ndarray, y: np.ndarray, g: np.ndarray, dataset: str, date: str) -> dict:
+    """Fit the model's logit calibration on the best epoch's validation logits ``z`` (made uncalibrated).
+
+    Returns ``{scale, shift, fitted, valid_logloss_uncalibrated, valid}``, ``valid`` being the
+    calibrated metrics, scored with the forward hook's own arithmetic.
+    """
+    uncalibrated = M.ctr_metrics(y, _sigmoid(z), g)
+    fitted = calibration.fit(z, y)
+    if fitted is None:
+        log.warning("dataset %r, valid day %s: logit calibration not fitted (one class, non-finite logits, "
+                    "or a reversed ranking); the model stays uncalibrated", dataset, date)
+        return {"scale": 1.0, "shift": 0.0, "fitted": False,
+                "valid_logloss_uncalibrated": uncalibrated["logloss"], "valid": uncalibrated}
+    a, b = fitted
+    calibration.set_calibration(model, a, b)
+    valid = M.ctr_metrics(y, _sigmoid(calibration.calibrate_logits(torch.from_numpy(z), a, b).numpy()), g)
+    log.info("logit calibration on %s: z' = %.4f z + %.4f; valid logloss %.4f -> %.4f", date, a, b,
+             uncalibrated["logloss"], valid["logloss"])
+    return {"scale": a, "shift": b, "fitted": True, "valid_logloss_uncalibrated": uncalibrated["logloss"],
+            "valid": valid}
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
@@ -85,18 +115,19 @@ def _autocast(device: torch.device, bf16: bool):
 
 @torch.no_grad()
 def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch_size: int = EVAL_BATCH,
-                    bf16: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Click probabilities sigma(model(ids)) of every row in order, with its labels and groups."""
+                    bf16: bool = True, *, logits: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Click probabilities sigma(model(ids)) of every row in order (the logits themselves with
+    ``logits=True``), with its labels and groups."""
     model.eval()
-    probs, labels, groups = [], [], []
+    scores, labels, groups = [], [], []
     for b in data.batches(batch_size):
         with _autocast(device, bf16):
-            logits = model(to_device(b.ids, device))
-        probs.append(torch.sigmoid(logits.float()).cpu())
+            scores.append(model(to_device(b.ids, device)).float().cpu())
         labels.append(b.label.cpu())
         groups.append(b.group.cpu())
     cat = lambda xs: torch.cat(xs).numpy() if xs else np.empty(0)  # noqa: E731
-    return cat(probs).astype(np.float64), cat(labels), cat(groups)
+    z = cat(scores)
+    return (z if logits else _sigmoid(z)), cat(labels), cat(groups)
 
 
 def _check_finite(window: list[torch.Tensor], epoch: int, first_step: int) -> float:
@@ -176,6 +207,7 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
         if bias is not None and 0 < ctr < 1:
             with torch.no_grad():
                 bias.fill_(math.log(ctr / (1 - ctr)))              # start at the base rate's log-odds
+    calibration.set_calibration(model, 1.0, 0.0)    # trained uncalibrated; external models get one too
     model.to(device)
     optimizer = make_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.compile else model
@@ -193,8 +225,8 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         samples += len(train_data)
-        p, y, g = predict_batches(model, valid_data, device, cfg.eval_batch_size, cfg.bf16)
-        valid = M.ctr_metrics(y, p, g)
+        z, y, g = predict_batches(model, valid_data, device, cfg.eval_batch_size, cfg.bf16, logits=True)
+        valid = M.ctr_metrics(y, _sigmoid(z), g)
         point = {"epoch": epoch, "train_loss": train_loss, "valid_auc": valid["auc"],
                  "valid_gauc": valid["gauc"], "valid_logloss": valid["logloss"], "seconds": seconds,
                  "samples_per_second": len(train_data) / seconds}
@@ -203,7 +235,7 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
                  epoch, point["train_loss"], valid["auc"], valid["gauc"], valid["logloss"], seconds,
                  point["samples_per_second"])
         if best_state is None or valid["auc"] > best_auc:
-            best_auc, best_epoch, best_valid, stale = valid["auc"], epoch, valid, 0
+            best_auc, best_epoch, best_valid, best_scores, stale = valid["auc"], epoch, valid, (z, y, g), 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             stale += 1
@@ -216,6 +248,9 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
                "train_rows": len(train_data), "train_seconds": train_seconds,
                "samples_per_second": samples / train_seconds if train_seconds else float("nan"),
                "valid_date": valid_date, "valid": best_valid}
+    if cfg.calibrate:
+        results["calibration"] = _calibrate(model, *best_scores, dataset, valid_date)
+        results["valid"] = results["calibration"].pop("valid")
     if test_date:
         test_data = open_days(lake, dataset, [test_date], budget_bytes=budget, fields=fields)
         results["test_date"] = test_date
@@ -290,6 +325,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
 
     config = json.loads((model_dir / CONFIG).read_text())
     model = build_model(config["model"], len(config["fields"]), **saved_hparams(config["model"], config["hparams"]))
+    calibration.install(model)
     state = torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), config

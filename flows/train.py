@@ -77,9 +77,13 @@ def train_flow(dataset: str = "synthetic", date: dt.date | None = None, window: 
              metrics["valid_date"], valid["auc"], valid["gauc"], valid["logloss"], metrics["best_epoch"],
              metrics["epochs_run"])
     curve = json.loads((out / "curve.json").read_text())
+    cal = metrics.get("calibration")
+    calibrated = (f"Logit calibration fitted on {metrics['valid_date']}: z' = {cal['scale']:.4f}·z + "
+                  f"{cal['shift']:.4f}, valid logloss {cal['valid_logloss_uncalibrated']:.4f} → "
+                  f"{valid['logloss']:.4f} (AUC unchanged).\n\n" if cal and cal["fitted"] else "")
     publish(artifact_key("train", day.dataset, cfg.model),
             f"# Training of {cfg.model} on {day.dataset} for {day.date}\n\n"
-            f"{'Up to date, skipped. ' if skipped else ''}Model folder `{out}`.\n\n"
+            f"{'Up to date, skipped. ' if skipped else ''}Model folder `{out}`.\n\n" + calibrated
             + table(curve, ["epoch", "train_loss", "valid_auc", "valid_gauc", "valid_logloss", "seconds",
                             "samples_per_second"]),
             f"training curve of {cfg.model} on {day.dataset}")

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from .. import calibration
+
 __all__ = ["CTRModel", "check_choice", "check_positive"]
 
 
@@ -41,7 +43,9 @@ class CTRModel(nn.Module):
 
     Subclasses set ``name`` and ``Config`` (a dataclass whose ``__post_init__`` validates values).
     Modules with ``is_embedding = True`` (hashed embedding tables, codebooks) hold the
-    parameters that :meth:`param_groups` puts in the "embedding" group.
+    parameters that :meth:`param_groups` puts in the "embedding" group. Every output passes
+    through the model's logit calibration a·z + b (``dea_model.calibration``, a forward hook over
+    two buffers; identity until the trainer fits it on the validation day).
     """
 
     name: ClassVar[str]
@@ -61,6 +65,7 @@ class CTRModel(nn.Module):
                                  f"known: {', '.join(sorted(known))}")
         self.n_fields = n_fields
         self.cfg = self.Config(**hparams)
+        calibration.install(self)      # logit → a·logit + b, fitted by the trainer (identity until then)
 
     @property
     def hparams(self) -> dict[str, Any]:
