@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.data import load_days, split_days  # noqa: E402
-from dea_model.train import resolve_device, train  # noqa: E402
+from dea_model.train import predict_batches, resolve_device, train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -165,7 +165,29 @@ def run_one(lake: Lake, dataset: str, model: str, seed: int, split, cfg: TrainCo
             "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"], "train_rows": m["train_rows"],
             "test_rows": test["rows"], "train_seconds": m["train_seconds"],
             "samples_per_second": m["samples_per_second"],
-            "params": sum(p.numel() for p in r.model.parameters())}
+            "params": sum(p.numel() for p in r.model.parameters()),
+            **seen_group_metrics(r.model, lake, dataset, train_dates, test_date, cfg)}
+
+
+def seen_group_metrics(model: nn.Module, lake: Lake, dataset: str, train_dates: list[str], test_date: str,
+                       cfg: TrainConfig) -> dict:
+    """Test metrics split by whether the row's group (user) appears on the training days.
+
+    ``unseen_group_share`` is the share of test rows whose group never occurs in training (cold
+    start); ``auc_seen`` / ``gauc_seen`` and ``auc_unseen`` / ``gauc_unseen`` score each part alone.
+    """
+    from dea_model import metrics as M
+
+    trained = np.unique(load_days(lake, dataset, train_dates).group.numpy())
+    p, y, g = predict_batches(model, load_days(lake, dataset, [test_date]), resolve_device(cfg.device),
+                              cfg.eval_batch_size, cfg.bf16)
+    unseen = ~np.isin(g, trained)
+    out = {"unseen_group_share": float(unseen.mean())}
+    for part, rows in (("seen", ~unseen), ("unseen", unseen)):
+        both = rows.any() and 0 < y[rows].mean() < 1
+        out[f"auc_{part}"] = M.auc(y[rows], p[rows]) if both else None
+        out[f"gauc_{part}"] = M.gauc(y[rows], p[rows], g[rows]) if both else None
+    return out
 
 
 def _ms(values: list[float], digits: int = 4) -> str:
@@ -188,6 +210,16 @@ def markdown(rows: list[dict]) -> str:
                          f"{np.mean([r['samples_per_second'] for r in rs]):,.0f} | "
                          f"{np.mean([r['best_epoch'] for r in rs]):.1f} | "
                          f"{'–' if oracle is None else f'{oracle:.4f}'} |")
+    cold = [r for r in rows if r.get("unseen_group_share")]
+    if cold:
+        lines += ["", "Test rows whose group (user) is seen / unseen on the training days:", "",
+                  "| dataset | model | unseen rows | AUC seen | AUC unseen | GAUC seen | GAUC unseen |",
+                  "|---|---|---|---|---|---|---|"]
+        for ds, model in dict.fromkeys((r["dataset"], r["model"]) for r in cold):
+            rs = [r for r in cold if r["dataset"] == ds and r["model"] == model]
+            lines.append(f"| {ds} | {model} | {np.mean([r['unseen_group_share'] for r in rs]):.1%} | "
+                         + " | ".join(_ms([r[k] for r in rs]) for k in ("auc_seen", "auc_unseen",
+                                                                        "gauc_seen", "gauc_unseen")) + " |")
     return "\n".join(lines)
 
 

@@ -205,8 +205,7 @@ def test_cli_train_then_evaluate(lake, tmp_path, capsys):
     assert "lrr: unknown key" in capsys.readouterr().err
 
 
-def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
-    pytest.importorskip("deepctr_torch")
+def _quality_benchmark():
     import importlib.util
     from pathlib import Path
 
@@ -214,6 +213,27 @@ def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
     spec = importlib.util.spec_from_file_location("quality_bench", path)
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
+    return quality
+
+
+def test_quality_benchmark_splits_test_rows_by_seen_users(tmp_path):
+    lk, dates = write_feature_days(tmp_path, days=2, rows=200, vocab=(200, 9, 5))
+    train_users = pq.read_table(lk.features("toy", dates[0])).column("group").to_numpy()
+    test = pq.read_table(lk.features("toy", dates[1]))
+    unseen = ~np.isin(test.column("group").to_numpy(), train_users)
+    assert 0.1 < unseen.mean() < 0.6
+    torch.manual_seed(0)
+    model = Tiny(3)
+    m = _quality_benchmark().seen_group_metrics(model, lk, "toy", dates[:1], dates[1], CFG)
+    p, y, _ = T.predict_batches(model, T.open_days(lk, "toy", [dates[1]]), torch.device("cpu"))
+    assert m["unseen_group_share"] == pytest.approx(unseen.mean(), abs=1e-12)
+    assert m["auc_unseen"] == pytest.approx(roc_auc_score(y[unseen], p[unseen]), abs=1e-12)
+    assert m["auc_seen"] == pytest.approx(roc_auc_score(y[~unseen], p[~unseen]), abs=1e-12)
+
+
+def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
+    pytest.importorskip("deepctr_torch")
+    quality = _quality_benchmark()
     peer = quality.DeepCTRPeer("deepctr_autoint", [np.array([50, -7, 3]), np.array([10])], embedding_dim=4)
     ids = torch.tensor([[3, 10], [99, 10], [-7, 11]])
     assert peer(ids).shape == (3,)
