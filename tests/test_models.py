@@ -114,6 +114,7 @@ ABLATIONS = [
     dict(symmetric=True),
     dict(gate_on="codeword"),
     dict(combo=False, collapse=False),
+    dict(parallel_dnn=True),
 ]
 
 
@@ -138,6 +139,16 @@ def test_baseline_flags_change_the_output(name, flags):
     variant.load_state_dict(base.state_dict(), strict=False)
     ids = ids_batch()
     assert (base(ids) - variant(ids)).abs().max() > 1e-4
+
+
+def test_dea_parallel_dnn_adds_a_dnn_on_the_raw_embeddings():
+    plus = randomise(build("dea", parallel_dnn=True)).eval()
+    base = build("dea").eval()
+    base.load_state_dict({k: v for k, v in plus.state_dict().items() if not k.startswith("parallel_dnn.")})
+    ids = ids_batch(b=16)
+    with torch.no_grad():
+        expected = base(ids) + plus.parallel_dnn(plus.embedding(ids).flatten(1)).squeeze(-1)
+        torch.testing.assert_close(plus(ids), expected)
 
 
 def test_dea_codebooks_and_every_parameter_receive_gradients():

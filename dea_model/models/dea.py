@@ -9,12 +9,15 @@
         Â    = fuse(A_m^{(l)}, A_c)                          sum / gate / multiply (Eq. 15-17)
         X    = ReLU(softmax(Â) V + R)                        AutoInt-style residual (+ LayerNorm)
     ŷ    = DNN(flatten(X_L))                                 logit (B,)  (Eq. 3)
+         [+ DNN'(flatten(E))]                                parallel_dnn: AutoInt+'s second DNN
 
 Ablations (paper Tables 2-4) are flags, not copies:
     combo=False                 → no A_m: Â = A_c (−∞ where masked) or S ("Transformer w/o diag")
     collapse=False              → no A_c: Â = A_m ("Combo-ID attention"), or S without both
     siamese=0                   → "w/o gsc": e_ij = C⁰[a⁰_ij], no gate
     symmetric=True              → unordered pairs i < j, A_m mirrored (half the Combo-ID cost)
+    parallel_dnn=True           → "DEA+": a DNN on the raw embeddings beside Eq. 3's, logits summed,
+                                  as AutoInt+ adds one to AutoInt (not in the paper)
     gate_on="codeword"          → the siamese gate scales C⁰[a⁰] before the pair MLP, as Eq. 6-7 write
                                   it; the default scales the MLP's output (once-per-codeword MLP,
                                   layers/combo.py), the same function when b₁ = 0 or k = 0
@@ -66,6 +69,7 @@ class DEAConfig:
     diag: str = "zero"                 # zero | neg_inf | keep
     layer_norm: bool = False
     dnn_hidden: tuple[int, ...] = (400, 400)
+    parallel_dnn: bool = False         # also a DNN on flatten(E), summed into the logit (AutoInt+ style)
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -140,12 +144,18 @@ class DEA(CTRModel):
         self.blocks = nn.ModuleList(DEABlock(c, c.embedding_dim if l == 0 else c.attention_dim, n_fields)
                                     for l in range(c.layers))
         self.head = MLP(n_fields * c.attention_dim, c.dnn_hidden, 1, c.dropout)
+        self.parallel_dnn = (MLP(n_fields * c.embedding_dim, c.dnn_hidden, 1, c.dropout)
+                             if c.parallel_dnn else None)
 
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
-        x = self.embedding(ids)                                                     # (B, n, d)
+        e = self.embedding(ids)                                                     # (B, n, d)
         L = len(self.blocks)
         a_m = self.combo(ids).unflatten(0, (L, -1)).unbind(0) if self.combo is not None else [None] * L
+        x = e
         for block, a_m_l in zip(self.blocks, a_m):
             x = block(x, a_m_l)                                                     # (B, n, d_a)
-        return self.head(x.flatten(1)).squeeze(-1)
+        logit = self.head(x.flatten(1))                                             # (B, 1)
+        if self.parallel_dnn is not None:
+            logit = logit + self.parallel_dnn(e.flatten(1))
+        return logit.squeeze(-1)
