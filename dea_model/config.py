@@ -24,8 +24,9 @@ class TrainConfig(BaseModel):
     Combo-ID codebooks (large tables where only looked-up rows carry signal, so usually 0).
     ``sparse_embeddings``: the tables get row-sparse gradients and lazy Adam (``dea_model.optim``):
     a step costs the rows a batch looks up, not the table size. DEA's codebooks join them when a
-    batch of ``batch_size`` rows has fewer field pairs than a codebook has rows; their weight decay
-    then acts on the looked-up rows only (as the tables'), otherwise on every row each step.
+    batch of ``batch_size`` rows has at most an eighth as many field pairs as a codebook has rows
+    (``optim.SPARSE_CODEBOOK_SHARE``); their weight decay then acts on the looked-up rows only (as
+    the tables'), otherwise on every row each step.
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())

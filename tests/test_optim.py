@@ -40,12 +40,13 @@ def test_sparse_tables_match_dense_adam_on_first_step():
         torch.testing.assert_close(weights[True][key], value, rtol=0, atol=2e-5, msg=key)  # correction
 
 
-@pytest.mark.parametrize("batch_size,sparse", [(5, True), (64, False)])
-def test_dea_codebooks_are_sparse_when_a_batch_has_fewer_pairs_than_codebook_rows(batch_size, sparse):
-    """3 fields: 6 ordered pairs; 5 · 6 = 30 < 64 rows → lazy Adam on the codebooks, 64 · 6 ≥ 64 → dense."""
+@pytest.mark.parametrize("batch_size,sparse", [(5, True), (6, False), (64, False)])
+def test_dea_codebooks_are_sparse_when_a_batch_looks_up_few_codebook_rows(batch_size, sparse):
+    """3 fields: 6 ordered pairs, 256 rows: 5 · 6 = 30 ≤ 256 / 8 → lazy Adam on the codebooks;
+    6 · 6 = 36 > 32 → dense (though the batch still gathers its codewords), 64 · 6 ≥ 256 → dense."""
     torch.manual_seed(0)
     model = build_model("dea", N_FIELDS, embedding_dim=4, embedding_rows=ROWS, layers=1, heads=1, attention_dim=4,
-                        codebook_size=64, pair_hidden=4, fusion_hidden=4, dnn_hidden=(8,))
+                        codebook_size=256, pair_hidden=4, fusion_hidden=4, dnn_hidden=(8,))
     opt = make_optimizer(model, TrainConfig(lr=0.01, batch_size=batch_size))
     codebooks = model.combo.codebooks
     assert codebooks.sparse == sparse

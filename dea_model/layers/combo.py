@@ -380,9 +380,9 @@ class Codebooks(nn.Module):
     """k+1 codebooks of s rows × d in one table: row m·s + a of codebook m. Init N(0, init_std²).
 
     ``sparse``: every batch gathers the rows of its pairs and the table's gradient is row-sparse
-    (lazy Adam then steps only those rows). The trainer sets it when a training batch has fewer
-    pairs than a codebook has rows (:func:`dea_model.optim.sparse_tables`): few fields, e.g.
-    MovieLens' 2. Otherwise a batch touches most rows and one dense pass over the table is cheaper.
+    (lazy Adam then steps only those rows). The trainer sets it when a training batch has far
+    fewer pairs than a codebook has rows (:func:`dea_model.optim.sparse_tables`): few fields, e.g.
+    MovieLens' 2. Otherwise a batch touches many rows and dense Adam is as fast and trains better.
     """
 
     is_embedding = True
@@ -436,9 +436,13 @@ class ComboIDScores(nn.Module):
         self.pair_mlp = nn.Linear(dim, hidden)          # W₁, b₁ (shared by all pairs and layers)
         self.out = nn.Linear(hidden, outputs)           # W₂^{(l)}, b₂^{(l)} stacked: L·H rows
 
+    def batch_pairs(self, batch_size: int) -> int:
+        """Pairs a batch of ``batch_size`` rows looks up in each codebook: B·P."""
+        return batch_size * self.left.numel()
+
     def gathers_codewords(self, batch_size: int) -> bool:
         """Whether a batch of this size has fewer pairs than a codebook has rows (B·P < s)."""
-        return batch_size * self.left.numel() < self.size
+        return self.batch_pairs(batch_size) < self.size
 
     def addresses(self, ids: Tensor) -> Tensor:
         """(k+1, B, P) int32 rows of the combined table (codebook m at offset m·s)."""
