@@ -202,9 +202,10 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     torch.manual_seed(cfg.seed)
     if model is None:
         model = build_model(cfg.model, len(fields), **cfg.hparams)
-        bias = model.output_bias() if hasattr(model, "output_bias") else None
+    bias = model.output_bias() if hasattr(model, "output_bias") else None
+    if bias is not None:
         ctr = label_rate(lake, dataset, list(train_dates))
-        if bias is not None and 0 < ctr < 1:
+        if 0 < ctr < 1:
             with torch.no_grad():
                 bias.fill_(math.log(ctr / (1 - ctr)))              # start at the base rate's log-odds
     calibration.set_calibration(model, 1.0, 0.0)    # trained uncalibrated; external models get one too
