@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.data import load_days, split_days  # noqa: E402
-from dea_model.train import build_model, predict_batches, resolve_device, train  # noqa: E402
+from dea_model.train import predict_batches, resolve_device, train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -50,30 +50,6 @@ PEERS = {"deepctr_autoint": "AutoInt", "deepctr_fibinet": "FiBiNET"}
 
 
 # --- the external peers -------------------------------------------------------------------------
-
-class TrainingVocabulary(nn.Module):
-    """Per field, the sorted distinct IDs of the training days: ids (B, n) → (position, known), each (B, n)."""
-
-    def __init__(self, vocabs: list[np.ndarray]):
-        super().__init__()
-        for j, v in enumerate(vocabs):
-            self.register_buffer(f"vocab{j}", torch.as_tensor(np.sort(v), dtype=torch.int64))
-        self.n = len(vocabs)
-
-    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        positions, known = [], []
-        for j in range(self.n):                    # a loop over fields, vectorised over the batch
-            vocab = getattr(self, f"vocab{j}")
-            pos = torch.searchsorted(vocab, ids[:, j].contiguous()).clamp_(max=vocab.numel() - 1)
-            positions.append(pos)
-            known.append(vocab[pos] == ids[:, j])
-        return torch.stack(positions, 1), torch.stack(known, 1)
-
-
-def training_vocabulary(lake: Lake, dataset: str, train_dates: list[str]) -> TrainingVocabulary:
-    table = load_days(lake, dataset, train_dates)
-    return TrainingVocabulary([np.unique(table.ids[:, j].numpy()) for j in range(table.ids.shape[1])])
-
 
 class DeepCTRPeer(nn.Module):
     """A DeepCTR-Torch model behind our interface: ids [B, n] int64 -> logits [B].
@@ -83,55 +59,37 @@ class DeepCTRPeer(nn.Module):
     ``task="regression"``, so it returns the logit (bias included, no sigmoid).
     """
 
-    def __init__(self, kind: str, vocabulary: TrainingVocabulary, embedding_dim: int = 16, seed: int = 1024,
+    def __init__(self, kind: str, vocabs: list[np.ndarray], embedding_dim: int = 16, seed: int = 1024,
                  device: str = "cpu", **kwargs):
         super().__init__()
         import deepctr_torch.models as dm
         from deepctr_torch.inputs import SparseFeat
 
         self.hparams = {"kind": kind, "embedding_dim": embedding_dim, **kwargs}
-        self.vocabulary = vocabulary
-        columns = [SparseFeat(f"f{j}", vocabulary_size=getattr(vocabulary, f"vocab{j}").numel() + 1,
-                              embedding_dim=embedding_dim) for j in range(vocabulary.n)]
+        for j, v in enumerate(vocabs):
+            self.register_buffer(f"vocab{j}", torch.as_tensor(np.sort(v), dtype=torch.int64))
+        self.n = len(vocabs)
+        columns = [SparseFeat(f"f{j}", vocabulary_size=len(v) + 1, embedding_dim=embedding_dim)
+                   for j, v in enumerate(vocabs)]
         self.net = getattr(dm, PEERS[kind])(columns, columns, task="regression", seed=seed, device=device,
                                             **kwargs)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        pos, known = self.vocabulary(ids)
-        return self.net(torch.where(known, pos + 1, 0).float()).squeeze(-1)      # [B]
+        cols = []
+        for j in range(self.n):                    # a loop over fields, vectorised over the batch
+            vocab = getattr(self, f"vocab{j}")
+            pos = torch.searchsorted(vocab, ids[:, j].contiguous()).clamp_(max=vocab.numel() - 1)
+            cols.append(torch.where(vocab[pos] == ids[:, j], pos + 1, 0))
+        return self.net(torch.stack(cols, 1).float()).squeeze(-1)      # [B]
 
 
 def peer_model(kind: str, lake: Lake, dataset: str, train_dates: list[str], cfg: TrainConfig,
                embedding_dim: int) -> DeepCTRPeer:
-    vocabulary = training_vocabulary(lake, dataset, train_dates)
+    table = load_days(lake, dataset, train_dates)
+    vocabs = [np.unique(table.ids[:, j].numpy()) for j in range(table.ids.shape[1])]
     extra = {"dnn_hidden_units": (400, 400)} if kind == "deepctr_autoint" else {"dnn_hidden_units": (400, 400, 400)}
     torch.manual_seed(cfg.seed)
-    return DeepCTRPeer(kind, vocabulary, embedding_dim, seed=cfg.seed, device=str(resolve_device(cfg.device)),
-                       **extra)
-
-
-class UnseenAsOOV(nn.Module):
-    """Our model behind the training vocabulary, as DeepCTR's inputs are (model prefix ``oov+``).
-
-    An ID never seen on the training days becomes −1, one out-of-vocabulary ID per field, so every
-    cold ID shares one never-trained row, instead of its own hashed row, which may be another ID's
-    trained one (MovieLens: 3 of the test day's 97 unseen users collide with trained users at
-    2¹⁶ rows per field). An experiment, not a platform feature.
-    """
-
-    OOV = -1
-
-    def __init__(self, model: nn.Module, vocabulary: TrainingVocabulary):
-        super().__init__()
-        self.model, self.vocabulary = model, vocabulary
-        self.hparams = getattr(model, "hparams", {})
-
-    def output_bias(self) -> nn.Parameter | None:
-        return self.model.output_bias() if hasattr(self.model, "output_bias") else None
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        _, known = self.vocabulary(ids)
-        return self.model(torch.where(known, ids, self.OOV))
+    return DeepCTRPeer(kind, vocabs, embedding_dim, seed=cfg.seed, device=str(resolve_device(cfg.device)), **extra)
 
 
 # --- datasets -----------------------------------------------------------------------------------
@@ -188,28 +146,21 @@ def oracle_auc(lake: Lake, dataset: str, date: str) -> float | None:
 # --- the run ------------------------------------------------------------------------------------
 
 def model_variant(model: str) -> tuple[str, list[str]]:
-    """``"dea:symmetric=true:fusion=sum"`` → ("dea", ["hparams.symmetric=true", "hparams.fusion=sum"]),
-    overrides for :meth:`TrainConfig.with_overrides` (which parses the values as YAML)."""
+    """``"dea:symmetric=true:min_id_count=1"`` → ("dea", ["hparams.symmetric=true", "min_id_count=1"]):
+    overrides for :meth:`TrainConfig.with_overrides` (which parses the values as YAML); a key that
+    is a ``TrainConfig`` field sets it, any other key a model hyperparameter."""
     name, *options = model.split(":")
-    return name, [f"hparams.{option}" for option in options]
+    return name, [option if option.partition("=")[0] in TrainConfig.model_fields else f"hparams.{option}"
+                  for option in options]
 
 
 def run_one(lake: Lake, dataset: str, model: str, seed: int, split, cfg: TrainConfig, out: Path,
             embedding_dim: int) -> dict:
     train_dates, valid_date, test_date = split
-    oov, _, variant = model.rpartition("+")
-    name, overrides = model_variant(variant)
+    name, overrides = model_variant(model)
     cfg = cfg.model_copy(update={"model": name, "seed": seed}).with_overrides(overrides)
-    net = None
-    if name in PEERS:
-        net = peer_model(name, lake, dataset, train_dates, cfg, embedding_dim)
-    elif oov:
-        if oov != "oov":
-            raise ValueError(f"model {model!r}: the only prefix is 'oov+' (unseen IDs -> one OOV ID per field)")
-        torch.manual_seed(cfg.seed)
-        inner = build_model(name, load_days(lake, dataset, [valid_date]).ids.shape[1], **cfg.hparams)
-        net = UnseenAsOOV(inner, training_vocabulary(lake, dataset, train_dates))
-    r = train(cfg, lake, dataset, train_dates, valid_date, out, test_date=test_date, model=net)
+    peer = peer_model(name, lake, dataset, train_dates, cfg, embedding_dim) if name in PEERS else None
+    r = train(cfg, lake, dataset, train_dates, valid_date, out, test_date=test_date, model=peer)
     m, test = r.metrics, r.metrics["test"]
     return {"dataset": dataset, "model": model, "seed": seed, "auc": test["auc"], "gauc": test["gauc"],
             "logloss": test["logloss"], "calibration": test["calibration"], "valid_auc": m["valid"]["auc"],
@@ -278,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="synthetic,criteo,frappe,movielens")
     ap.add_argument("--models", default="dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet",
-                    help="comma list; a variant is name:key=value[:key=value] (hparams), e.g. dea:symmetric=true; "
-                         "prefix oov+ maps IDs unseen on the training days to one OOV ID per field")
+                    help="comma list; a variant is name:key=value[:key=value] (hparams or TrainConfig fields), "
+                         "e.g. dea:symmetric=true, autoint:min_id_count=1")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per (dataset, model)")
     ap.add_argument("--out", required=True, help="JSON results; the markdown table goes next to it (.md)")
     ap.add_argument("--home", help="lake with (or to keep) the datasets' feature days (default: a temporary one)")
@@ -314,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s: train %s..%s, valid %s, test %s", ds, split[0][0], split[0][-1], split[1], split[2])
             for model in [m.strip() for m in args.models.split(",") if m.strip()]:
                 for seed in range(seeds):
-                    peer = model_variant(model.rpartition("+")[2])[0] in PEERS
-                    row = run_one(lake, ds, model, seed, split, base if peer else ours,
+                    row = run_one(lake, ds, model, seed, split, base if model_variant(model)[0] in PEERS else ours,
                                   Path(tmp) / "runs" / f"{ds}-{model}-{seed}", args.embedding_dim)
                     rows.append({**row, "oracle_auc": oracle})
                     log.info("%s %s seed %d: test AUC %.4f GAUC %.4f logloss %.4f (%.0f samples/s)", ds, model,

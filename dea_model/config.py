@@ -45,6 +45,7 @@ class TrainConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0)              # max global grad norm; None: no clipping
     patience: int = Field(2, ge=1)                           # epochs without a better valid AUC
     calibrate: bool = True                                   # Platt-scale the logit on the valid day
+    min_id_count: int = Field(0, ge=0)                       # IDs seen fewer times in training -> OOV; 0: off
     seed: int = 2025
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False                                    # torch.compile the model for training

@@ -3,7 +3,8 @@
 ``train`` fits a model from ``dea_model.models`` on a window of days, validates after every epoch,
 keeps the state with the best validation AUC (early stopping after ``patience`` epochs without a
 better one), Platt-scales its logit on the validation day (``dea_model.calibration``: AUC and GAUC
-unchanged, logloss and calibration fixed) and writes one folder atomically::
+unchanged, logloss and calibration fixed) and writes one folder atomically. With ``min_id_count``
+the IDs seen fewer times on the training days become one OOV ID per field (``dea_model.vocabulary``)::
 
     model.pt       state_dict only (load with torch.load(..., weights_only=True))
     config.json    TrainConfig, model name + hparams, dataset, fields, feature signature, dates
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dea_model import calibration
+from dea_model import calibration, vocabulary
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
 from dea_model.data import Batches, FeatureTable, feature_signature, label_rate, open_days, read_manifest
@@ -209,6 +210,12 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
             with torch.no_grad():
                 bias.fill_(math.log(ctr / (1 - ctr)))              # start at the base rate's log-odds
     calibration.set_calibration(model, 1.0, 0.0)    # trained uncalibrated; external models get one too
+    kept = vocabulary.fit(model, train_data, len(fields), cfg.min_id_count) if cfg.min_id_count else None
+    if not kept:
+        vocabulary.clear(model)
+    else:
+        log.info("vocabulary: %d of %d IDs seen ≥ %d times kept; %.2f%% of training cells -> OOV",
+                 kept["ids_kept"], kept["ids_seen"], cfg.min_id_count, 100 * kept["train_oov_share"])
     model.to(device)
     optimizer = make_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.compile else model
@@ -249,6 +256,8 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
                "train_rows": len(train_data), "train_seconds": train_seconds,
                "samples_per_second": samples / train_seconds if train_seconds else float("nan"),
                "valid_date": valid_date, "valid": best_valid}
+    if kept:
+        results["vocabulary"] = kept
     if cfg.calibrate:
         results["calibration"] = _calibrate(model, *best_scores, dataset, valid_date)
         results["valid"] = results["calibration"].pop("valid")
@@ -326,6 +335,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
 
     config = json.loads((model_dir / CONFIG).read_text())
     model = build_model(config["model"], len(config["fields"]), **saved_hparams(config["model"], config["hparams"]))
+    vocabulary.install(model)
     calibration.install(model)
     state = torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(state)

@@ -231,22 +231,10 @@ def test_quality_benchmark_splits_test_rows_by_seen_users(tmp_path):
     assert m["auc_seen"] == pytest.approx(roc_auc_score(y[~unseen], p[~unseen]), abs=1e-12)
 
 
-def test_oov_prefix_gives_our_model_one_id_for_every_unseen_id():
-    quality = _quality_benchmark()
-    vocabulary = quality.TrainingVocabulary([np.array([50, -7, 3]), np.array([10, 12])])
-    inner = Tiny(2)
-    wrapped = quality.UnseenAsOOV(inner, vocabulary)
-    seen = []
-    inner.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-    wrapped(torch.tensor([[3, 10], [99, 12], [-7, 11]]))
-    assert seen[0].tolist() == [[3, 10], [-1, 12], [-7, -1]]
-
-
 def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
     pytest.importorskip("deepctr_torch")
     quality = _quality_benchmark()
-    vocabulary = quality.TrainingVocabulary([np.array([50, -7, 3]), np.array([10])])
-    peer = quality.DeepCTRPeer("deepctr_autoint", vocabulary, embedding_dim=4)
+    peer = quality.DeepCTRPeer("deepctr_autoint", [np.array([50, -7, 3]), np.array([10])], embedding_dim=4)
     ids = torch.tensor([[3, 10], [99, 10], [-7, 11]])
     assert peer(ids).shape == (3,)
     seen = []

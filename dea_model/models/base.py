@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from .. import calibration
+from .. import calibration, vocabulary
 
 __all__ = ["CTRModel", "check_choice", "check_positive"]
 
@@ -43,9 +43,10 @@ class CTRModel(nn.Module):
 
     Subclasses set ``name`` and ``Config`` (a dataclass whose ``__post_init__`` validates values).
     Modules with ``is_embedding = True`` (hashed embedding tables, codebooks) hold the
-    parameters that :meth:`param_groups` puts in the "embedding" group. Every output passes
-    through the model's logit calibration a·z + b (``dea_model.calibration``, a forward hook over
-    two buffers; identity until the trainer fits it on the validation day).
+    parameters that :meth:`param_groups` puts in the "embedding" group. Every input passes
+    through the model's training vocabulary (``dea_model.vocabulary``: rare IDs → one OOV ID per
+    field) and every output through its logit calibration a·z + b (``dea_model.calibration``);
+    both are hooks over buffers, empty / identity until the trainer fits them.
     """
 
     name: ClassVar[str]
@@ -65,6 +66,7 @@ class CTRModel(nn.Module):
                                  f"known: {', '.join(sorted(known))}")
         self.n_fields = n_fields
         self.cfg = self.Config(**hparams)
+        vocabulary.install(self)       # rare IDs → one OOV ID per field, fitted by the trainer (off until then)
         calibration.install(self)      # logit → a·logit + b, fitted by the trainer (identity until then)
 
     @property
