@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dea_model.config import TrainConfig  # noqa: E402
-from dea_model.data import load_days, split_days  # noqa: E402
+from dea_model.data import day_files, load_days, split_days  # noqa: E402
 from dea_model.train import predict_batches, resolve_device, train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 
@@ -150,6 +150,9 @@ def model_variant(model: str) -> tuple[str, list[str]]:
     overrides for :meth:`TrainConfig.with_overrides` (which parses the values as YAML); a key that
     is a ``TrainConfig`` field sets it, any other key a model hyperparameter."""
     name, *options = model.split(":")
+    for option in options:
+        if option.partition("=")[0] in ("model", "seed", "hparams"):
+            raise ValueError(f"model variant {model!r}: {option!r} is set by the benchmark itself")
     return name, [option if option.partition("=")[0] in TrainConfig.model_fields else f"hparams.{option}"
                   for option in options]
 
@@ -178,11 +181,16 @@ def seen_group_metrics(model: nn.Module, lake: Lake, dataset: str, train_dates: 
     ``unseen_group_share`` is the share of test rows whose group never occurs in training (cold
     start); ``auc_seen`` / ``gauc_seen`` and ``auc_unseen`` / ``gauc_unseen`` score each part alone.
     """
+    import pyarrow.parquet as pq
+
     from dea_model import metrics as M
 
-    trained = np.unique(load_days(lake, dataset, train_dates).group.numpy())
-    p, y, g = predict_batches(model, load_days(lake, dataset, [test_date]), resolve_device(cfg.device),
+    trained = np.unique(np.concatenate([pq.read_table(f, columns=["group"]).column("group").to_numpy()
+                                        for d in train_dates for f in day_files(lake, dataset, d)]))
+    device = resolve_device(cfg.device)
+    p, y, g = predict_batches(model.to(device), load_days(lake, dataset, [test_date]), device,
                               cfg.eval_batch_size, cfg.bf16)
+    model.to("cpu")
     unseen = ~np.isin(g, trained)
     out = {"unseen_group_share": float(unseen.mean())}
     for part, rows in (("seen", ~unseen), ("unseen", unseen)):

@@ -38,7 +38,8 @@ def _apply(module: nn.Module, args, logits: Tensor) -> Tensor:
 
 
 def _fill_missing(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    """Weights saved before calibration existed load as uncalibrated (identity)."""
+    """Weights saved before calibration existed load as uncalibrated (identity). So does any load
+    without these keys, a ``strict=False`` partial one too (torch does not tell a hook which)."""
     for name, value in ((SCALE, 1.0), (SHIFT, 0.0)):
         state_dict.setdefault(prefix + name, torch.tensor(value))
 
@@ -49,21 +50,22 @@ def install(model: nn.Module) -> nn.Module:
         model.register_buffer(SCALE, torch.tensor(1.0))
         model.register_buffer(SHIFT, torch.tensor(0.0))
         model.register_forward_hook(_apply)
-        model.register_load_state_dict_pre_hook(_fill_missing)
+        model._register_load_state_dict_pre_hook(_fill_missing, with_module=True)    # public only from torch 2.5
     return model
 
 
 def fit(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
     """(a, b) of Platt scaling by maximum likelihood (scikit-learn, no penalty); None when the
     labels hold one class or the fit would reverse the ranking (a ≤ 0)."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     z, y = np.asarray(logits, dtype=np.float64).reshape(-1, 1), np.asarray(labels).astype(np.int64)
-    if y.min(initial=0) == y.max(initial=0) or not np.isfinite(z).all():
+    if y.size == 0 or y.min() == y.max() or not np.isfinite(z).all():
         return None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")                  # lbfgs convergence chatter on separable data
-        lr = LogisticRegression(penalty=None, max_iter=200).fit(z, y)
+        warnings.simplefilter("ignore", ConvergenceWarning)         # lbfgs chatter on separable data
+        lr = LogisticRegression(C=np.inf, max_iter=200).fit(z, y)   # C = ∞: no penalty
     a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
     return (a, b) if a > 0 and math.isfinite(a) and math.isfinite(b) else None
 

@@ -65,10 +65,12 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _calibrate(model: nn.Module, z: np.ndarray, y: np.ndarray, g: np.ndarray, dataset: str, date: str) -> dict:
-    """Fit the model's logit calibration on the best epoch's validation logits ``z`` (made uncalibrated).
+    """Fit the model's logit calibration on the best epoch's validation logits ``z`` (computed
+    with the identity calibration the model trained with).
 
     Returns ``{scale, shift, fitted, valid_logloss_uncalibrated, valid}``, ``valid`` being the
-    calibrated metrics, scored with the forward hook's own arithmetic.
+    calibrated metrics, scored with the forward hook's own arithmetic. The calibrated validation
+    logloss is in-sample (a, b were fitted on that day): judge calibration on a later day.
     """
     uncalibrated = M.ctr_metrics(y, _sigmoid(z), g)
     fitted = calibration.fit(z, y)
@@ -203,10 +205,9 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     torch.manual_seed(cfg.seed)
     if model is None:
         model = build_model(cfg.model, len(fields), **cfg.hparams)
-    bias = model.output_bias() if hasattr(model, "output_bias") else None
-    if bias is not None:
+        bias = model.output_bias() if hasattr(model, "output_bias") else None
         ctr = label_rate(lake, dataset, list(train_dates))
-        if 0 < ctr < 1:
+        if bias is not None and 0 < ctr < 1:
             with torch.no_grad():
                 bias.fill_(math.log(ctr / (1 - ctr)))              # start at the base rate's log-odds
     calibration.set_calibration(model, 1.0, 0.0)    # trained uncalibrated; external models get one too

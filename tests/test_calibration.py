@@ -24,6 +24,8 @@ def test_fit_refuses_one_class_non_finite_logits_and_a_reversed_ranking():
     rng = np.random.default_rng(1)
     z = rng.normal(0, 1, 5000)
     assert calibration.fit(z, np.zeros(z.size)) is None
+    assert calibration.fit(z, np.ones(z.size)) is None
+    assert calibration.fit(z[:0], np.zeros(0)) is None
     assert calibration.fit(np.r_[z[:-1], np.inf], rng.random(z.size) < 0.5) is None
     assert calibration.fit(z, rng.random(z.size) < 1 / (1 + np.exp(2 * z))) is None     # anti-correlated
 

@@ -231,6 +231,13 @@ def test_quality_benchmark_splits_test_rows_by_seen_users(tmp_path):
     assert m["auc_seen"] == pytest.approx(roc_auc_score(y[~unseen], p[~unseen]), abs=1e-12)
 
 
+def test_quality_variants_set_hparams_or_train_config_fields():
+    variant = _quality_benchmark().model_variant
+    assert variant("dea:symmetric=true:min_id_count=1") == ("dea", ["hparams.symmetric=true", "min_id_count=1"])
+    with pytest.raises(ValueError, match="'seed=3' is set by the benchmark itself"):
+        variant("dea:seed=3")
+
+
 def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
     pytest.importorskip("deepctr_torch")
     quality = _quality_benchmark()
