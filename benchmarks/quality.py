@@ -34,12 +34,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dea_model import metrics as M  # noqa: E402
 from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.data import day_files, load_days, split_days  # noqa: E402
 from dea_model.train import predict_batches, resolve_device, train  # noqa: E402
@@ -131,16 +133,12 @@ def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int, spec=None) -
 
 def oracle_auc(lake: Lake, dataset: str, date: str) -> float | None:
     """AUC of the planted click probability ``p_true`` on a day (synthetic only)."""
-    import pyarrow.parquet as pq
-
-    from dea_model.metrics import auc
-
     files = sorted(lake.features(dataset, date).glob("*.parquet"))
     if not files or "p_true" not in pq.read_schema(files[0]).names:
         return None
     parts = [pq.read_table(f, columns=["label", "p_true"]) for f in files]
-    return auc(np.concatenate([t.column("label").to_numpy() for t in parts]),
-               np.concatenate([t.column("p_true").to_numpy() for t in parts]))
+    return M.auc(np.concatenate([t.column("label").to_numpy() for t in parts]),
+                 np.concatenate([t.column("p_true").to_numpy() for t in parts]))
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -181,10 +179,6 @@ def seen_group_metrics(model: nn.Module, lake: Lake, dataset: str, train_dates: 
     ``unseen_group_share`` is the share of test rows whose group never occurs in training (cold
     start); ``auc_seen`` / ``gauc_seen`` and ``auc_unseen`` / ``gauc_unseen`` score each part alone.
     """
-    import pyarrow.parquet as pq
-
-    from dea_model import metrics as M
-
     trained = np.unique(np.concatenate([pq.read_table(f, columns=["group"]).column("group").to_numpy()
                                         for d in train_dates for f in day_files(lake, dataset, d)]))
     device = resolve_device(cfg.device)

@@ -14,15 +14,12 @@ the registry, one-row serving) gets calibrated probabilities. Identity (1, 0) un
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-
-log = logging.getLogger(__name__)
 
 SCALE, SHIFT = "logit_scale", "logit_shift"
 

@@ -211,10 +211,11 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
             with torch.no_grad():
                 bias.fill_(math.log(ctr / (1 - ctr)))              # start at the base rate's log-odds
     calibration.set_calibration(model, 1.0, 0.0)    # trained uncalibrated; external models get one too
-    kept = vocabulary.fit(model, train_data, len(fields), cfg.min_id_count) if cfg.min_id_count else None
-    if not kept:
+    kept = None
+    if not cfg.min_id_count:
         vocabulary.clear(model)
     else:
+        kept = vocabulary.fit(model, train_data, len(fields), cfg.min_id_count)
         log.info("vocabulary: %d of %d IDs seen ≥ %d times kept; %.2f%% of training cells -> OOV",
                  kept["ids_kept"], kept["ids_seen"], cfg.min_id_count, 100 * kept["train_oov_share"])
     model.to(device)

@@ -9,8 +9,9 @@ collides, another ID's trained row: its prediction then borrows that ID's effect
 vocabulary, cold IDs share the OOV row instead (what DeepCTR's label-encoded inputs do at c = 1),
 and at c ≥ 2 that row is trained on the rare IDs, so a new ID starts from what rare IDs have in
 common. The OOV row is an ordinary hashed row: kept IDs ≡ −1 (mod m) share it (kept/m of them
-are expected per field, e.g. 1,600 kept items in 2¹⁶ rows: 0.02). MovieLens, whose time split leaves 86% of test rows with a user unseen in
-training: +0.006 to +0.011 test AUC for every model at c = 1 (``benchmarks/results``).
+are expected per field, e.g. 1,600 kept items in 2¹⁶ rows: 0.02). MovieLens, whose time split
+leaves 86% of test rows with a user unseen in training: +0.006 to +0.011 test AUC for every model
+at c = 1 (``benchmarks/results``).
 
 The vocabulary lives in the model as two buffers, ``vocab_ids`` (each field's kept IDs, sorted,
 concatenated) and ``vocab_offsets`` (n + 1 field boundaries), applied to the input ids by a
