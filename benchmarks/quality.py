@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from dea_model import metrics as M  # noqa: E402
 from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.data import day_files, load_days, split_days  # noqa: E402
-from dea_model.train import predict_batches, resolve_device, train  # noqa: E402
+from dea_model.train import predict_batches, resolve_device, train, use_bf16  # noqa: E402
 from features.lake import Lake  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -183,7 +183,7 @@ def seen_group_metrics(model: nn.Module, lake: Lake, dataset: str, train_dates: 
                                         for d in train_dates for f in day_files(lake, dataset, d)]))
     device = resolve_device(cfg.device)
     p, y, g = predict_batches(model.to(device), load_days(lake, dataset, [test_date]), device,
-                              cfg.eval_batch_size, cfg.bf16)
+                              cfg.eval_batch_size, use_bf16(cfg, device))
     model.to("cpu")
     unseen = ~np.isin(g, trained)
     out = {"unseen_group_share": float(unseen.mean())}

@@ -49,7 +49,8 @@ class TrainConfig(BaseModel):
     seed: int = 2025
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False                                    # torch.compile the model for training
-    bf16: bool = True                                        # bf16 autocast (CUDA only)
+    bf16: bool = True                                        # bf16 autocast on CUDA
+    bf16_cpu: bool = False                                   # bf16 autocast on CPU too (AVX512-BF16 / AMX)
     memory_budget_gb: float = Field(4.0, gt=0)               # train days larger than this stream by file
     shuffle_buffer_rows: int = Field(1_000_000, ge=1)        # streaming shuffle buffer
     check_every: int = Field(50, ge=1)                       # steps between loss checks (a GPU sync)

@@ -385,16 +385,25 @@ def test_codebook_scores_gate_the_mlp_output(symmetric, rows, dtype):
             torch.testing.assert_close(grad, ref)
 
 
-def test_combo_scores_under_cpu_bf16_autocast_are_fp32_and_close():
-    combo = make_combo(size=32)                                  # B·P = 8·12 ≥ s: the whole-table path
+@pytest.mark.parametrize("size", [32, 4096])                  # B·P = 8·12 ≥ s: whole tables; < s: gathered codewords
+def test_combo_scores_under_cpu_bf16_autocast_are_the_fp32_scores(size):
+    """CPU autocast leaves the Combo-ID scores in fp32 on the module's CPU Functions: bit-equal."""
+    combo = make_combo(size=size)
     ids = ids_batch(b=8)
     exact = combo(ids)
+    (grad,) = torch.autograd.grad(exact.square().sum(), combo.codebooks.weight)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         a_m = combo(ids)
-    assert a_m.dtype == torch.float32
-    torch.testing.assert_close(a_m, exact, rtol=0.05, atol=0.05)
+    assert a_m.dtype == torch.float32 and torch.equal(a_m, exact)
     a_m.square().sum().backward()
-    assert torch.isfinite(combo.codebooks.weight.grad).all() and combo.codebooks.weight.grad.abs().sum() > 0
+    assert torch.equal(combo.codebooks.weight.grad, grad) and grad.abs().sum() > 0
+    if size == 4096:                                            # called directly, the plain ops run in bf16
+        addr = combo.addresses(ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            direct = codebook_scores(combo.codebooks.weight, addr[0], combo.gate(addr[1:]), combo.pair_mlp,
+                                     combo.out, combo.n_fields)
+        assert not torch.equal(direct, exact)
+        torch.testing.assert_close(direct, exact, rtol=0.05, atol=0.05)
 
 
 def test_symmetric_combo_hashes_each_unordered_pair_once():

@@ -313,3 +313,38 @@ def test_output_bias_shifts_every_logit(name):
     with torch.no_grad():
         model.output_bias().add_(1.5)
     torch.testing.assert_close(model(ids), before + 1.5)
+
+
+def test_bf16_autocast_is_on_for_cuda_and_opt_in_for_the_cpu(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not T.use_bf16(CFG, cpu) and T.use_bf16(CFG, cuda)
+    assert not T.use_bf16(CFG.model_copy(update={"bf16": False}), cuda)
+    monkeypatch.setattr(T, "_cpu_has_bf16", lambda: True)
+    assert T.use_bf16(CFG.model_copy(update={"bf16_cpu": True}), cpu)
+    assert T.use_bf16({"bf16_cpu": True}, cpu) and not T.use_bf16({"bf16": True}, cpu)   # saved configs
+    monkeypatch.setattr(T, "_cpu_has_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="neither AVX512-BF16 nor AMX"):
+        assert T.use_bf16({"bf16_cpu": True}, cpu)
+
+
+def test_bf16_cpu_training_scores_and_reloads_under_bf16(lake, tmp_path, monkeypatch):
+    lk, dates = lake
+    autocast = set()                                                  # (training, autocast on) per forward
+
+    class Recording(Tiny):
+        def forward(self, ids):
+            autocast.add((self.training, torch.is_autocast_enabled("cpu")))
+            return super().forward(ids)
+
+    monkeypatch.setattr(T, "build_model", lambda name, n_fields, **hp: Recording(n_fields, **hp))
+    monkeypatch.setattr(T, "_cpu_has_bf16", lambda: True)
+    cfg = CFG.model_copy(update={"bf16_cpu": True})
+    r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "bf16", test_date=dates[2])
+    assert autocast == {(True, True), (False, True)}                  # training steps and scoring
+    assert r.metrics["test"]["auc"] > 0.75
+    day = T.open_days(lk, "toy", [dates[2]])
+    in_bf16 = T.predict_batches(r.model, day, torch.device("cpu"), bf16=True)[0]
+    in_fp32 = T.predict_batches(r.model, day, torch.device("cpu"), bf16=False)[0]
+    assert np.abs(in_bf16 - in_fp32).max() > 1e-4                    # bf16 rounding is visible ...
+    np.testing.assert_array_equal(T.predict(r.out_dir, lk, "toy", dates[2]), in_bf16)   # ... and reloads keep it
+    assert T.evaluate(r.out_dir, lk, "toy", dates[2])["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-12)
