@@ -16,6 +16,11 @@ samples/s, the bytes of activations autograd keeps for backward and the FLOPs of
 the work ratio (b's FLOPs over a's).
 ``deepctr_autoint_fit`` is DeepCTR's AutoInt trained the way DeepCTR is used, through its own
 ``model.fit`` (DataLoader over rows, L2 on the embedding tables, for-each Adam).
+A ``_bf16`` twin (``dea_bf16``, ``autoint_bf16``, ``autoint_default_bf16``) is the same model under
+bf16 autocast on the CPU, as the trainer runs it with ``bf16_cpu=true`` (fast where the CPU has
+AVX512-BF16 or AMX); it shares its fp32 model's weights, optimizer and batches. On CUDA every
+model already runs under bf16 autocast, so the twins run on the CPU only. DeepCTR's AutoInt has
+no twin: its ``tensordot`` of bf16 activations with fp32 weights fails under autocast.
 
 The embedding table size matters: a dense optimizer steps every row of every table each batch
 (DeepCTR), a row-sparse one only the B·n rows looked up (ours), so ``--rows`` takes a list of
@@ -31,12 +36,20 @@ mirrored pairs, ``dea_gate_codeword`` the same with the gate on the codeword, as
 (the pair MLP then runs once per pair instead of once per codeword). DEA's codebooks have
 ``--codebook-size`` rows each.
 
+At 2¹⁸ rows per field every model holds 2.5-3.3 GB (its tables and their Adam state) and all of
+them at once do not fit in 24 GB, so the committed results come from two runs, the second with
+``--append``::
+
     .venv/bin/python benchmarks/train_throughput.py --out benchmarks/results/train_throughput.json
+    .venv/bin/python benchmarks/train_throughput.py --rows 262144 --append \
+        --models dea,dea_bf16,autoint,autoint_bf16,autoint_dense,autoint_default,autoint_default_bf16,deepctr_autoint,deepctr_autoint_fit \
+        --out benchmarks/results/train_throughput.json
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -58,7 +71,8 @@ from dea_model.optim import make_optimizer  # noqa: E402
 
 N_FIELDS, DIM = 39, 16
 MODELS = ("dea", "dea_symmetric", "dea_gate_codeword", "autoint", "autoint_dense", "autoint_default", "deepctr_autoint",
-          "deepctr_autoint_fit")
+          "deepctr_autoint_fit", "dea_bf16", "autoint_bf16", "autoint_default_bf16")
+BF16 = "_bf16"      # suffix: the same model under bf16 autocast on the CPU too (TrainConfig.bf16_cpu)
 DEEPCTR_SHAPED = dict(layers=3, heads=2, attention_dim=DIM, residual=True, scale=False, dnn_hidden=(400, 400),
                       first_order=True)
 # benchmark name -> (registered model, hparams over the defaults, row-sparse tables)
@@ -73,7 +87,7 @@ OURS = {
 
 
 def our_model(name: str, rows: int, codebook_size: int) -> tuple[torch.nn.Module, dict, bool]:
-    model_name, extra, sparse = OURS[name]
+    model_name, extra, sparse = OURS[name.removesuffix(BF16)]
     hp = dict(embedding_dim=DIM, embedding_rows=rows, **extra)
     if model_name == "dea":
         hp["codebook_size"] = codebook_size
@@ -125,9 +139,11 @@ class Runner:
 
     def __init__(self, name: str, args, device: torch.device, rows: int, ids: torch.Tensor):
         torch.manual_seed(0)
-        self.name, self.device, self.bf16 = name, device, device.type == "cuda" and args.bf16
+        self.name, self.device = name, device
+        self.bf16 = name.endswith(BF16) or (device.type == "cuda" and args.bf16)
         self.batch_size = args.batch_size if device.type == "cpu" else args.cuda_batch_size
-        if name == "deepctr_autoint":
+        self.deepctr = name.removesuffix(BF16) == "deepctr_autoint"
+        if self.deepctr:
             self.model, self.config = deepctr_autoint(rows, str(device))
             self.model.to(device)
             self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True)
@@ -144,16 +160,23 @@ class Runner:
         self.batches = []
         for k in range(args.steps + args.warmup):
             x = ids[torch.arange(k * B, (k + 1) * B) % len(ids)]
-            if name == "deepctr_autoint":   # DeepCTR takes float index columns < its vocabulary size
+            if self.deepctr:                # DeepCTR takes float index columns < its vocabulary size
                 x = x.remainder(rows).float()
             self.batches.append((x.to(device), torch.randint(0, 2, (B,), generator=g).float().to(device)))
         self.turn = 0
         self.params = sum(p.numel() for p in self.model.parameters())
 
+    def bf16_twin(self) -> "Runner":
+        """This runner under bf16 autocast: the same model, optimizer and batches (no second copy
+        of the tables in memory, and the two precisions time the very same weights)."""
+        twin = copy.copy(self)
+        twin.name, twin.bf16, twin.turn = self.name + BF16, True, 0
+        return twin
+
     def loss(self, x, y):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.model(x)
-        if self.name == "deepctr_autoint":  # DeepCTR's models end in a sigmoid
+        if self.deepctr:                    # DeepCTR's models end in a sigmoid
             return F.binary_cross_entropy(out.squeeze(-1).float(), y)
         return F.binary_cross_entropy_with_logits(out.float(), y)
 
@@ -250,7 +273,13 @@ def deepctr_fit(args, device: torch.device, rows: int, ids: torch.Tensor) -> dic
 
 
 def bench_device(device: torch.device, args, rows: int, ids: torch.Tensor) -> list[dict]:
-    runners = [Runner(name, args, device, rows, ids) for name in args.models if name != "deepctr_autoint_fit"]
+    # on CUDA every model already runs under bf16 autocast (unless --no-bf16): the _bf16 twins are CPU-only
+    names = [n for n in args.models if n != "deepctr_autoint_fit" and not (device.type == "cuda" and n.endswith(BF16))]
+    runners: dict[str, Runner] = {}
+    for name in names:
+        fp32 = runners.get(name.removesuffix(BF16)) if name.endswith(BF16) else None
+        runners[name] = fp32.bf16_twin() if fp32 else Runner(name, args, device, rows, ids)
+    runners = list(runners.values())
     for r in runners:
         for _ in range(args.warmup):
             r.step()
@@ -290,7 +319,10 @@ def bench_device(device: torch.device, args, rows: int, ids: torch.Tensor) -> li
 
 RATIO_PAIRS = ([("autoint", peer) for peer in ("deepctr_autoint", "deepctr_autoint_fit", "autoint_dense")]
                + [(ours, dea) for ours in ("autoint", "autoint_default")
-                  for dea in ("dea", "dea_symmetric", "dea_gate_codeword")])
+                  for dea in ("dea", "dea_symmetric", "dea_gate_codeword")]
+               + [("autoint_bf16", peer) for peer in ("deepctr_autoint", "deepctr_autoint_fit")]
+               + [("autoint_default_bf16", "dea_bf16")]
+               + [(m + BF16, m) for m in ("dea", "autoint", "autoint_default")])
 
 
 def ratios(results: list[dict], by: str, key: str | None = None) -> dict[str, float]:
@@ -314,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", default="auto", help="cpu, cuda or cpu,cuda (auto: cuda too when present)")
     p.add_argument("--batch-size", type=int, default=1024, help="CPU batch size")
     p.add_argument("--cuda-batch-size", type=int, default=8192)
-    p.add_argument("--rows", default="10000,65536,262144",
+    p.add_argument("--rows", default="10000,65536",
                    help="comma list of rows per field table (all models; DeepCTR: vocabulary size)")
     p.add_argument("--ids", choices=("auto", "criteo", "uniform"), default="auto",
                    help="criteo: the Criteo 100k rows through our features stage; uniform: random int64; "
@@ -330,7 +362,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU ratios from wall-clock or CPU-time samples/s (CPU time: robust on shared cores; CUDA: wall)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="no bf16 autocast on CUDA")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
+    p.add_argument("--append", action="store_true",
+                   help="merge into --out's results (a result of the same device, model and table size is "
+                        "replaced) instead of overwriting: e.g. large tables in a run of fewer models, or "
+                        "CUDA measured on a GPU machine")
     args = p.parse_args(argv)
+    if args.append and not args.out:
+        p.error("--append needs --out")
     args.models = [m for m in args.models.split(",") if m]
     args.rows = [int(r) for r in args.rows.split(",") if r]
     unknown = set(args.models) - set(MODELS)
@@ -353,9 +391,18 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         for rows in args.rows:
             results.extend(bench_device(torch.device(device), args, rows, ids))
+    run = {"argv": sys.argv[1:] if argv is None else list(argv), "seconds": round(time.time() - started, 1),
+           "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+    runs = [run]
+    if args.append and args.out.exists():
+        before = json.loads(args.out.read_text())
+        new = {(r["device"], r["model"], r["rows_per_field"]) for r in results}
+        results = [r for r in before["results"] if (r["device"], r["model"], r["rows_per_field"]) not in new] + results
+        runs = before.get("runs", []) + runs
     report = {
         "benchmark": "train_throughput",
-        "shape": {"fields": N_FIELDS, "embedding_dim": DIM, "rows_per_field": args.rows,
+        "shape": {"fields": N_FIELDS, "embedding_dim": DIM,
+                  "rows_per_field": sorted({r["rows_per_field"] for r in results}),
                   "codebook_size": args.codebook_size,
                   "ids": ("Criteo 100k training rows, our features stage's int64 IDs (first %d rows)" % len(ids)
                           if source == "criteo" else "uniform random int64")},
@@ -367,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": "Adam lr 1e-3, BCE; ours: trainer's make_optimizer (lazy Adam on sparse tables unless "
                      "*_dense), DeepCTR in our loop: fused dense Adam; median of timed steps",
         "seconds": round(time.time() - started, 1),
+        "runs": runs,
         "results": results,
         "ratios_by": args.ratio_by,
         "ratios": ratios(results, args.ratio_by),
