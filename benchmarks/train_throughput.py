@@ -36,9 +36,13 @@ mirrored pairs, ``dea_gate_codeword`` the same with the gate on the codeword, as
 (the pair MLP then runs once per pair instead of once per codeword). DEA's codebooks have
 ``--codebook-size`` rows each.
 
-At 2¹⁸ rows per field every model holds 2.5-3.3 GB (its tables and their Adam state) and all of
-them at once do not fit in 24 GB, so the committed results come from two runs, the second with
-``--append``::
+At 2¹⁸ rows per field each model holds 2-3 GB (its tables and their Adam state; a process with
+AutoInt alone peaks at 2.8 GB, with DEA alone at 3.7 GB, and the committed second run, five fp32
+models and three twins, at 12.9 GB), the eight fp32 models about 20 GB together: too close to the
+24 GB of the machine that measured them, so the default table sizes stop at 65536 and the committed
+results come from two runs, the second with ``--append`` (it refuses
+other settings; each result names its run, whose environment and peak memory are recorded, and
+results of different runs are never paired in a ratio)::
 
     .venv/bin/python benchmarks/train_throughput.py --out benchmarks/results/train_throughput.json
     .venv/bin/python benchmarks/train_throughput.py --rows 262144 --append \
@@ -53,6 +57,7 @@ import copy
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -276,7 +281,7 @@ def bench_device(device: torch.device, args, rows: int, ids: torch.Tensor) -> li
     # on CUDA every model already runs under bf16 autocast (unless --no-bf16): the _bf16 twins are CPU-only
     names = [n for n in args.models if n != "deepctr_autoint_fit" and not (device.type == "cuda" and n.endswith(BF16))]
     runners: dict[str, Runner] = {}
-    for name in names:
+    for name in sorted(names, key=lambda n: n.endswith(BF16)):          # fp32 models first: twins share them
         fp32 = runners.get(name.removesuffix(BF16)) if name.endswith(BF16) else None
         runners[name] = fp32.bf16_twin() if fp32 else Runner(name, args, device, rows, ids)
     runners = list(runners.values())
@@ -326,18 +331,36 @@ RATIO_PAIRS = ([("autoint", peer) for peer in ("deepctr_autoint", "deepctr_autoi
 
 
 def ratios(results: list[dict], by: str, key: str | None = None) -> dict[str, float]:
-    """For each pair (a, b) of :data:`RATIO_PAIRS` run on one device and table size: a's samples/s
-    over b's; with ``key="train_flops_per_sample"``, b's FLOPs per sample over a's (the work ratio)."""
+    """For each pair (a, b) of :data:`RATIO_PAIRS` run on one device and table size in one run: a's
+    samples/s over b's; with ``key="train_flops_per_sample"``, b's FLOPs per sample over a's (the
+    work ratio). Results of different runs (``--append``) are never paired."""
     out = {}
-    for device, rows in sorted({(r["device"], r["rows_per_field"]) for r in results}):
+    for device, rows, run in sorted({(r["device"], r["rows_per_field"], r.get("run", 0)) for r in results}):
         measure = key or ("train_samples_per_cpu_second" if by == "cpu" and device == "cpu"
                           else "train_samples_per_second")
-        values = {r["model"]: r[measure] for r in results
-                  if r["device"] == device and r["rows_per_field"] == rows and measure in r}
+        values = {r["model"]: r[measure] for r in results if r["device"] == device and r["rows_per_field"] == rows
+                  and r.get("run", 0) == run and measure in r}
         for a, b in RATIO_PAIRS:
             if a in values and b in values:
                 out[f"{device} {rows} rows: {a} / {b}"] = values[b] / values[a] if key else values[a] / values[b]
     return out
+
+
+def environment() -> dict:
+    """The machine a run measured on: versions, CPU (model, bf16 support), memory, peak RSS, GPU."""
+    from dea_model.train import cpu_has_bf16
+
+    try:
+        cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                          if line.startswith("model name")), platform.processor())
+    except OSError:
+        cpu_model = platform.processor()
+    pages = os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return {"torch": torch.__version__, "python": platform.python_version(), "cpu_model": cpu_model,
+            "cpu_bf16": cpu_has_bf16(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+            "memory_gb": round(pages * os.sysconf("SC_PAGE_SIZE") / 2**30, 1) if pages else None,
+            "max_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,30 +414,38 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         for rows in args.rows:
             results.extend(bench_device(torch.device(device), args, rows, ids))
-    run = {"argv": sys.argv[1:] if argv is None else list(argv), "seconds": round(time.time() - started, 1),
-           "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
-    runs = [run]
+    settings = {"batch_size": args.batch_size, "cuda_batch_size": args.cuda_batch_size,
+                "codebook_size": args.codebook_size, "steps": args.steps, "warmup": args.warmup,
+                "eval_steps": args.eval_steps, "threads": args.threads, "ratio_by": args.ratio_by,
+                "cuda_bf16": args.bf16,
+                "ids": ("Criteo 100k training rows, our features stage's int64 IDs (first %d rows)" % len(ids)
+                        if source == "criteo" else "uniform random int64")}
+    runs = [{"argv": sys.argv[1:] if argv is None else list(argv), "seconds": round(time.time() - started, 1),
+             "environment": environment(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}]
     if args.append and args.out.exists():
         before = json.loads(args.out.read_text())
+        differ = sorted(k for k in settings if before.get("settings", {}).get(k) != settings[k])
+        if differ:
+            p.error(f"--append: {args.out} was measured with other settings ({', '.join(differ)}: "
+                    f"{[before.get('settings', {}).get(k) for k in differ]} here {[settings[k] for k in differ]}); "
+                    f"measure with the same ones or write another file")
         new = {(r["device"], r["model"], r["rows_per_field"]) for r in results}
-        results = [r for r in before["results"] if (r["device"], r["model"], r["rows_per_field"]) not in new] + results
-        runs = before.get("runs", []) + runs
+        kept = [r for r in before["results"] if (r["device"], r["model"], r["rows_per_field"]) not in new]
+        old_runs = sorted({r["run"] for r in kept})                     # runs with no result left are dropped
+        renumber = {old: i for i, old in enumerate(old_runs)}
+        results = [{**r, "run": renumber[r["run"]]} for r in kept] + [{**r, "run": len(old_runs)} for r in results]
+        runs = [before["runs"][i] for i in old_runs] + runs
+    else:
+        results = [{**r, "run": 0} for r in results]
     report = {
         "benchmark": "train_throughput",
         "shape": {"fields": N_FIELDS, "embedding_dim": DIM,
-                  "rows_per_field": sorted({r["rows_per_field"] for r in results}),
-                  "codebook_size": args.codebook_size,
-                  "ids": ("Criteo 100k training rows, our features stage's int64 IDs (first %d rows)" % len(ids)
-                          if source == "criteo" else "uniform random int64")},
-        "environment": {
-            "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        },
+                  "rows_per_field": sorted({r["rows_per_field"] for r in results})},
+        "settings": settings,
         "optimizer": "Adam lr 1e-3, BCE; ours: trainer's make_optimizer (lazy Adam on sparse tables unless "
                      "*_dense), DeepCTR in our loop: fused dense Adam; median of timed steps",
-        "seconds": round(time.time() - started, 1),
-        "runs": runs,
+        "seconds": round(sum(r["seconds"] for r in runs), 1),
+        "runs": runs,                                                   # each result's "run" indexes this
         "results": results,
         "ratios_by": args.ratio_by,
         "ratios": ratios(results, args.ratio_by),

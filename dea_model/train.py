@@ -119,26 +119,33 @@ def use_bf16(train: TrainConfig | dict, device: torch.device) -> bool:
     """Whether the forward runs under bf16 autocast: ``bf16`` on CUDA (default on), ``bf16_cpu`` on
     the CPU (default off). ``train`` is a TrainConfig or a saved config's ``train`` dict.
 
-    On a CPU with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake+) or AMX the matrix products run ~2×
-    faster (benchmarks/train_throughput.py: AutoInt and DEA train 1.5-1.6× faster on Zen 4); without
+    On a CPU with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and later) or AMX, DEA and AutoInt train
+    1.5-1.6× faster on the Criteo shape (Zen 4, benchmarks/results/train_throughput.json); without
     them bf16 is emulated and slower than fp32, so this warns.
     """
     get = train.get if isinstance(train, dict) else lambda key, default: getattr(train, key)
     if device.type == "cuda":
         return bool(get("bf16", True))
     enabled = device.type == "cpu" and bool(get("bf16_cpu", False))
-    if enabled and not _cpu_has_bf16():
+    if enabled and not cpu_has_bf16():
         warnings.warn("bf16_cpu=true, but this CPU has neither AVX512-BF16 nor AMX: bf16 is emulated and "
                       "usually slower than fp32", RuntimeWarning, stacklevel=2)
     return enabled
 
 
-def _cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX on x86 (ARM CPUs: assumed, torch reports nothing for them)."""
+def cpu_has_bf16() -> bool:
+    """Whether an x86 CPU has AVX512-BF16 or AMX: torch's probes (torch ≥ 2.5), else the flags of
+    /proc/cpuinfo; True where neither can tell, and on other CPUs (ARM: torch reports nothing)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return True
-    probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return any(probe() for probe in probes if probe is not None)
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(probes):
+        return any(probe() for probe in probes)
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return True
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def _autocast(device: torch.device, bf16: bool):

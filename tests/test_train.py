@@ -1,4 +1,6 @@
 import json
+import platform
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -319,29 +321,46 @@ def test_bf16_autocast_is_on_for_cuda_and_opt_in_for_the_cpu(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not T.use_bf16(CFG, cpu) and T.use_bf16(CFG, cuda)
     assert not T.use_bf16(CFG.model_copy(update={"bf16": False}), cuda)
-    monkeypatch.setattr(T, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(T, "cpu_has_bf16", lambda: True)
     assert T.use_bf16(CFG.model_copy(update={"bf16_cpu": True}), cpu)
     assert T.use_bf16({"bf16_cpu": True}, cpu) and not T.use_bf16({"bf16": True}, cpu)   # saved configs
-    monkeypatch.setattr(T, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(T, "cpu_has_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match="neither AVX512-BF16 nor AMX"):
         assert T.use_bf16({"bf16_cpu": True}, cpu)
 
 
-def test_bf16_cpu_training_scores_and_reloads_under_bf16(lake, tmp_path, monkeypatch):
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() != "x86_64", reason="x86 Linux")
+def test_cpu_bf16_detection_reads_torch_or_the_cpu_flags(monkeypatch):
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    expected = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert T.cpu_has_bf16() == expected                                # torch's probes agree with the flags
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):   # torch 2.4 has neither
+        monkeypatch.delattr(torch.cpu, probe, raising=False)
+    assert T.cpu_has_bf16() == expected
+
+
+class RecordsAutocast(Tiny):
+    """Tiny, noting (training, CPU autocast on) at every forward."""
+
+    seen: set = set()
+
+    def forward(self, ids):
+        self.seen.add((self.training, torch.is_autocast_enabled("cpu")))
+        return super().forward(ids)
+
+
+@pytest.mark.parametrize("bf16_cpu", [False, True])
+def test_training_and_scoring_autocast_on_the_cpu_only_with_bf16_cpu(lake, tmp_path, monkeypatch, bf16_cpu):
     lk, dates = lake
-    autocast = set()                                                  # (training, autocast on) per forward
-
-    class Recording(Tiny):
-        def forward(self, ids):
-            autocast.add((self.training, torch.is_autocast_enabled("cpu")))
-            return super().forward(ids)
-
-    monkeypatch.setattr(T, "build_model", lambda name, n_fields, **hp: Recording(n_fields, **hp))
-    monkeypatch.setattr(T, "_cpu_has_bf16", lambda: True)
-    cfg = CFG.model_copy(update={"bf16_cpu": True})
-    r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "bf16", test_date=dates[2])
-    assert autocast == {(True, True), (False, True)}                  # training steps and scoring
+    monkeypatch.setattr(T, "build_model", lambda name, n_fields, **hp: RecordsAutocast(n_fields, **hp))
+    monkeypatch.setattr(T, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(RecordsAutocast, "seen", set())
+    r = T.train(CFG.model_copy(update={"bf16_cpu": bf16_cpu}), lk, "toy", dates[:1], dates[1], tmp_path / "m",
+                test_date=dates[2])
+    assert RecordsAutocast.seen == {(True, bf16_cpu), (False, bf16_cpu)}      # training steps, then scoring
     assert r.metrics["test"]["auc"] > 0.75
+    if not bf16_cpu:
+        return
     day = T.open_days(lk, "toy", [dates[2]])
     in_bf16 = T.predict_batches(r.model, day, torch.device("cpu"), bf16=True)[0]
     in_fp32 = T.predict_batches(r.model, day, torch.device("cpu"), bf16=False)[0]

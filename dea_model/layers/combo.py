@@ -36,8 +36,8 @@ gate g > 0 commutes with a bias-free ReLU layer. With the gate outside, the MLP'
 the codeword alone, so it runs once per codeword (T = W₂ ReLU(W₁ C⁰ᵀ + b₁), (L·H, s),
 :func:`codebook_tables`, then :func:`table_scores`) and each pair gathers its L·H scores: s·(d·h + h·L·H) instead of
 B·P·(d·h + h·L·H) MACs. Criteo shape (n = 39, s = 2¹⁸, B = 1024, CPU, 1 thread,
-benchmarks/results/train_throughput.json): DEA trains 921 → 1,547 samples/s at 2¹⁶ rows per field,
-890 → 1,494 at 10k. Quality is equal or better, test AUC over 3 seeds (benchmarks/results/quality_gate_on*.md): Frappe 0.9405 →
+benchmarks/results/train_throughput.json): DEA trains 942 → 1,483 samples/s at 2¹⁶ rows per field,
+938 → 1,644 at 10k. Quality is equal or better, test AUC over 3 seeds (benchmarks/results/quality_gate_on*.md): Frappe 0.9405 →
 0.9415, MovieLens 0.7003 → 0.7009, Criteo 0.7696 → 0.7698, synthetic 0.6978 → 0.6977.
 
 Memory kept for backward (Criteo shape, benchmarks/train_throughput.py's count of saved tensors).
@@ -462,8 +462,8 @@ class ComboIDScores(nn.Module):
         return torch.sigmoid(gather_rows(by_row, addr).sum(0).squeeze(-1) + self.gate_bias)
 
     def forward(self, ids: Tensor) -> Tensor:
-        if not ids.is_cuda and torch.is_autocast_enabled("cpu"):
-            # CPU bf16 autocast: the scores stay fp32 on this module's CPU Functions (1.3× → 1.6× for DEA)
+        if ids.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU bf16 autocast: the scores stay fp32, on this module's CPU Functions (faster than plain ops)
             with torch.autocast("cpu", enabled=False):
                 return self.forward(ids)
         with torch.no_grad():
