@@ -229,6 +229,12 @@ def test_mgdin_defers_low_information_fields_to_deeper_layers():
     model.train()
     model(ids[:256])                                             # the first training batch fixes ρ
     assert bool(model.density_known) and torch.equal(model.density, batch_density(ids[:256]))
+    reloaded = build_model("mgdin", n, **{**SMALL["mgdin"], "layers": 3, "tiers": 3})
+    assert not reloaded.density_fixed
+    reloaded.load_state_dict(model.state_dict())
+    assert reloaded.density_fixed                                # a later training batch keeps the loaded ρ
+    reloaded.train()(ids[256:])
+    assert torch.equal(reloaded.density, model.density) and torch.equal(reloaded.start, model.start)
     # tiers by rank: fields 0-1 → 0, 2-3 → 1, 4-5 → 2; start layers ⌈t·3/3⌉ = t; groups take the sparsest tier
     assert model.start[:n].tolist() == [0, 0, 1, 1, 2, 2]
     assert model.start[n:].tolist() == [1, 2, 0, 1, 2, 2]         # G=2: {0,1,2},{3,4,5}; G=4: {0,1},{2,3},{4},{5}

@@ -68,8 +68,9 @@ GATE_ON = ("score", "codeword")
 
 
 def _plain_ops(t: Tensor) -> bool:
-    """Plain autograd ops instead of this module's CPU Functions: on CUDA, under autocast, under compile."""
-    return t.is_cuda or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
+    """Plain autograd ops instead of this module's CPU Functions: off the CPU (CUDA, and the meta
+    device the tests run them on), under autocast, under compile."""
+    return t.device.type != "cpu" or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
 
 
 def _pair_cells(square: Tensor, n: int, diagonal: bool) -> Tensor:

@@ -123,7 +123,7 @@ def combo_addresses(ids: Tensor, left: Tensor, right: Tensor, seeds: Tensor, siz
         raise ValueError(f"{S} codebooks of {size} rows do not fit int32 row indices")
     offsets = (torch.arange(S, device=ids.device, dtype=torch.int32) * size).view(S, 1, 1)
     addr = torch.empty(S, B, left.numel(), dtype=torch.int32, device=ids.device)
-    on_cpu = not (ids.is_cuda or torch.compiler.is_compiling())
+    on_cpu = ids.device.type == "cpu" and not torch.compiler.is_compiling()
     chunk = max(1, chunk_pairs // max(1, S * left.numel()) if chunk_pairs and on_cpu else B)
     for c in range(0, B, chunk):  # from here on per pair, a cache-sized block of samples at a time
         h = h_a[:, c:c + chunk, left]  # (S, c, P)

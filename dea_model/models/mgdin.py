@@ -86,6 +86,12 @@ class MGDIN(CTRModel):
         self.register_buffer("pool", torch.zeros(self.tokens, n_fields))           # Π
         self.register_buffer("start", torch.zeros(self.tokens, dtype=torch.long))  # s per token
         self.set_density(self.density)
+        self.density_fixed = bool(c.density)       # density_known as a Python bool: no device sync per step
+        self.register_load_state_dict_post_hook(MGDIN._read_density_known)
+
+    @staticmethod
+    def _read_density_known(module: "MGDIN", incompatible_keys) -> None:
+        module.density_fixed = bool(module.density_known)
 
     @torch.no_grad()
     def set_density(self, density: Tensor) -> None:
@@ -109,9 +115,10 @@ class MGDIN(CTRModel):
 
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
-        if self.training and not self.density_known:
+        if self.training and not self.density_fixed:
             self.set_density(batch_density(ids))
             self.density_known.fill_(True)
+            self.density_fixed = True
         x = torch.einsum("tn,bnd->btd", self.pool, self.embedding(ids))         # (B, T, d)
         for l, attn in enumerate(self.attn):
             active = self.start <= l                                             # (T,)
