@@ -7,29 +7,35 @@
 # The machine lacks our small pure-Python dependencies; bring them as wheels, here, first:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-#       mmh3==5.3.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+#       mmh3==5.3.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
+#       typing-extensions==4.16.0
 # (.whl/ is git-ignored; carry it), then run `bash benchmarks/device_check.sh`: what it writes goes
-# to $OUT (default /tmp/device-check): gpu.txt, tests.log, throughput_b8192.json, throughput_b32768.json.
+# to $OUT (default /tmp/device-check): gpu.txt, tests.log, throughput.log, throughput_b8192.json,
+# throughput_b32768.json. It exits non-zero when torch sees no GPU, a test fails or a throughput run fails.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/device-check}
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
+python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())" || { echo "torch sees no GPU" >&2; exit 1; }
 
 # -c /dev/null: not pyproject's pytest settings (its warning filters name this machine's own pandas classes)
 python3 -m pytest -c /dev/null --rootdir . -p no:cacheprovider -q -ra tests/test_cuda.py tests/test_devices.py 2>&1 \
     | tee "$OUT/tests.log"
-tests=${PIPESTATUS[0]}
+status=${PIPESTATUS[0]}
 
 # uniform IDs: ../shared/data does not travel to the device machine
 for batch in 8192 32768; do
     timeout 150 python3 benchmarks/train_throughput.py --devices cuda --ids uniform --rows 65536 \
         --models dea,dea_symmetric,autoint,autoint_default --cuda-batch-size "$batch" --steps 10 --warmup 3 \
         --out "$OUT/throughput_b$batch.json" 2>&1 | tee -a "$OUT/throughput.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
-exit "$tests"
+exit "$status"

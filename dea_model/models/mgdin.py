@@ -85,7 +85,7 @@ class MGDIN(CTRModel):
         self.register_buffer("density_known", torch.tensor(bool(c.density)))
         self.register_buffer("pool", torch.zeros(self.tokens, n_fields))           # Π
         self.register_buffer("start", torch.zeros(self.tokens, dtype=torch.long))  # s per token
-        self.set_density(self.density)
+        self._build_groups(self.density)
         self.density_fixed = bool(c.density)       # density_known as a Python bool: no device sync per step
         self.register_load_state_dict_post_hook(MGDIN._read_density_known)
 
@@ -95,7 +95,14 @@ class MGDIN(CTRModel):
 
     @torch.no_grad()
     def set_density(self, density: Tensor) -> None:
-        """Fix ρ (n,) and rebuild the grouping Π and the start layers s from it."""
+        """Fix ρ (n,): rebuild the grouping from it, and no training batch measures it again."""
+        self._build_groups(density)
+        self.density_known.fill_(True)
+        self.density_fixed = True
+
+    @torch.no_grad()
+    def _build_groups(self, density: Tensor) -> None:
+        """ρ (n,) → the grouping Π and the start layers s."""
         n, L = self.n_fields, self.cfg.layers
         m = min(self.cfg.tiers, n)
         order = torch.argsort(density.float().cpu(), descending=True, stable=True)   # dense → sparse
@@ -116,9 +123,7 @@ class MGDIN(CTRModel):
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
         if self.training and not self.density_fixed:
-            self.set_density(batch_density(ids))
-            self.density_known.fill_(True)
-            self.density_fixed = True
+            self.set_density(batch_density(ids))                                # once, on the first batch
         x = torch.einsum("tn,bnd->btd", self.pool, self.embedding(ids))         # (B, T, d)
         for l, attn in enumerate(self.attn):
             active = self.start <= l                                             # (T,)
