@@ -2,7 +2,9 @@
 # The GPU check, in one command, for a machine with a GPU and PyTorch but no network (the device
 # machines some development sessions are lent): the CUDA tests (tests/test_cuda.py: CUDA equals the
 # CPU, hashing, a training run reloaded on the CPU; tests/test_devices.py) and the CUDA training
-# throughput of DEA and AutoInt on the Criteo shape at two batch sizes. About 5 minutes on an H100.
+# throughput of DEA and AutoInt on the Criteo shape at two batch sizes, with row-sparse tables and
+# SparseAdam (the trainer's default, which syncs once per step to coalesce) and with dense tables and
+# fused Adam (``*_dense``): which is faster on a GPU decides CUDA's default. About 5 minutes on an H100.
 #
 # The machine lacks our small pure-Python dependencies; bring them as wheels, here, first:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -34,7 +36,8 @@ status=${PIPESTATUS[0]}
 # uniform IDs: ../shared/data does not travel to the device machine
 for batch in 8192 32768; do
     timeout 150 python3 benchmarks/train_throughput.py --devices cuda --ids uniform --rows 65536 \
-        --models dea,dea_symmetric,autoint,autoint_default --cuda-batch-size "$batch" --steps 10 --warmup 3 \
+        --models dea,dea_dense,dea_symmetric,autoint,autoint_dense,autoint_default --cuda-batch-size "$batch" \
+        --steps 10 --warmup 3 \
         --out "$OUT/throughput_b$batch.json" 2>&1 | tee -a "$OUT/throughput.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
