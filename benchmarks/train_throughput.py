@@ -29,8 +29,8 @@ rows-per-field table sizes (DeepCTR: the vocabulary size) and every model runs a
 Configurations (recorded in the JSON): our ``autoint`` is set up like DeepCTR's (3 layers, 2
 heads, attention width = embedding size, residual, no scaling, first-order term, DNN 400-400 on
 the raw embeddings); ``autoint_dense`` is the same with dense tables and dense Adam (what the
-row-sparse tables buy; ``dea_dense``, not in the default run, is the same for DEA); ``autoint_default`` is our AutoInt with its defaults (d_a = 32 as DEA, no
-first-order term); ``dea`` is the default model (ordered pairs, multiply fusion, k = 2, d_a = 32,
+row-sparse tables buy; ``dea_dense``, not in the default run, is the same for DEA);
+``autoint_default`` is our AutoInt with its defaults (d_a = 32 as DEA, no first-order term); ``dea`` is the default model (ordered pairs, multiply fusion, k = 2, d_a = 32,
 DNN 400-400, the siamese gate on the pair scores), ``dea_symmetric`` the same with unordered,
 mirrored pairs, ``dea_gate_codeword`` the same with the gate on the codeword, as Eq. 6-7 write it
 (the pair MLP then runs once per pair instead of once per codeword). DEA's codebooks have
@@ -40,9 +40,9 @@ At 2¹⁸ rows per field each model holds 2-3 GB (its tables and their Adam stat
 AutoInt alone peaks at 2.8 GB, with DEA alone at 3.7 GB, and the committed second run, five fp32
 models and three twins, at 12.9 GB), the eight fp32 models about 20 GB together: too close to the
 24 GB of the machine that measured them, so the default table sizes stop at 65536 and the committed
-results come from two runs, the second with ``--append`` (it refuses
-other settings; each result names its run, whose environment and peak memory are recorded, and
-results of different runs are never paired in a ratio)::
+results come from two runs, the second with ``--append`` (it refuses other settings before it
+measures; each result names its run, whose environment and peak memory are recorded, and results
+of different runs are never paired in a ratio)::
 
     .venv/bin/python benchmarks/train_throughput.py --out benchmarks/results/train_throughput.json
     .venv/bin/python benchmarks/train_throughput.py --rows 262144 --append \
@@ -412,25 +412,25 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--ids criteo: ../shared/data/criteo_100k_preprocessed is not there")
         ids, source = torch.randint(-(2**63), 2**63 - 1, (need, N_FIELDS),
                                     generator=torch.Generator().manual_seed(1)), "uniform"
-    results = []
-    for device in devices:
-        for rows in args.rows:
-            results.extend(bench_device(torch.device(device), args, rows, ids))
     settings = {"batch_size": args.batch_size, "cuda_batch_size": args.cuda_batch_size,
                 "codebook_size": args.codebook_size, "steps": args.steps, "warmup": args.warmup,
                 "eval_steps": args.eval_steps, "threads": args.threads, "ratio_by": args.ratio_by,
                 "cuda_bf16": args.bf16,
                 "ids": ("Criteo 100k training rows, our features stage's int64 IDs (first %d rows)" % len(ids)
                         if source == "criteo" else "uniform random int64")}
+    before = json.loads(args.out.read_text()) if args.append and args.out.exists() else None
+    differ = sorted(k for k in settings if before and before.get("settings", {}).get(k) != settings[k])
+    if differ:                                                          # refused before minutes of measuring
+        p.error(f"--append: {args.out} was measured with other settings ({', '.join(differ)}: "
+                f"{[before.get('settings', {}).get(k) for k in differ]} here {[settings[k] for k in differ]}); "
+                f"measure with the same ones or write another file")
+    results = []
+    for device in devices:
+        for rows in args.rows:
+            results.extend(bench_device(torch.device(device), args, rows, ids))
     runs = [{"argv": sys.argv[1:] if argv is None else list(argv), "seconds": round(time.time() - started, 1),
              "environment": environment(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()}]
-    if args.append and args.out.exists():
-        before = json.loads(args.out.read_text())
-        differ = sorted(k for k in settings if before.get("settings", {}).get(k) != settings[k])
-        if differ:
-            p.error(f"--append: {args.out} was measured with other settings ({', '.join(differ)}: "
-                    f"{[before.get('settings', {}).get(k) for k in differ]} here {[settings[k] for k in differ]}); "
-                    f"measure with the same ones or write another file")
+    if before:
         new = {(r["device"], r["model"], r["rows_per_field"]) for r in results}
         kept = [r for r in before["results"] if (r["device"], r["model"], r["rows_per_field"]) not in new]
         old_runs = sorted({r["run"] for r in kept})                     # runs with no result left are dropped

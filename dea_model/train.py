@@ -184,14 +184,13 @@ def _check_finite(window: list[torch.Tensor], epoch: int, first_step: int) -> fl
 # --- training -----------------------------------------------------------------------------------
 
 def _train_epoch(model: nn.Module, forward, optimizer: torch.optim.Optimizer, data: Batches, cfg: TrainConfig,
-                 device: torch.device, generator: torch.Generator, epoch: int) -> float:
+                 device: torch.device, bf16: bool, generator: torch.Generator, epoch: int) -> float:
     """One pass over ``data`` in a fresh seeded order; returns the mean step loss.
 
     Step losses stay on the device and are checked every ``check_every`` steps (one sync each).
     """
     model.train()
     loss_sum, steps, window, step0 = 0.0, 0, [], 0
-    bf16 = use_bf16(cfg, device)
     with _progress(cfg, len(data), f"{cfg.model} epoch {epoch}") as bar:
         for step, batch in enumerate(data.batches(cfg.batch_size, shuffle=True, generator=generator)):
             ids, y = to_device(batch.ids, device), to_device(batch.label, device)
@@ -260,6 +259,7 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     optimizer = make_optimizer(model, cfg)
     forward = torch.compile(model) if cfg.compile else model
     generator = torch.Generator().manual_seed(cfg.seed)
+    bf16 = use_bf16(cfg, device)                                    # autocast of every forward below
     log.info("training %s on %s %s..%s (%d rows, %s), valid %s (%d rows), device %s",
              cfg.model, dataset, train_dates[0], train_dates[-1], len(train_data),
              type(train_data).__name__, valid_date, len(valid_data), device)
@@ -269,11 +269,11 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     train_seconds, samples = 0.0, 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss = _train_epoch(model, forward, optimizer, train_data, cfg, device, generator, epoch)
+        train_loss = _train_epoch(model, forward, optimizer, train_data, cfg, device, bf16, generator, epoch)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         samples += len(train_data)
-        z, y, g = predict_batches(model, valid_data, device, cfg.eval_batch_size, use_bf16(cfg, device), logits=True)
+        z, y, g = predict_batches(model, valid_data, device, cfg.eval_batch_size, bf16, logits=True)
         valid = M.ctr_metrics(y, _sigmoid(z), g)
         point = {"epoch": epoch, "train_loss": train_loss, "valid_auc": valid["auc"],
                  "valid_gauc": valid["gauc"], "valid_logloss": valid["logloss"], "seconds": seconds,
@@ -304,7 +304,7 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     if test_date:
         test_data = open_days(lake, dataset, [test_date], budget_bytes=budget, fields=fields)
         results["test_date"] = test_date
-        p, y, g = predict_batches(model, test_data, device, cfg.eval_batch_size, use_bf16(cfg, device))
+        p, y, g = predict_batches(model, test_data, device, cfg.eval_batch_size, bf16)
         results["test"] = M.ctr_metrics(y, p, g)
     model.to("cpu").eval()
     config = {"model": cfg.model, "hparams": getattr(model, "hparams", cfg.hparams), "train": cfg.model_dump(),
