@@ -15,12 +15,12 @@ validation day's AUC, test-day metrics) on identical splits and features; each r
     Claims    the paper's comparisons as paired (same seed) differences, with a verdict
 
 Datasets: ``synthetic_small`` — the planted generator (features/synthetic.py) in a world scaled to
-the row counts here (``WORLD``: 20 k users, 6 k items, CTR 9-10 %, 12 k rows a day), so heads,
+the row counts here (``quality.SMALL_WORLD``: 20 k users, 6 k items, CTR 9-10 %, 12 k rows a day), so heads,
 tails and the planted pairs all repeat within the training days; the oracle AUC/GAUC of the
 planted p_true is printed beside. The real datasets of ../shared/data through their configs
 (criteo 100 k pre-encoded, frappe, movielens, avazu), featurised by ``benchmarks/quality.prepare``.
-``--home`` keeps the feature days and reuses whatever is there (also a synthetic_small of another
-``--synthetic-rows``).
+``--home`` keeps the feature days and reuses them (a synthetic_small of another ``--synthetic-rows``
+is an error).
 
 All models share the embedding size, the hashed table size (``embedding_rows``, from the largest
 field's vocabulary on the training days) and the codebook size; each keeps its own defaults
@@ -68,13 +68,11 @@ from dea_model.models import REGISTRY  # noqa: E402
 from dea_model.models.base import config_hparams  # noqa: E402
 from dea_model.train import train  # noqa: E402
 from features.lake import Lake  # noqa: E402
-from quality import _ms, prepare  # noqa: E402
+from quality import _ms, prepare, synthetic_spec  # noqa: E402
 
 log = logging.getLogger("paper_tables")
 
 SYNTHETIC = "synthetic_small"
-WORLD = {"users": 20_000, "items": 6_000, "merchants": 600, "brands": 400, "categories": 100, "sites": 500,
-         "cities": 200, "new_users_per_day": 200, "new_items_per_day": 60, "intercept": -2.6}
 
 # name -> (registered model, hparams over its defaults)
 CONFIGS: dict[str, tuple[str, dict]] = {
@@ -140,18 +138,8 @@ QUICK_PLAN = f"{SYNTHETIC}=all"
 
 # --- data ------------------------------------------------------------------------------------------
 
-def synthetic_spec(rows_per_day: int):
-    """The synthetic dataset's spec in the scaled-down ``WORLD``, named ``synthetic_small``, 4 days."""
-    from features.spec import load_spec
-
-    base = load_spec("synthetic")
-    source = base.source.model_dump()
-    source.update(days=4, options={**source["options"], "rows_per_day": rows_per_day, "generator": WORLD})
-    return load_spec("synthetic", overrides={"name": SYNTHETIC, "source": source})
-
-
 def prepare_dataset(lake: Lake, dataset: str, *, synthetic_rows: int, workers: int) -> list[str]:
-    spec = synthetic_spec(synthetic_rows) if dataset == SYNTHETIC else None
+    spec = synthetic_spec(SYNTHETIC, rows_per_day=synthetic_rows) if dataset == SYNTHETIC else None
     return prepare(lake, dataset, quick=False, workers=workers, spec=spec)
 
 

@@ -4,7 +4,9 @@ Every model sees the identical split and features (the features stage's int64 ID
 by the same loop (``dea_model.train.train``: Adam, early stopping on the validation day's AUC);
 metrics are on the test day, never used for any choice. Splits (the dataset configs'
 pseudo-days): train d1..d(N-2), valid d(N-1), test dN; i.e. criteo folds 0-7 / 8 / 9, frappe's
-validation file cut 4/1 + its test file, movielens by time, synthetic's 4 days 2/1/1.
+validation file cut 4/1 + its test file, movielens by time, synthetic's 4 days 2/1/1 (its size, and
+that of ``synthetic_small``, a smaller world where the planted pairs repeat, set by
+``--synthetic-rows`` / ``--synthetic-days``).
 
 The external peers are DeepCTR-Torch's AutoInt and FiBiNET (``deepctr_autoint``,
 ``deepctr_fibinet``): each field's hashed IDs are mapped to dense vocabulary indices fitted on the
@@ -17,6 +19,8 @@ the same optimizer, so their ``nn.Embedding`` tables get the row-sparse lazy Ada
         --out results/quality.json            # also writes results/quality.md
     .venv/bin/python benchmarks/quality.py --datasets frappe --models dea,dea:symmetric=true --out /tmp/q.json
     .venv/bin/python benchmarks/quality.py --quick --datasets synthetic --models fm --out /tmp/q.json
+    .venv/bin/python benchmarks/quality.py --datasets synthetic_small --synthetic-rows 200000 \\
+        --synthetic-days 5 --models dea,autoint --out /tmp/small.json
 
 Datasets are ingested and featurised into a temporary lake unless ``--home`` names a lake that
 already has (or should keep) them.
@@ -96,29 +100,59 @@ def peer_model(kind: str, lake: Lake, dataset: str, train_dates: list[str], cfg:
 
 # --- datasets -----------------------------------------------------------------------------------
 
+# The synthetic worlds: ``synthetic`` is the spec's default world (300 k users, 100 k items);
+# ``synthetic_small`` scales it down so that heads, tails and the planted pairs repeat within a few
+# hundred thousand rows (CTR 9-10 %, oracle AUC about 0.81, 0.75 without the planted pairs).
+SMALL_WORLD = {"users": 20_000, "items": 6_000, "merchants": 600, "brands": 400, "categories": 100, "sites": 500,
+               "cities": 200, "new_users_per_day": 200, "new_items_per_day": 60, "intercept": -2.6}
+SYNTHETIC_WORLDS: dict[str, dict] = {"synthetic": {}, "synthetic_small": SMALL_WORLD}
+
+
+def synthetic_spec(dataset: str, *, rows_per_day: int | None = None, days: int | None = None):
+    """The spec of a synthetic world of ``SYNTHETIC_WORLDS``, named ``dataset``, optionally resized."""
+    from features.spec import load_spec
+
+    source = load_spec("synthetic").source.model_dump()
+    options = dict(source["options"])
+    if SYNTHETIC_WORLDS[dataset]:
+        options["generator"] = {**options.get("generator", {}), **SYNTHETIC_WORLDS[dataset]}
+    if rows_per_day:
+        options["rows_per_day"] = rows_per_day
+    source.update(options=options, days=days or source["days"])
+    return load_spec("synthetic", overrides={"name": dataset, "source": source})
+
+
 def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int, spec=None) -> list[str]:
     """Complete feature days of ``dataset`` in ``lake``: reused when present, else ingest + fit + transform.
 
     The manifest (bucket boundaries) is fitted on the training days only. ``spec`` (a
-    ``DatasetSpec`` named ``dataset``, e.g. a synthetic world of another size) replaces
-    ``load_spec(dataset)`` and is used as given.
+    ``DatasetSpec`` named ``dataset``, e.g. ``synthetic_spec("synthetic_small", rows_per_day=…)``)
+    replaces ``load_spec(dataset)`` and is used as given. Feature days already in the lake are
+    reused only when they were made from the same source (a lake kept by ``--home`` with another
+    world, row count or day count is an error, not a silent mix).
     """
+    from features.spec import load_spec
+
+    if spec is None:
+        spec = synthetic_spec(dataset) if dataset in SYNTHETIC_WORLDS else load_spec(dataset)
+        if quick and spec.source.kind == "synthetic":
+            source = spec.source.model_dump()
+            source["options"] = {**source["options"], "rows_per_day": 20_000}
+            spec = load_spec("synthetic", overrides={"name": dataset, "source": source})
+    if spec.name != dataset:
+        raise ValueError(f"prepare({dataset!r}): the spec given is named {spec.name!r}")
     days = lake.dates("features", dataset)
     if len(days) >= 3:
+        kept = json.loads(lake.manifest(dataset).read_text())["spec"]["source"]
+        wanted = spec.source.model_dump(mode="json")
+        if kept != wanted:
+            raise ValueError(f"lake {lake.root}: dataset {dataset!r} was made from the source {kept}, "
+                             f"not the one asked for {wanted}; use another --home")
         return days
     from features import pipeline
     from features.cluster import dask_client
     from features.sources import ingest
-    from features.spec import load_spec
 
-    if spec is None:
-        spec = load_spec(dataset)
-        if quick and spec.source.kind == "synthetic":
-            source = spec.source.model_dump()
-            source["options"] = {**source["options"], "rows_per_day": 20_000}
-            spec = load_spec(dataset, overrides={"source": source})
-    if spec.name != dataset:
-        raise ValueError(f"prepare({dataset!r}): the spec given is named {spec.name!r}")
     t = time.perf_counter()
     ingest(spec, lake)
     raw = lake.dates("raw", dataset)
@@ -231,7 +265,9 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--datasets", default="synthetic,criteo,frappe,movielens")
+    ap.add_argument("--datasets", default="synthetic,criteo,frappe,movielens",
+                    help="comma list: synthetic, synthetic_small (a world of 20 k users: see SMALL_WORLD), "
+                         "or a spec of deployments/configs")
     ap.add_argument("--models", default="dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet",
                     help="comma list; a variant is name:key=value[:key=value] (hparams or TrainConfig fields), "
                          "e.g. dea:symmetric=true, autoint:min_id_count=1")
@@ -245,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="TrainConfig override for our models (e.g. hparams.k=2, lr=3e-4)")
     ap.add_argument("--workers", type=int, default=2, help="Dask workers for the feature stage")
+    ap.add_argument("--synthetic-rows", type=int, help="rows per day of the synthetic datasets (default: the spec's 100 k)")
+    ap.add_argument("--synthetic-days", type=int, help="days of the synthetic datasets (default: the spec's 4; "
+                                                       "train on all but the last two)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -260,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         lake = Lake(Path(args.home).resolve()) if args.home else Lake(Path(tmp) / "lake")
         for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             try:
-                days = prepare(lake, ds, quick=args.quick, workers=args.workers)
+                spec = None
+                if ds in SYNTHETIC_WORLDS and (args.synthetic_rows or args.synthetic_days):
+                    spec = synthetic_spec(ds, rows_per_day=args.synthetic_rows, days=args.synthetic_days)
+                days = prepare(lake, ds, quick=args.quick, workers=args.workers, spec=spec)
             except FileNotFoundError as e:
                 log.warning("skipping dataset %s: %s", ds, e)
                 continue

@@ -14,6 +14,7 @@ from dea_model.config import TrainConfig
 from dea_model.models import available
 from dea_model.optim import param_groups
 from features.lake import write_json_atomic
+from features.spec import load_spec
 from test_data import write_feature_days
 
 
@@ -238,6 +239,21 @@ def test_quality_variants_set_hparams_or_train_config_fields():
     assert variant("dea:symmetric=true:min_id_count=1") == ("dea", ["hparams.symmetric=true", "min_id_count=1"])
     with pytest.raises(ValueError, match="'seed=3' is set by the benchmark itself"):
         variant("dea:seed=3")
+
+
+def test_quality_reuses_a_kept_synthetic_lake_only_for_the_same_world(tmp_path):
+    quality = _quality_benchmark()
+    small = quality.synthetic_spec("synthetic_small", rows_per_day=200, days=3)
+    assert small.source.options["generator"]["users"] == 20_000
+    assert quality.synthetic_spec("synthetic") == load_spec("synthetic")      # the default world as configured
+    lk, dates = write_feature_days(tmp_path, dataset="synthetic_small", days=3)
+    manifest = json.loads(lk.manifest("synthetic_small").read_text())
+    manifest["spec"] = {"source": small.source.model_dump(mode="json")}
+    lk.manifest("synthetic_small").write_text(json.dumps(manifest))
+    assert quality.prepare(lk, "synthetic_small", quick=False, workers=1, spec=small) == dates
+    other = quality.synthetic_spec("synthetic_small", rows_per_day=300, days=3)
+    with pytest.raises(ValueError, match=r"dataset 'synthetic_small' was made from the source .*'rows_per_day': 200"):
+        quality.prepare(lk, "synthetic_small", quick=False, workers=1, spec=other)
 
 
 def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
