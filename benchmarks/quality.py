@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from dea_model import metrics as M  # noqa: E402
 from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.data import day_files, load_days, split_days  # noqa: E402
-from dea_model.train import predict_batches, resolve_device, train, use_bf16  # noqa: E402
+from dea_model.train import resolve_device, train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -203,22 +203,20 @@ def run_one(lake: Lake, dataset: str, model: str, seed: int, split, cfg: TrainCo
             "test_rows": test["rows"], "train_seconds": m["train_seconds"],
             "samples_per_second": m["samples_per_second"],
             "params": sum(p.numel() for p in r.model.parameters()),
-            **seen_group_metrics(r.model, lake, dataset, train_dates, test_date, cfg)}
+            **seen_group_metrics(r.test_scores, lake, dataset, train_dates)}
 
 
-def seen_group_metrics(model: nn.Module, lake: Lake, dataset: str, train_dates: list[str], test_date: str,
-                       cfg: TrainConfig) -> dict:
+def seen_group_metrics(scores: tuple[np.ndarray, np.ndarray, np.ndarray], lake: Lake, dataset: str,
+                       train_dates: list[str]) -> dict:
     """Test metrics split by whether the row's group (user) appears on the training days.
 
-    ``unseen_group_share`` is the share of test rows whose group never occurs in training (cold
-    start); ``auc_seen`` / ``gauc_seen`` and ``auc_unseen`` / ``gauc_unseen`` score each part alone.
+    ``scores`` is the test day's (p, y, group), as ``train`` returns them. ``unseen_group_share``
+    is the share of test rows whose group never occurs in training (cold start); ``auc_seen`` /
+    ``gauc_seen`` and ``auc_unseen`` / ``gauc_unseen`` score each part alone.
     """
+    p, y, g = scores
     trained = np.unique(np.concatenate([pq.read_table(f, columns=["group"]).column("group").to_numpy()
                                         for d in train_dates for f in day_files(lake, dataset, d)]))
-    device = resolve_device(cfg.device)
-    p, y, g = predict_batches(model.to(device), load_days(lake, dataset, [test_date]), device,
-                              cfg.eval_batch_size, use_bf16(cfg, device))
-    model.to("cpu")
     unseen = ~np.isin(g, trained)
     out = {"unseen_group_share": float(unseen.mean())}
     for part, rows in (("seen", ~unseen), ("unseen", unseen)):

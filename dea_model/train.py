@@ -58,6 +58,8 @@ class TrainResult:
     metrics: dict                     # the content of metrics.json
     curve: list[dict]                 # the content of curve.json
     model: nn.Module = field(repr=False)   # best-epoch weights, on CPU, eval mode
+    test_scores: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # (p, y, group) of the test day's rows when trained with a test_date, else None
 
 
 # --- pieces -------------------------------------------------------------------------------------
@@ -301,10 +303,11 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     if cfg.calibrate:
         results["calibration"] = _calibrate(model, *best_scores, dataset, valid_date)
         results["valid"] = results["calibration"].pop("valid")
+    test_scores = None
     if test_date:
         test_data = open_days(lake, dataset, [test_date], budget_bytes=budget, fields=fields)
         results["test_date"] = test_date
-        p, y, g = predict_batches(model, test_data, device, cfg.eval_batch_size, bf16)
+        p, y, g = test_scores = predict_batches(model, test_data, device, cfg.eval_batch_size, bf16)
         results["test"] = M.ctr_metrics(y, p, g)
     model.to("cpu").eval()
     config = {"model": cfg.model, "hparams": getattr(model, "hparams", cfg.hparams), "train": cfg.model_dump(),
@@ -322,7 +325,7 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
             _plot(curve, tmp / "curve.png", f"{cfg.model} on {dataset}")
         write_record(tmp, make_record("train", inputs, cfg.config_hash(), model=cfg.model, dataset=dataset))
     log.info("model written to %s", out_dir)
-    return TrainResult(out_dir, results, curve, model)
+    return TrainResult(out_dir, results, curve, model, test_scores)
 
 
 def _progress(cfg: TrainConfig, total: int, desc: str):

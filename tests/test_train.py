@@ -227,8 +227,8 @@ def test_quality_benchmark_splits_test_rows_by_seen_users(tmp_path):
     assert 0.1 < unseen.mean() < 0.6
     torch.manual_seed(0)
     model = Tiny(3)
-    m = _quality_benchmark().seen_group_metrics(model, lk, "toy", dates[:1], dates[1], CFG)
-    p, y, _ = T.predict_batches(model, T.open_days(lk, "toy", [dates[1]]), torch.device("cpu"))
+    p, y, g = T.predict_batches(model, T.open_days(lk, "toy", [dates[1]]), torch.device("cpu"))
+    m = _quality_benchmark().seen_group_metrics((p, y, g), lk, "toy", dates[:1])
     assert m["unseen_group_share"] == pytest.approx(unseen.mean(), abs=1e-12)
     assert m["auc_unseen"] == pytest.approx(roc_auc_score(y[unseen], p[unseen]), abs=1e-12)
     assert m["auc_seen"] == pytest.approx(roc_auc_score(y[~unseen], p[~unseen]), abs=1e-12)
@@ -285,6 +285,9 @@ def test_registry_models_train_save_and_reload(lake, tmp_path, monkeypatch, name
                                T.predict(r.out_dir, lk, "toy", dates[2]), rtol=0)   # eval is batch-independent
     ev = T.evaluate(r.out_dir, lk, "toy", dates[2])
     assert ev["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-9)
+    p, y, g = r.test_scores                                 # the test day's rows as train() scored them
+    np.testing.assert_allclose(p, T.predict(r.out_dir, lk, "toy", dates[2]), rtol=1e-6)
+    assert len(y) == len(g) == r.metrics["test"]["rows"] and roc_auc_score(y, p) == pytest.approx(ev["auc"], abs=1e-9)
 
 
 def test_a_dea_saved_before_gate_on_existed_reloads_with_the_gate_on_the_codeword(tmp_path, monkeypatch):
