@@ -140,7 +140,7 @@ QUICK_PLAN = f"{SYNTHETIC}=all"
 
 def prepare_dataset(lake: Lake, dataset: str, *, synthetic_rows: int, workers: int) -> list[str]:
     spec = synthetic_spec(SYNTHETIC, rows_per_day=synthetic_rows) if dataset == SYNTHETIC else None
-    return prepare(lake, dataset, quick=False, workers=workers, spec=spec)
+    return prepare(lake, dataset, workers=workers, spec=spec)
 
 
 def oracle_metrics(lake: Lake, dataset: str, date: str) -> dict | None:

@@ -122,7 +122,7 @@ def synthetic_spec(dataset: str, *, rows_per_day: int | None = None, days: int |
     return load_spec("synthetic", overrides={"name": dataset, "source": source})
 
 
-def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int, spec=None) -> list[str]:
+def prepare(lake: Lake, dataset: str, *, workers: int, spec=None) -> list[str]:
     """Complete feature days of ``dataset`` in ``lake``: reused when present, else ingest + fit + transform.
 
     The manifest (bucket boundaries) is fitted on the training days only. ``spec`` (a
@@ -135,10 +135,6 @@ def prepare(lake: Lake, dataset: str, *, quick: bool, workers: int, spec=None) -
 
     if spec is None:
         spec = synthetic_spec(dataset) if dataset in SYNTHETIC_WORLDS else load_spec(dataset)
-        if quick and spec.source.kind == "synthetic":
-            source = spec.source.model_dump()
-            source["options"] = {**source["options"], "rows_per_day": 20_000}
-            spec = load_spec("synthetic", overrides={"name": dataset, "source": source})
     if spec.name != dataset:
         raise ValueError(f"prepare({dataset!r}): the spec given is named {spec.name!r}")
     days = lake.dates("features", dataset)
@@ -297,10 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         lake = Lake(Path(args.home).resolve()) if args.home else Lake(Path(tmp) / "lake")
         for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             try:
-                spec = None
-                if ds in SYNTHETIC_WORLDS and (args.synthetic_rows or args.synthetic_days):
-                    spec = synthetic_spec(ds, rows_per_day=args.synthetic_rows, days=args.synthetic_days)
-                days = prepare(lake, ds, quick=args.quick, workers=args.workers, spec=spec)
+                spec = (synthetic_spec(ds, rows_per_day=args.synthetic_rows or (20_000 if args.quick else None),
+                                       days=args.synthetic_days) if ds in SYNTHETIC_WORLDS else None)
+                days = prepare(lake, ds, workers=args.workers, spec=spec)
             except FileNotFoundError as e:
                 log.warning("skipping dataset %s: %s", ds, e)
                 continue

@@ -125,7 +125,7 @@ def criteo_ids(rows: int) -> torch.Tensor | None:
     with tempfile.TemporaryDirectory(prefix="dea-throughput-") as tmp:
         lake = Lake(Path(tmp))
         try:
-            days = prepare(lake, "criteo", quick=False, workers=1)
+            days = prepare(lake, "criteo", workers=1)
         except FileNotFoundError:
             return None
         ids = load_days(lake, "criteo", days[:-2]).ids

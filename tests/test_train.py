@@ -250,10 +250,10 @@ def test_quality_reuses_a_kept_synthetic_lake_only_for_the_same_world(tmp_path):
     manifest = json.loads(lk.manifest("synthetic_small").read_text())
     manifest["spec"] = {"source": small.source.model_dump(mode="json")}
     lk.manifest("synthetic_small").write_text(json.dumps(manifest))
-    assert quality.prepare(lk, "synthetic_small", quick=False, workers=1, spec=small) == dates
+    assert quality.prepare(lk, "synthetic_small", workers=1, spec=small) == dates
     other = quality.synthetic_spec("synthetic_small", rows_per_day=300, days=3)
     with pytest.raises(ValueError, match=r"dataset 'synthetic_small' was made from the source .*'rows_per_day': 200"):
-        quality.prepare(lk, "synthetic_small", quick=False, workers=1, spec=other)
+        quality.prepare(lk, "synthetic_small", workers=1, spec=other)
 
 
 def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
