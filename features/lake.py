@@ -145,13 +145,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 def fingerprint(path: Path) -> str:
     """Identity of an input: its completion record's digest when it has one, else its files' stats.
 
+    With a record: ``rec:<digest>+<content>``, the digest of the inputs and config that made the
+    folder and the digest of the bytes it holds, so a folder rewritten with other contents (a forced
+    recompute over a raw day changed in place) is a new input to everything downstream.
     For a folder without a record: sha256 over (relative path, size, mtime) of its files, like
     ``make``. For a file: the same over the one file.
     """
     path = Path(path)
-    record = path / COMPLETE
-    if record.exists():
-        return "rec:" + json.loads(record.read_text())["digest"]
+    record = read_record(path)
+    if record is not None:  # what made it, and (records since checksums) what it holds
+        return f"rec:{record['digest']}" + (f"+{record['content']}" if "content" in record else "")
     if not path.exists():
         raise FileNotFoundError(f"input {path} does not exist")
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -173,13 +176,62 @@ def make_record(stage: str, inputs: dict[str, str], config_hash: str, **extra: A
     return {**key, "digest": digest, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **extra}
 
 
+def checksums(folder: Path) -> dict[str, dict]:
+    """``{relative path: {"bytes", "sha256"}}`` of every visible file under ``folder``."""
+    folder = Path(folder)
+    out = {}
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        rel = f.relative_to(folder)
+        if rel.parts[0] == COMPLETE or any(part.startswith(".") for part in rel.parts):
+            continue
+        with open(f, "rb") as fh:
+            out[rel.as_posix()] = {"bytes": f.stat().st_size, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+    return out
+
+
 def write_record(folder: Path, record: dict) -> None:
-    write_json_atomic(Path(folder) / COMPLETE, record)
+    """Write the completion record, last: ``record`` plus the SHA-256 of every file the folder holds
+    (``checksums``) and their digest (``content``)."""
+    sums = checksums(folder)
+    content = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:16]
+    write_json_atomic(Path(folder) / COMPLETE, {**record, "checksums": sums, "content": content})
+
+
+def verify_checksums(folder: Path, names: list[str] | None = None) -> list[str]:
+    """Problems with the files a record vouches for (all, or ``names``): missing, resized, altered.
+
+    Empty when they match, or when the record predates checksums (nothing to compare with).
+    """
+    record = read_record(folder) or {}
+    sums = record.get("checksums")
+    if sums is None:
+        return []
+    problems = []
+    for name in names or list(sums):
+        path = Path(folder) / name
+        want = sums.get(name)
+        if want is None:
+            problems.append(f"{path} is not in the completion record {Path(folder) / COMPLETE}")
+        elif not path.is_file():
+            problems.append(f"{path} is missing")
+        else:
+            with open(path, "rb") as fh:
+                got = hashlib.file_digest(fh, "sha256").hexdigest()
+            if got != want["sha256"]:
+                problems.append(f"{path} has SHA-256 {got[:16]}…, but {want['sha256'][:16]}… was recorded "
+                                f"when it was written ({want['bytes']:,} bytes; now {path.stat().st_size:,})")
+    return problems
 
 
 def read_record(folder: Path) -> dict | None:
     path = Path(folder) / COMPLETE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"completion record {path} is not valid JSON ({e}); remove the folder "
+                         f"{Path(folder)} and re-run the stage that writes it") from None
 
 
 def up_to_date(folder: Path, record: dict) -> bool:

@@ -68,7 +68,7 @@ def _registered_since(out: Path, record: dict, registry: Registry, day: Day) -> 
     old = read_record(out)
     if old is None or any(old["inputs"][k] != record["inputs"][k] for k in ("candidate", "features")):
         return False
-    run = old["inputs"]["candidate"].removeprefix("rec:")
+    run = old["inputs"]["candidate"].removeprefix("rec:").split("+")[0]   # the run record's digest
     return any(v.lineage.get("run_digest") == run and v.lineage.get("eval_date") == day.date
                for v in registry.list_versions())
 
