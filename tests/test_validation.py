@@ -275,3 +275,60 @@ def test_gate_cli_validate_prints_verdict_and_writes_reports(lake, spec, capsys)
     assert main(["--home", str(lake.root), "validate", "--dataset", "synthetic", "--date", "2026-01-06",
                  "--no-reports", "--override", "holiday traffic"]) == 0
     assert "override by" in capsys.readouterr().out
+
+
+# --- a bad day stays contained ----------------------------------------------------------------------
+
+def test_a_failed_day_is_not_the_next_days_yesterday(lake, spec):
+    """An all-null ``brand`` day fails; the clean day after it measures new IDs against the last
+    accepted day (every brand ID seen), not against the failed one (where every brand ID is new)."""
+    _land(lake, spec, DAY, _all_null(_clean(spec)))
+    assert run_gate(spec, lake, DAY, reports=False).verdict == "fail"
+    nxt = "2026-01-06"
+    _land(lake, spec, nxt, _clean(spec, nxt))
+    result = run_gate(spec, lake, nxt, reports=False)
+
+    assert result.verdict == "pass", result.failing
+    new = result.check("new_id_rate.brand")
+    assert new["status"] == "pass" and new["observed"] < 0.1, new          # 1.0 against the failed day
+    stats = json.loads((lake.stats(spec.name, nxt) / "stats.json").read_text())
+    assert stats["previous_date"] == REFERENCE[-1]                     # the failed DAY is skipped
+    assert DAY not in result.doc["reference_dates"]
+
+
+def test_a_feature_day_recomputed_from_changed_raw_is_checked_again(lake, spec):
+    """Raw day rewritten in place (every label 1), then features --force: the gate must not answer
+    from the statistics of the old table."""
+    _land(lake, spec, DAY, _clean(spec))
+    assert run_gate(spec, lake, DAY, reports=False).verdict == "pass"
+    part = next(lake.raw(spec.name, DAY).glob("*.parquet"))
+    table = pq.read_table(part)
+    pq.write_table(table.set_column(0, "click", pa.array(np.ones(table.num_rows, np.int8))), part)  # record untouched
+    pipeline.transform(spec, lake, DAY, pipeline.Manifest.load(lake.manifest(spec.name)), force=True)
+    result = run_gate(spec, lake, DAY, reports=False)
+
+    assert not result.skipped
+    assert result.verdict == "fail"
+    assert result.check("label_rate")["observed"] == 1.0 and result.check("label_rate")["status"] == "fail"
+
+
+def test_an_override_never_turns_missing_data_into_a_pass(lake, spec):
+    result = run_gate(spec, lake, "2026-02-01", override="looked fine to me", reports=False)
+
+    assert result.verdict == "fail" and result.blocked
+    assert result.doc["override"]["reason"] == "looked fine to me" and result.doc["override"]["applied"] is False
+    assert any("override not applied" in n for n in result.doc["notes"])
+    assert read_verdict(lake, spec.name, "2026-02-01")["verdict"] == "fail"
+
+
+def test_a_bound_no_value_can_meet_is_a_configuration_error(lake, spec):
+    """label_rate: the reference gives [0.5 × median, 2 × median] ≈ [0.02, 0.08]; a max of 0.01 leaves
+    nothing: an error naming the key and the file, raised before any check or verdict is written."""
+    from validation.config import GateConfigError
+
+    _land(lake, spec, DAY, _clean(spec))
+    strict = spec.model_copy(update={"gate": {"label_rate": {"max": 0.01}}})
+    with pytest.raises(GateConfigError, match=r"label_rate is empty, \[0\.0\d+, 0\.01\].*raise gate\.label_rate\.max "
+                                              r".*deployments/configs/synthetic\.yaml"):
+        run_gate(strict, lake, DAY, reports=False)
+    assert read_verdict(lake, spec.name, DAY) is None

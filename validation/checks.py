@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.stats import expected_distinct_pairs
-from validation.config import FIELD_KINDS, GateConfig
+from validation.config import FIELD_KINDS, GateConfig, GateConfigError
 
 AVAILABILITY = ("raw_complete", "features_complete", "stats_complete")
 
@@ -244,6 +244,12 @@ def metric_checks(spec, manifest: dict, cfg: GateConfig, stats: dict, reference:
         refs = [_metric(r, kind, fld) for r in reference] if kind not in ("psi", "combo_collision_rate") else []
         lo, hi, basis = bound.resolve(refs)
         lo = None if lo is None or lo <= 0 else lo            # every metric is >= 0: no lower bound
+        if lo is not None and hi is not None and lo > hi:
+            key = f"gate.fields.{fld}.{kind}" if fld in cfg.fields and kind in cfg.fields[fld] else f"gate.{kind}"
+            raise GateConfigError(
+                f"dataset {spec.name!r}: the bound of {name} is empty, [{lo:.4g}, {hi:.4g}] ({basis}): no value "
+                f"can pass. The spec's max is below what the reference window allows; raise {key}.max or lower "
+                f"its slack/ratio in deployments/configs/{spec.name}.yaml")
         check = Check(name, kind, "metrics", bound.severity, gx_type, field=fld, low=lo, high=hi, basis=basis,
                       observed=value, details=details or {})
         if value is None:

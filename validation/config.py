@@ -37,6 +37,10 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
+class GateConfigError(ValueError):
+    """Gate settings that cannot be used (e.g. bounds that no value can meet); names the key and file."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

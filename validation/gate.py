@@ -17,11 +17,18 @@ Semantics:
   ``stats_complete``) whose note says why; the verdict JSON is written all the same.
 - Reference window: the previous ``reference_days`` complete stats days before the date whose own
   gate did not end ``fail`` (an overridden day counts: a person judged it acceptable). Feature days
-  in that window without statistics get them computed first.
+  in that window without statistics get them computed first. Day-over-day checks (new IDs) compare
+  with the last such day too (``last_accepted_day``), never with a failed one.
+- Statistics and verdicts are keyed by the fingerprints of what they read, which include the
+  digest of the feature table's bytes: a feature day rewritten with other contents is re-checked.
 - First day (no reference day): only absolute bounds apply, relative checks are ``skipped``, and
   the verdict is at best ``warn`` ("no reference window"), never ``pass``.
 - Manual override (``override="reason"``): a ``fail`` becomes ``warn``; the reason, the user and the
-  time are logged in the verdict next to ``checks_verdict`` (what the checks said).
+  time are logged in the verdict next to ``checks_verdict`` (what the checks said). It accepts a day
+  whose data exists and failed its checks; a day without usable data (a failing availability
+  check) stays ``fail`` (``override.applied`` false).
+- Bounds that no value can meet (a spec ``max`` below the reference-based ``min``) are a
+  configuration error (``GateConfigError``), raised before any check runs; nothing is written.
 - The folder is written atomically with a completion record; a second run with the same inputs,
   settings and override does nothing and returns the stored verdict.
 """
@@ -136,9 +143,19 @@ def _manifest(spec: DatasetSpec, lake: Lake) -> dict:
     return json.loads(path.read_text())
 
 
-def _gate_failed(lake: Lake, dataset: str, date: str) -> bool:
-    path = lake.validation(dataset, date) / VERDICT_FILE
-    return path.exists() and json.loads(path.read_text()).get("verdict") == "fail"
+def gate_failed(lake: Lake, dataset: str, date: str) -> bool:
+    """True when the day's own gate ended ``fail`` (not overridden): it is no reference for later
+    days (drift, new IDs) and no training day."""
+    return (read_verdict(lake, dataset, date) or {}).get("verdict") == "fail"
+
+
+def last_accepted_day(lake: Lake, dataset: str, date: str) -> str | None:
+    """The latest complete feature day before ``date`` whose gate did not fail: "yesterday" for
+    the day-over-day checks (new IDs), so a failed day never becomes the next day's yardstick."""
+    for d in reversed(lake.dates("features", dataset)):
+        if d < date and not gate_failed(lake, dataset, d):
+            return d
+    return None
 
 
 def reference_window(spec: DatasetSpec, lake: Lake, date: str, cfg: GateConfig, manifest: dict | None,
@@ -151,7 +168,8 @@ def reference_window(spec: DatasetSpec, lake: Lake, date: str, cfg: GateConfig, 
         for d in [d for d in lake.dates("features", spec.name) if d < date][-cfg.reference_days:]:
             if read_day_stats(lake, spec.name, d) is None:
                 try:
-                    write_day_stats(spec, manifest, lake, d, min_count=cfg.min_count, client=client)
+                    write_day_stats(spec, manifest, lake, d, previous_date=last_accepted_day(lake, spec.name, d),
+                                    min_count=cfg.min_count, client=client)
                 except Exception as e:  # a broken old day is simply not a reference
                     log.warning("gate %s %s: no statistics for reference day %s: %s", spec.name, date, d, e)
     chosen, stats = [], []
@@ -159,7 +177,7 @@ def reference_window(spec: DatasetSpec, lake: Lake, date: str, cfg: GateConfig, 
         if len(chosen) == cfg.reference_days:
             break
         try:
-            if _gate_failed(lake, spec.name, d):
+            if gate_failed(lake, spec.name, d):
                 continue
             day = read_day_stats(lake, spec.name, d)
         except (OSError, ValueError) as e:  # unreadable verdict or stats: not a reference
@@ -226,7 +244,8 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
     timings = {"inputs": time.perf_counter() - start}
     if availability["features_complete"][0]:
         try:
-            stats = write_day_stats(spec, manifest, lake, date, min_count=cfg.min_count, client=client).stats
+            stats = write_day_stats(spec, manifest, lake, date, previous_date=last_accepted_day(lake, spec.name, date),
+                                    min_count=cfg.min_count, client=client).stats
             sample = bucket_sample(features, stats, cfg.sample_rows, cfg.seed)
             availability["stats_complete"] = (True, "")
         except Exception as e:  # noqa: BLE001 — any failure here is a finding of the gate, not a crash
@@ -270,9 +289,15 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
         timings["plots"] = time.perf_counter() - start - sum(timings.values())
         ov = None
         if override:
-            ov = {"reason": override, "user": getpass.getuser(), "at": dt.datetime.now(dt.timezone.utc).isoformat()}
-            log.warning("%s: manual override (%s) of verdict %s: %s", where, ov["user"], checks_verdict, override)
-        final = "warn" if ov and checks_verdict == "fail" else checks_verdict
+            missing = [f"{name}: {why}" for name, (ok, why) in availability.items() if not ok]
+            ov = {"reason": override, "user": getpass.getuser(), "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                  "applied": checks_verdict == "fail" and not missing}
+            if missing:
+                notes.append("override not applied: an override accepts a day whose data exists and failed its "
+                             "checks; it never turns missing or unreadable data into a pass")
+            log.warning("%s: manual override (%s) of verdict %s: %s%s", where, ov["user"], checks_verdict, override,
+                        " (not applied: the day has no usable data)" if missing else "")
+        final = "warn" if ov and ov["applied"] else checks_verdict
         statuses = [c.status for c in checks]
         doc = {
             "dataset": spec.name, "date": date, "verdict": final, "checks_verdict": checks_verdict,
