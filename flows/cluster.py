@@ -21,8 +21,10 @@ def flow_client(params: DaskParams) -> Iterator["distributed.Client"]:
 
     try:
         client = default_client()
-    except ValueError:  # no client yet: this flow owns one
-        with dask_client(params.address, n_workers=params.n_workers) as client:
-            yield client
+    except ValueError:  # no client yet: this flow owns one (opened outside the except block, so an
+        client = None   # error inside the flow is not chained to "No clients found")
+    if client is not None:
+        yield client
         return
-    yield client
+    with dask_client(params.address, n_workers=params.n_workers) as client:
+        yield client

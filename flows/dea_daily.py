@@ -3,7 +3,9 @@
 The deployment ``dea-daily/retrain`` runs it every day for yesterday. Every stage is its own
 subflow (the same flows the per-stage deployments run) and skips when its outputs are current, so
 a re-run after a crash picks up where it stopped and a re-run of a finished day does nothing. A
-failing gate ends the run Failed before training; the champion only moves when the candidate wins.
+failing gate (bad data, or a raw day that cannot even be turned into features) ends the run Failed
+before training; the champion only moves when the candidate wins. A failed day stays contained:
+later runs train, validate and compare new IDs without it (``Day.window``, ``last_accepted_day``).
 The dataset's lock is held for the whole run.
 """
 
@@ -23,26 +25,16 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from dea_model.config import TrainConfig  # noqa: E402
 from flows.cluster import flow_client  # noqa: E402
 from flows.evaluate import evaluate_flow  # noqa: E402
-from flows.featurize import features_flow  # noqa: E402
+from flows.featurize import DayNotBuilt, features_flow  # noqa: E402
 from flows.guard import dataset_lock  # noqa: E402
 from flows.ingest import ingest_flow  # noqa: E402
 from flows.params import DAILY_TRAIN, DaskParams, Day, Promotion  # noqa: E402
 from flows.register import register_flow  # noqa: E402
 from flows.reports import artifact_key  # noqa: E402
 from flows.train import train_flow  # noqa: E402
-from flows.validate import GateFailed, validate_flow  # noqa: E402
+from flows.validate import validate_flow  # noqa: E402
 
 STAGES = ("ingest", "features", "validate", "train", "evaluate", "register")
-
-
-def refuse_failed_days(day: Day, dates: list[str]) -> None:
-    """Training days whose own gate ended ``fail`` stop the run (override their gate to accept them)."""
-    from validation.gate import read_verdict
-
-    failed = [d for d in dates if (read_verdict(day.lake, day.dataset, d) or {}).get("verdict") == "fail"]
-    if failed:
-        raise GateFailed(f"dataset {day.dataset!r}: training day(s) {failed} failed their own gate; re-run "
-                         f"`validate` for them with override='<reason>' to train on them, or pick another date")
 
 
 @flow(name="dea-daily")
@@ -72,9 +64,11 @@ def dea_daily(dataset: str = "synthetic", date: dt.date | None = None, window: i
     with dataset_lock(day.lake, dataset):
         stage("ingest", ingest_flow, window=window)
         with flow_client(cluster):  # one Dask cluster for the feature and statistics work
-            stage("features", features_flow, window=window, cluster=cluster)
+            try:
+                stage("features", features_flow, window=window, cluster=cluster)
+            except DayNotBuilt as e:  # the gate below records the day as failed, naming the bad file
+                log.error("%s", e)
             stage("validate", validate_flow, override=gate_override, cluster=cluster)
-        refuse_failed_days(day, day.window(window))
         stage("train", train_flow, **model)
         stage("evaluate", evaluate_flow, **model, promotion=promotion)
         registered = stage("register", register_flow, **model, promotion=promotion)

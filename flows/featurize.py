@@ -27,6 +27,11 @@ from flows.params import DaskParams, Day  # noqa: E402
 from flows.reports import artifact_key, publish, table  # noqa: E402
 
 
+class DayNotBuilt(RuntimeError):
+    """The date's own feature table could not be built (its raw day is unreadable or invalid); the
+    training window's days were. ``dea-daily`` still runs the gate, which records the day as failed."""
+
+
 @task(cache_policy=NO_CACHE)
 def fit_manifest(day: Day, dates: list[str], force: bool):
     from features import pipeline
@@ -60,7 +65,11 @@ def features_flow(dataset: str = "synthetic", date: dt.date | None = None, windo
         refit = force or manifest.digest != before
         log.info("manifest of %s %s on %s..%s", day.dataset, "fitted" if refit else "up to date, skipped",
                  fit_dates[0], fit_dates[-1])
-        results = [transform_day(day, d, manifest, force) for d in fit_dates + [day.date]]
+        results = [transform_day(day, d, manifest, force) for d in fit_dates]
+        try:
+            results.append(transform_day(day, day.date, manifest, force))
+        except Exception as e:  # noqa: BLE001 — the date's own data is bad: the gate records it
+            raise DayNotBuilt(f"dataset {day.dataset!r}, date {day.date}: the feature table was not built: {e}") from None
     for r in results:
         log.info("features %s %s: %s (%d rows, %.1f s)", r.dataset, r.date,
                  "up to date, skipped" if r.skipped else "written", r.rows, r.seconds)

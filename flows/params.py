@@ -45,10 +45,19 @@ class DaskParams(_Params):
 
 
 def resolve_date(date: dt.date | str | None) -> str:
-    """The run's date as ``YYYY-MM-DD``; ``None`` means yesterday (local time), the daily default."""
+    """The run's date as ``YYYY-MM-DD``; ``None`` means the day before the run was scheduled, in UTC
+    (the cron's time zone): a 06:00 UTC run retrains on yesterday even when it starts late, and
+    outside a scheduled run, the day before now (UTC)."""
     if date is None:
-        return (dt.date.today() - dt.timedelta(days=1)).isoformat()
+        from prefect.runtime import flow_run
+
+        scheduled = flow_run.scheduled_start_time          # now (UTC) outside a flow run
+        return (scheduled.astimezone(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
     return parse_date(date).isoformat()
+
+
+#: how many failed days a training window may step over before the run gives up
+MAX_SKIPPED_DAYS = 14
 
 
 # Synthetic days exist for any date, but the source's record hashes its calendar (start, days):
@@ -82,5 +91,15 @@ class Day:
         return self.spec.name
 
     def window(self, days: int) -> list[str]:
-        """The ``days`` training dates before this date, oldest first."""
-        return window_before(self.date, days)
+        """The ``days`` training dates before this date, oldest first, stepping over days whose own
+        gate failed (a bad day is contained: it is never trained or validated on, and the window
+        reaches one day further back for each, at most ``MAX_SKIPPED_DAYS``)."""
+        from validation.gate import gate_failed
+
+        candidates = window_before(self.date, days + MAX_SKIPPED_DAYS)
+        accepted = [d for d in candidates if not gate_failed(self.lake, self.dataset, d)]
+        if len(accepted) < days:
+            raise ValueError(f"dataset {self.dataset!r}, date {self.date}: only {len(accepted)} of the "
+                             f"{len(candidates)} days before it passed their gate, fewer than the window of {days}; "
+                             f"override the gate of days judged acceptable, or pick another date")
+        return accepted[-days:]

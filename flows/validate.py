@@ -22,6 +22,7 @@ from flows.cluster import flow_client  # noqa: E402
 from flows.guard import dataset_lock  # noqa: E402
 from flows.params import DaskParams, Day  # noqa: E402
 from flows.reports import artifact_key, publish  # noqa: E402
+from validation.checks import AVAILABILITY  # noqa: E402
 
 
 class GateFailed(RuntimeError):
@@ -37,6 +38,24 @@ def read_verdict(day: Day) -> dict | None:
         return None
     return {"verdict": doc["verdict"], "checks_verdict": doc["checks_verdict"], "override": doc["override"],
             "path": str(day.lake.validation(day.dataset, day.date) / VERDICT_FILE)}
+
+
+def gate_failure_message(result) -> str:
+    """Why the day is blocked, where the report is, and how a person accepts it (data present) or not."""
+    notes = [f"{c['expectation']}: {c['note']}" for c in result.failing if c["severity"] == "error" and c.get("note")]
+    failing = ", ".join(c["expectation"] for c in result.failing if c["severity"] == "error")
+    doc = result.doc
+    where = f"{doc['dataset']} {doc['date']}"
+    docs = f", Data Docs {result.data_docs}" if result.data_docs else ""
+    if any(c["expectation"] in AVAILABILITY for c in result.failing):
+        todo = (f"The day has no usable data, so no override can accept it: fix the raw day (or the stage named "
+                f"above) and re-run for {doc['date']}.")
+    else:
+        todo = (f"To accept the day after reading the report, re-run with a reason: dea-daily "
+                f"gate_override='<reason>', validate override='<reason>', or `dea validate --dataset "
+                f"{doc['dataset']} --date {doc['date']} --override '<reason>'`.")
+    return (f"gate of {where} failed: {failing}" + "".join(f"; {n}" for n in notes)
+            + f"; report {result.summary_path}{docs}. {todo}")
 
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
@@ -67,9 +86,7 @@ def validate_flow(dataset: str = "synthetic", date: dt.date | None = None, overr
              " (up to date, skipped)" if result.skipped else "", len(result.checks), ", ".join(failing) or "none",
              result.summary_path)
     if result.blocked:
-        raise GateFailed(f"gate of {day.dataset} {day.date} failed: {', '.join(failing)}; report {result.summary_path}"
-                         f"{f', Data Docs {docs}' if docs else ''}. To accept the day anyway, re-run with "
-                         f"override='<reason>'.")
+        raise GateFailed(gate_failure_message(result))
     return {"stage": "validate", "verdict": result.verdict, "skipped": result.skipped, "failing": failing,
             "summary": str(result.summary_path), "verdict_path": str(result.verdict_path),
             "data_docs": str(docs) if docs else None}

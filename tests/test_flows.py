@@ -96,7 +96,7 @@ def test_rerun_skips_every_stage(env, runs):
 
 
 def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
-    strict = {**TINY, "gate": {"rows": {"min": 10**9}}}     # no day has a billion rows
+    strict = {**TINY, "gate": {"rows": {"min": 10**9, "ratio": None}}}     # no day has a billion rows
     state = _daily(env, D2, spec_overrides=strict)
     assert state.is_failed()
     assert "GateFailed: gate of synthetic 2026-01-06 failed: rows; report " in state.message
@@ -183,3 +183,70 @@ def test_dataset_lock_serialises_processes_and_reenters(tmp_path):
     with dataset_lock(lake, "synthetic", timeout=5):                 # free again
         with dataset_lock(lake, "synthetic", timeout=0.1):           # re-entrant in one process
             pass
+
+
+# --- a bad day stays contained ------------------------------------------------------------------
+
+def test_an_empty_date_is_the_day_before_the_scheduled_run_in_utc(monkeypatch):
+    """The cron fires at 06:00 UTC; "yesterday" is UTC's, whatever the worker's time zone, and a run
+    that starts hours late still processes the day it was scheduled for."""
+    import datetime as dt
+
+    from prefect.runtime import flow_run
+
+    from flows.params import resolve_date
+
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")                     # UTC+14: local date is a day ahead
+    time.tzset()
+    try:
+        monkeypatch.setattr(flow_run, "scheduled_start_time",
+                            dt.datetime(2026, 3, 1, 6, 0, tzinfo=dt.timezone.utc), raising=False)
+        assert resolve_date(None) == "2026-02-28"
+        assert resolve_date("2026-01-05") == "2026-01-05"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_window_steps_over_days_whose_gate_failed(tmp_path):
+    from features.lake import window_before, write_json_atomic
+    from flows.params import MAX_SKIPPED_DAYS, Day
+
+    day = Day.open("synthetic", "2026-01-10", str(tmp_path))
+    assert day.window(3) == ["2026-01-07", "2026-01-08", "2026-01-09"]
+    for d, verdict in (("2026-01-09", "fail"), ("2026-01-07", "fail"), ("2026-01-06", "warn")):
+        write_json_atomic(day.lake.validation("synthetic", d) / "verdict.json", {"verdict": verdict})
+    assert day.window(3) == ["2026-01-05", "2026-01-06", "2026-01-08"]
+    for d in window_before(day.date, 3 + MAX_SKIPPED_DAYS)[:-2]:     # a long outage: only 01-08 is left
+        write_json_atomic(day.lake.validation("synthetic", d) / "verdict.json", {"verdict": "fail"})
+    with pytest.raises(ValueError, match=r"date 2026-01-10: only 1 of the 17 days before it passed their gate"):
+        day.window(3)
+
+
+def test_a_corrupt_raw_day_fails_alone_and_the_next_day_trains_without_it(env, runs):
+    from features.sources import ingest
+    from flows.params import Day
+
+    bad, nxt = "2026-02-01", "2026-02-02"
+    day = Day.open("synthetic", bad, str(env.root), TINY)
+    ingest(day.spec, env, dates=[bad])
+    part = next(env.raw("synthetic", bad).glob("*.parquet"))
+    part.write_bytes(b"PAR1 this is not a parquet file")               # its record still says complete
+
+    failed = _daily(env, bad)
+    assert failed.is_failed()
+    assert f"gate of synthetic {bad} failed: raw_complete, features_complete, stats_complete" in failed.message
+    assert f"cannot read raw Parquet file {part}" in failed.message
+    assert "no override can accept it" in failed.message and "ValueError: No clients found" not in failed.message
+    assert json.loads((env.validation("synthetic", bad) / "verdict.json").read_text())["verdict"] == "fail"
+    champion = Registry(env, "synthetic").champion().version
+
+    done = _daily(env, nxt)
+    assert done.is_completed(), done.message
+    result = done.result()
+    assert result["validate"]["verdict"] in ("pass", "warn")
+    version = Registry(env, "synthetic").show(result["register"]["version"])
+    assert version.lineage["train_dates"] == ["2026-01-29", "2026-01-30"]
+    assert version.lineage["valid_date"] == "2026-01-31"                # not the failed day before the date
+    if not result["register"]["promoted"]:
+        assert Registry(env, "synthetic").champion().version == champion

@@ -28,7 +28,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the dea-daily flow end to end: ingest, features, gate, train, evaluate, register")
-    p.add_argument("--date", help="day to gate and evaluate on, YYYY-MM-DD (default: yesterday)")
+    p.add_argument("--date", help="day to gate and evaluate on, YYYY-MM-DD (default: yesterday, UTC)")
+    p.add_argument("--gate-override", metavar="REASON",
+                   help="accept the day although its gate failed (after reading the report); logged in the verdict")
     _common(p)
     p.set_defaults(func=cmd_run)
 
@@ -109,7 +111,7 @@ def cmd_run(args) -> int:
     params = _params(args)
     start = time.perf_counter()
     try:
-        result = dea_daily(date=args.date, **params)
+        result = dea_daily(date=args.date, gate_override=args.gate_override, **params)
     except Exception as e:  # the flow run is Failed; say where and why, without a traceback
         print(f"dea-daily {args.dataset} {args.date or '(yesterday)'}: Failed after "
               f"{time.perf_counter() - start:.1f} s: {e}")
