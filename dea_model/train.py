@@ -369,18 +369,25 @@ def _plot(curve: list[dict], path: Path, title: str) -> None:
 # --- using a trained model ----------------------------------------------------------------------
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(model in eval mode with its trained weights, its config.json) from a training folder."""
+    """(model in eval mode with its trained weights, its config.json) from a training folder or a
+    registry version.
+
+    ``model.pt`` and ``config.json`` must match the SHA-256 in the folder's completion record, and
+    ``model.pt`` must be a plain state_dict (``dea_model.registry.load_weights``): otherwise a
+    ``ModelFileError`` (a ``ValueError``) names the model, version or run, the file and the fix.
+    """
+    from dea_model.models import saved_hparams
+    from dea_model.registry import load_weights
+
     model_dir = Path(model_dir)
     for name in (CONFIG, WEIGHTS):
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"{model_dir} is not a trained model folder: {name} is missing")
-    from dea_model.models import saved_hparams
-
+    state = load_weights(model_dir, map_location=device)     # checksums first, then torch.load
     config = json.loads((model_dir / CONFIG).read_text())
     model = build_model(config["model"], len(config["fields"]), **saved_hparams(config["model"], config["hparams"]))
     vocabulary.install(model)
     calibration.install(model)
-    state = torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), config
 

@@ -1,5 +1,5 @@
-"""``dea registry list|show|promote|rollback`` and ``dea predict``: the model registry, and scoring a
-day with the champion."""
+"""``dea registry list|show|promote|rollback|verify|repair`` and ``dea predict``: the model registry,
+and scoring a day with the champion."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("registry", help="list, show, promote or roll back registered model versions")
+    p = sub.add_parser("registry", help="list, show, promote, roll back, verify or repair registered model versions")
     p.add_argument("--model", default="synthetic",
                    help="registered model name: the dataset's name unless the flows were given another "
                         "(default: synthetic)")
@@ -26,6 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = actions.add_parser("rollback", help="give the champion alias back to the previous champion")
     a.add_argument("--reason", default="manual rollback")
     a.set_defaults(func=cmd_rollback)
+    a = actions.add_parser("verify", help="check every version's files against the SHA-256 in its record, and "
+                                          "the aliases file; one line per problem, exit 1 when any")
+    a.add_argument("version", nargs="?", help="only this version (v0003, 3 or an alias; default: all)")
+    a.set_defaults(func=cmd_verify)
+    a = actions.add_parser("repair", help="repair an unreadable aliases.json, or one naming a missing version: "
+                                          "restore its last-good copy, else rebuild it from the versions' lineage")
+    a.add_argument("--dry-run", action="store_true", help="print what it would change, change nothing")
+    a.add_argument("--reason", default="manual repair")
+    a.set_defaults(func=cmd_repair)
 
     p = sub.add_parser("predict", help="score a day with the champion and write predictions as Parquet")
     p.add_argument("--dataset", required=True)
@@ -88,6 +97,26 @@ def cmd_rollback(args) -> int:
     before = reg.champion()
     v = reg.rollback(args.reason)
     print(f"{reg.name}: champion {before.version} -> {v.version} (rolled back); aliases in {reg.root / 'aliases.json'}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    reg = _registry(args)
+    result = reg.verify(args.version)
+    for line in result.problems:
+        print(line)
+    if result.unchecked:
+        print(f"{len(result.unchecked)} version(s) registered before records carried checksums, not checked: "
+              f"{', '.join(result.unchecked)}")
+    print(f"{reg.name}: {len(result.checked)} version(s) checked in {reg.root}: "
+          f"{len(result.problems) or 'no'} problem(s)")
+    return 1 if result.problems else 0
+
+
+def cmd_repair(args) -> int:
+    reg = _registry(args)
+    for line in reg.repair(dry_run=args.dry_run, reason=args.reason):
+        print(line)
     return 0
 
 
