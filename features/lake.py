@@ -140,6 +140,45 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+TEMPORARY_PREFIXES = (".tmp-", ".old-")     # atomic_dir / write_json_atomic / Registry.register
+
+
+def dataset_folders(lake: Lake, dataset: str) -> list[Path]:
+    """Every folder that holds outputs of ``dataset`` (what its runs write under its lock)."""
+    stages = [lake.raw(dataset), lake.features(dataset), lake.stats(dataset), lake.validation(dataset),
+              lake.runs() / dataset, lake.root / "predictions" / dataset, lake.models(dataset)]
+    return [p for p in stages if p.is_dir()]
+
+
+def stale_temporaries(lake: Lake, dataset: str) -> list[Path]:
+    """Hidden temporary folders and files (``.tmp-*``, ``.old-*``) under the dataset's folders.
+
+    They are only stale when no run of the dataset is alive: call under its lock
+    (``flows.guard.dataset_lock`` removes them when it is taken).
+    """
+    found = []
+    for top in dataset_folders(lake, dataset):
+        for folder, dirs, files in os.walk(top):
+            for name in [*dirs, *files]:
+                if name.startswith(TEMPORARY_PREFIXES):
+                    found.append(Path(folder) / name)
+            dirs[:] = [d for d in dirs if not d.startswith(TEMPORARY_PREFIXES)]   # not into them
+    return sorted(found)
+
+
+def remove_temporaries(paths: list[Path]) -> int:
+    """Remove what ``stale_temporaries`` found; returns the bytes freed."""
+    freed = 0
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            freed += sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            freed += p.lstat().st_size
+            p.unlink(missing_ok=True)
+    return freed
+
+
 # --- completion records -----------------------------------------------------------------------
 
 def fingerprint(path: Path) -> str:

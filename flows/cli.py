@@ -7,11 +7,15 @@ function); heavy libraries are imported inside the command, so ``dea --help`` is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+from typing import Iterator
 
-COMMAND_MODULES = ("data", "validate", "model", "registry", "pipeline")
+COMMAND_MODULES = ("data", "validate", "model", "registry", "pipeline", "maintenance")
+WRITERS = {"synth", "ingest", "features", "validate", "train", "run", "backfill", "predict", "gc"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,14 +34,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (``finally`` blocks run: temporary folders removed, the private
+    Prefect server and the Dask cluster stopped) instead of killing the process where it stands."""
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # user errors: one clear line, no traceback
+        with sigterm_exits():
+            if args.command in WRITERS:
+                from flows.settings import check_writable
+
+                check_writable(args.home)
+            return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError, PermissionError) as e:  # user errors: one line, no traceback
         if args.verbose:
             raise
         print(f"dea {args.command}: error: {e}", file=sys.stderr)

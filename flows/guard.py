@@ -7,6 +7,8 @@ holder exits, so a crashed run never leaves a stale lock. It works the same in e
 with a server (every worker flow run is its own process) on one machine or a shared POSIX file
 system. A second run waits for the first, then finds its outputs up to date and skips. Within one
 process the lock is re-entrant, so ``dea-daily`` holds it while its stage subflows take it again.
+Every writer of a dataset's folders holds its lock (the flows and the ``dea`` stage commands), so
+whoever takes it first removes the temporary folders that dead runs left behind.
 """
 
 from __future__ import annotations
@@ -20,12 +22,23 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from features.lake import Lake
+from features.lake import Lake, remove_temporaries, stale_temporaries
 
 log = logging.getLogger(__name__)
 
 _held: dict[Path, int] = {}        # path -> depth, for re-entry within this process
 _mutex = threading.Lock()
+
+
+def _remove_leftovers(lake: Lake, dataset: str) -> None:
+    """Temporary folders of runs that died (``kill -9``, a lost machine): with the lock held no run of
+    the dataset is alive, so every ``.tmp-*`` / ``.old-*`` under its folders is stale."""
+    stale = stale_temporaries(lake, dataset)
+    if stale:
+        freed = remove_temporaries(stale)
+        log.warning("dataset %r: removed %d temporary folder(s)/file(s) left by dead runs (%.1f MB): %s", dataset,
+                    len(stale), freed / 1e6, ", ".join(str(p.relative_to(lake.root)) for p in stale[:5])
+                    + (" ..." if len(stale) > 5 else ""))
 
 
 class LockTimeout(TimeoutError):
@@ -75,6 +88,7 @@ def dataset_lock(lake: Lake, dataset: str, *, timeout: float = 3600.0, poll: flo
         os.write(fd, f"pid {os.getpid()}\n".encode())
         with _mutex:
             _held[path] = 1
+        _remove_leftovers(lake, dataset)
         try:
             yield path
         finally:

@@ -36,6 +36,27 @@ def prefect_home(lake_root: str | os.PathLike | None = None) -> Path:
     return Path(root.removeprefix("file://")).resolve() / "prefect"
 
 
+def check_writable(lake_root: str | os.PathLike | None = None) -> None:
+    """Fail in one line, before any work, when the lake or Prefect's home cannot be written.
+
+    (Otherwise a read-only lake surfaces minutes later as "Timed out while attempting to connect to
+    ephemeral Prefect API server", its cause buried in a log.) Remote lakes (``s3://``) are skipped.
+    """
+    root = str(lake_root or os.environ.get("DEA_HOME", ".dea"))
+    places = {"PREFECT_HOME": os.environ.get("PREFECT_HOME") or str(prefect_home(lake_root))}
+    if "://" not in root or root.startswith("file://"):
+        places = {"DEA_HOME": root.removeprefix("file://"), **places}
+    for name, path in places.items():
+        path = Path(path).expanduser()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+                pass
+        except OSError as e:
+            raise PermissionError(f"{name} {path} is not writable ({e.strerror or e}): point {name} at a "
+                                  f"writable folder (export {name}=..., or `dea --home DIR` for the lake)") from None
+
+
 def apply(lake_root: str | os.PathLike | None = None) -> dict[str, str]:
     """Fill in unset Prefect variables; returns what was set. Idempotent, first caller wins."""
     wanted = {"PREFECT_HOME": str(prefect_home(lake_root)), **DEFAULTS}

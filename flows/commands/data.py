@@ -39,9 +39,11 @@ def _split(value: str | None) -> list[str] | None:
 def _ingest(spec, args) -> int:
     from features.lake import Lake
     from features.sources import ingest
+    from flows.guard import dataset_lock
 
     lake = Lake.default(args.home)
-    result = ingest(spec, lake, dates=_split(getattr(args, "dates", None)), force=args.force)
+    with dataset_lock(lake, spec.name):
+        result = ingest(spec, lake, dates=_split(getattr(args, "dates", None)), force=args.force)
     for date, rows in sorted(result.written.items()):
         print(f"  wrote   {date}  {rows:>10,} rows")
     for date in result.skipped:
@@ -77,6 +79,7 @@ def cmd_features(args) -> int:
     from features.cluster import dask_client
     from features.lake import Lake
     from features.spec import load_spec
+    from flows.guard import dataset_lock
 
     lake = Lake.default(args.home)
     spec = load_spec(args.dataset)
@@ -86,7 +89,7 @@ def cmd_features(args) -> int:
     days = _split(args.dates) or raw_days
     fit_days = _split(args.fit_dates) or (raw_days[:-1] or raw_days)
     start = time.perf_counter()
-    with dask_client(args.dask, n_workers=args.workers) as client:
+    with dataset_lock(lake, spec.name), dask_client(args.dask, n_workers=args.workers) as client:
         print(f"Dask: {client.dashboard_link or client.scheduler.address}")
         manifest = pipeline.fit(spec, lake, fit_days, force=args.force)
         print(f"manifest: fitted on {fit_days[0]}..{fit_days[-1]} ({len(fit_days)} day(s)), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import uuid
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML/JSON file of TrainConfig fields (flags and --set win)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrainConfig field, e.g. --set compile=true --set hparams.k=2 (repeatable)")
-    p.add_argument("--out", help="output folder (default: <lake>/runs/<dataset>-<model>-<timestamp>)")
+    p.add_argument("--out", help="output folder (default: <lake>/runs/<dataset>/adhoc/<model>-<UTC time>-<random>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -51,6 +52,13 @@ def _config(args):
     return cfg.with_overrides(sets + args.set)
 
 
+def new_run_dir(lake, dataset: str, model: str):
+    """A folder no other run has: ``runs/<dataset>/adhoc/<model>-<UTC time to the µs>-<random>``
+    (two ``dea train`` started in the same second must not replace each other's model)."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return lake.runs() / dataset / "adhoc" / f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
 def _line(name: str, m: dict) -> str:
     return (f"  {name:<6} {m['rows']:>10,} rows  AUC {m['auc']:.4f}  GAUC {m['gauc']:.4f}  "
             f"logloss {m['logloss']:.4f}  calibration {m['calibration']:.3f}")
@@ -60,6 +68,7 @@ def cmd_train(args) -> int:
     from dea_model.data import split_days
     from dea_model.train import train
     from features.lake import Lake
+    from flows.guard import dataset_lock
 
     cfg = _config(args)
     lake = Lake.default(args.home)
@@ -67,11 +76,11 @@ def cmd_train(args) -> int:
     dates = [d.strip() for d in args.dates.split(",") if d.strip()] if args.dates else None
     train_dates, valid_date, test_date = split_days(days, train_days=args.train_days, dates=dates,
                                                     valid_date=args.valid_date)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = args.out or lake.runs() / f"{args.dataset}-{cfg.model}-{stamp}"
+    out = args.out or new_run_dir(lake, args.dataset, cfg.model)
     print(f"dea train: {cfg.model} on {args.dataset}: train {train_dates[0]}..{train_dates[-1]} "
           f"({len(train_dates)} day(s)), valid {valid_date}, test {test_date or '(none)'}")
-    r = train(cfg, lake, args.dataset, train_dates, valid_date, out, test_date=test_date)
+    with dataset_lock(lake, args.dataset):
+        r = train(cfg, lake, args.dataset, train_dates, valid_date, out, test_date=test_date)
     m = r.metrics
     for c in r.curve:
         print(f"  epoch {c['epoch']:>3}  train loss {c['train_loss']:.4f}  valid AUC {c['valid_auc']:.4f}  "

@@ -1,15 +1,19 @@
 """``dea run`` (the ``dea-daily`` flow end to end) and ``dea backfill`` (it, or one stage, over dates).
 
 Both run Prefect flows in-process: against ``PREFECT_API_URL`` when it is set (the runs then show
-in that server's UI), else against an ephemeral server whose database lives in ``PREFECT_HOME``
-(default ``<lake>/prefect``).
+in that server's UI), else against a private server for the command (``flows.server``: it dies
+with the command, even on ``kill -9``) whose database lives in ``PREFECT_HOME`` (default
+``<lake>/prefect``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import time
+from typing import Iterator
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -101,10 +105,23 @@ def _report(result: dict) -> None:
     print(f"  model          {reg['path']}  (`dea registry --model {result['dataset']} show`)")
 
 
-def cmd_run(args) -> int:
-    from flows import settings
+@contextlib.contextmanager
+def _prefect(args) -> Iterator[None]:
+    """Prefect's settings, then a server for this command (``PREFECT_API_URL``'s, or a private one
+    that dies with this process, see ``flows.server``), before Prefect is imported."""
+    from flows import server, settings
 
-    settings.apply(args.home)  # before Prefect is imported
+    settings.apply(args.home)
+    with server.private_server(os.environ["PREFECT_HOME"]):
+        yield
+
+
+def cmd_run(args) -> int:
+    with _prefect(args):
+        return _run(args)
+
+
+def _run(args) -> int:
     from features.lake import Lake
     from flows.dea_daily import dea_daily
 
@@ -123,9 +140,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    from flows import settings
+    with _prefect(args):
+        return _backfill(args)
 
-    settings.apply(args.home)
+
+def _backfill(args) -> int:
     from flows.backfill import backfill, dates_between
 
     start = time.perf_counter()

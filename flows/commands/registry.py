@@ -123,21 +123,30 @@ def cmd_repair(args) -> int:
 def cmd_predict(args) -> int:
     import time
 
+    from flows import settings
+
+    settings.apply(args.home)  # before Prefect is imported (through flows.featurize)
+    from flows.guard import dataset_lock
+    from flows.params import Day
+
+    start = time.perf_counter()
+    day = Day.open(args.dataset, args.date, args.home)
+    with dataset_lock(day.lake, day.dataset):
+        return _predict(args, day, start)
+
+
+def _predict(args, day, start: float) -> int:
+    import time
+
     import numpy as np
     import pyarrow as pa
     import pyarrow.dataset as pds
     import pyarrow.parquet as pq
 
-    from flows import settings
-
-    settings.apply(args.home)  # before Prefect is imported (through flows.featurize)
     from dea_model.train import predict
     from features.lake import atomic_dir, make_record, write_record
     from flows.featurize import features_for_model
-    from flows.params import Day
 
-    start = time.perf_counter()
-    day = Day.open(args.dataset, args.date, args.home)
     reg = _registry(args)
     version = reg.show(args.version)
     lake = features_for_model(day, version.path / "manifest.json",

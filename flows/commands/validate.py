@@ -26,6 +26,7 @@ def cmd_validate(args) -> int:
 
     from features.lake import Lake
     from features.spec import load_spec
+    from flows.guard import dataset_lock
     from validation import run_gate
 
     lake = Lake.default(args.home)
@@ -37,6 +38,7 @@ def cmd_validate(args) -> int:
             raise FileNotFoundError(f"dataset {spec.name!r}: no raw days in {lake.raw(spec.name)}; give --date")
         date = days[-1]
     with contextlib.ExitStack() as stack:
+        stack.enter_context(dataset_lock(lake, spec.name))
         client = None
         if args.dask:
             from features.cluster import dask_client
