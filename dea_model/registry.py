@@ -405,6 +405,10 @@ class Registry:
         version = self.aliases().get("champion")
         return None if version is None else self.show(version)
 
+    def champion_history(self) -> list[str]:
+        """Every version promoted to champion and not rolled back, oldest first (rollback targets)."""
+        return list(self._state()["champions"])
+
     def log(self) -> list[dict]:
         """Every alias change, oldest first."""
         return self._state()["log"]
@@ -472,6 +476,24 @@ class Registry:
             self._note(state, "rollback", "champion", stack[-1], f"{reason} (was {demoted})")
             version = stack[-1]
         return self.show(version)
+
+    def remove(self, versions: list[str], reason: str) -> None:
+        """Delete ``versions`` (retention): refused for a version an alias names; they leave the
+        champion history first, so a rollback never targets a deleted version."""
+        doomed = {self.resolve(v) for v in versions}
+        if not doomed:
+            return
+        with self._edit() as state:
+            held = sorted(v for k, v in state.items() if isinstance(v, str) and v in doomed)
+            if held:
+                raise RegistryError(f"model {self.name!r}: cannot remove {held}: an alias points at it")
+            state["champions"] = [v for v in state["champions"] if v not in doomed]
+            for v in sorted(doomed):
+                self._note(state, "remove", "-", v, reason)
+        for v in sorted(doomed):  # hidden first: a crash leaves a .old- folder the next run removes
+            hidden = self.root / f".old-{v}-{uuid.uuid4().hex[:8]}"
+            os.rename(self.root / v, hidden)
+            shutil.rmtree(hidden)
 
     # --- repair -----------------------------------------------------------------------------
 

@@ -56,6 +56,20 @@ class SourceSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)  # adapter-specific (separator, column names, ...)
 
 
+class RetentionPolicy(_Strict):
+    """How much history ``dea gc`` (and the weekly ``gc/weekly`` deployment) keeps of a dataset.
+
+    Whatever these say, nothing the champion, a rollback or the next run needs is removed: the
+    champion and challenger, the last ``champions`` entries of the champion history, and the data
+    days of the next run's training window and gate reference window (``dea_model.retention``).
+    """
+
+    versions: int = Field(5, ge=1)        # newest registered model versions
+    champions: int = Field(3, ge=1)       # champion history for rollback: the champion and the ones before it
+    run_days: int = Field(7, ge=1)        # runs/<dataset>/dt=… (candidates, evaluations) and ad-hoc runs
+    data_days: int = Field(30, ge=1)      # raw, features, stats, validation and predictions days
+
+
 class DatasetSpec(_Strict):
     """One dataset: label, group, fields, missing-value policy, crosses, source, gate bounds."""
 
@@ -69,6 +83,7 @@ class DatasetSpec(_Strict):
     passthrough: list[str] = Field(default_factory=list)  # raw columns copied to features, never model inputs
     source: SourceSpec
     gate: dict[str, Any] = Field(default_factory=dict)    # data-quality bounds, read by `validation`
+    retention: RetentionPolicy = RetentionPolicy()        # what `dea gc` keeps
 
     @field_validator("name")
     @classmethod
@@ -118,8 +133,8 @@ class DatasetSpec(_Strict):
         return list(dict.fromkeys(cols))
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the feature tables (not the source or the gate)."""
-        relevant = self.model_dump(exclude={"source", "gate"})
+        """Hash of everything that changes the feature tables (not the source, gate or retention)."""
+        relevant = self.model_dump(exclude={"source", "gate", "retention"})
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
