@@ -250,3 +250,15 @@ def test_a_corrupt_raw_day_fails_alone_and_the_next_day_trains_without_it(env, r
     assert version.lineage["valid_date"] == "2026-01-31"                # not the failed day before the date
     if not result["register"]["promoted"]:
         assert Registry(env, "synthetic").champion().version == champion
+
+
+def test_an_error_in_a_flow_is_not_chained_to_dask_looking_for_a_client():
+    """A failing stage's traceback starts with its own error, not "No clients found" from the lookup
+    of an existing Dask client."""
+    from flows.cluster import flow_client
+    from flows.params import DaskParams
+
+    with pytest.raises(RuntimeError, match="the stage's own error") as info:
+        with flow_client(DaskParams(n_workers=1)):
+            raise RuntimeError("the stage's own error")
+    assert info.value.__context__ is None and info.value.__cause__ is None
