@@ -1,17 +1,20 @@
 # Two commands do all set-up:  `make run` (the main job)  and  `make test` (the test suite).
-# Both create .venv when absent and install the project into it (torch==2.13.0 first where pip
-# finds that wheel, else the ordinary torch), then re-install only when pyproject.toml changes.
+# Both create .venv when absent and install the project into it at the exact versions of
+# constraints.txt (torch first), then re-install only when pyproject.toml or constraints.txt change.
+# `make lock` regenerates constraints.txt from pyproject.toml's ranges (see that target).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := constraints.txt
+TORCH  ?= torch==2.13.0
 export DEA_HOME ?= $(CURDIR)/.dea
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench lock clean
 
 run: $(STAMP)
 	$(BIN)/dea run
@@ -21,16 +24,37 @@ test: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0 || $(BIN)/python -m pip install -q torch
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c $(LOCK) torch
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test,bench]'
 	$(BIN)/python benchmarks/features_throughput.py --out benchmarks/results/features_throughput.json
+
+# Regenerate constraints.txt: a fresh temporary venv, $(TORCH) first, then the project with every
+# extra resolved WITHOUT constraints (the newest versions pyproject.toml allows), then `pip freeze`
+# minus the project (torch without its local label, e.g. +cpu). Then `make test`, and commit
+# pyproject.toml and constraints.txt together. Another torch: `make lock TORCH=torch==X.Y.Z`.
+lock:
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; py="$$tmp/venv/bin/python"; \
+	$$py -m pip install -q --upgrade pip; \
+	$$py -m pip install -q '$(TORCH)'; \
+	$$py -m pip install -q -e '.[test,bench]'; \
+	$$py -m pip check; \
+	{ echo "# The exact versions the test suite passes with (Python $$($$py -c 'import platform; print(platform.python_version())'), Linux); pyproject.toml keeps the ranges."; \
+	  echo "# Every install in the Makefile uses it (pip install -c $(LOCK) ...: setup, test, run, bench)."; \
+	  echo "# Made by \`make lock\`: a fresh temporary venv, $(TORCH) first, then -e '.[test,bench]' resolved"; \
+	  echo "# WITHOUT constraints, then \`pip freeze\` minus the project itself (torch without its local label such"; \
+	  echo "# as +cpu, so the CPU wheel and PyPI's build both satisfy it). Run \`make test\` before committing it."; \
+	  $$py -m pip freeze --exclude-editable | grep -v -i -e '^dea-platform' -e '^#' -e '^-e ' \
+	    | sed 's/^\(torch==[^+]*\)+.*/\1/'; } > "$$tmp/lock.txt"; \
+	mv "$$tmp/lock.txt" $(LOCK)
+	@echo "wrote $(LOCK); now run 'make test' and commit pyproject.toml and $(LOCK) together"
 
 clean:
 	rm -rf .dea .prefect .pytest_cache

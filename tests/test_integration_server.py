@@ -10,126 +10,49 @@ Completed, 1 on Failed):
 4. day 3 with a gate that cannot pass -> Failed, the champion unchanged.
 
 Tiny synthetic days and a small FM keep it near two minutes on two cores. Every process started
-here (server, worker) is killed, with its process group, in the fixture's finalizer.
+here (server, worker) is killed, with its process group, when the fixture ends
+(tests/prefect_server.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from dea_model.registry import Registry
 from features.lake import Lake
+from prefect_server import PrefectServer
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 D1, D2, D3 = "2026-01-05", "2026-01-06", "2026-01-07"
 SOURCE = {"kind": "synthetic", "options": {"rows_per_day": 20000, "seed": 7}}
 FM = {"model": "fm", "hparams": {"embedding_dim": 8, "embedding_rows": 65536}, "epochs": 2, "batch_size": 1024,
       "lr": 0.01, "plot": False}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class RetrainServer(PrefectServer):
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.lake_root)
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group (a worker ignores the first one), then SIGKILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        if proc.poll() is not None:
-            break
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-    try:  # children left in the group (a flow-run subprocess) go too
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-class Server:
-    def __init__(self, env: dict, lake: Lake, logs: Path):
-        self.env, self.lake, self.logs = env, lake, logs
-
-    def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        return subprocess.run([PREFECT, *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-    def retrain(self, date: str, *, train: dict = FM, gate: dict | None = None) -> subprocess.CompletedProcess:
+    def retrain(self, date: str, *, train: dict = FM, gate: dict | None = None):
         overrides = {"source": SOURCE, **({"gate": gate} if gate else {})}
         return self.cli("deployment", "run", "dea-daily/retrain", "--param", f"date={date}",
                         "--param", f"train={json.dumps(train)}", "--param", f"spec_overrides={json.dumps(overrides)}",
                         "--param", 'cluster={"n_workers": 1}',
                         "--watch", "--watch-timeout", "240", timeout=300)
 
-    def explain(self, run: subprocess.CompletedProcess) -> str:
-        tail = "\n".join(p.read_text()[-3000:] for p in sorted(self.logs.glob("*.log")))
-        return f"rc={run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}\n--- logs ---\n{tail}"
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ,
-           "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-           "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
-           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",   # no cron runs during the test
-           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO",
-           "DEA_HOME": str(tmp / "lake"), "DEA_DASK_ADDRESS": ""}
-    procs: list[subprocess.Popen] = []
-
-    def start(name: str, *args: str) -> subprocess.Popen:
-        log = open(tmp / f"{name}.log", "w")
-        proc = subprocess.Popen([PREFECT, *args], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        procs.append(proc)
-        return proc
-
-    try:
-        srv = start("server", "server", "start")
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert srv.poll() is None, f"prefect server exited:\n{(tmp / 'server.log').read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"prefect server not healthy in 120 s:\n{(tmp / 'server.log').read_text()[-3000:]}"
-            time.sleep(0.5)
-        harness = Server(env, Lake(tmp / "lake"), tmp)
-        for args in (("work-pool", "create", "dea-process", "--type", "process", "--overwrite"),
-                     ("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")):
-            done = harness.cli(*args)
-            assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        start("worker", "worker", "start", "--pool", "dea-process")
-        yield harness
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
+    # scheduler off: no cron runs during the test (tests/test_integration_schedule.py watches the schedule)
+    with RetrainServer(tmp_path_factory.mktemp("prefect-server"), scheduler=False) as srv:
+        srv.deploy()
+        srv.start_worker()
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +108,9 @@ def test_worse_candidate_is_registered_but_not_promoted(server, day1):
 def test_gate_failure_fails_the_run_and_keeps_the_champion(server, day1):
     assert day1.returncode == 0, server.explain(day1)
     before = Registry(server.lake, "synthetic").aliases()
-    failed = server.retrain(D3, gate={"rows": {"min": 1_000_000_000}})    # no day has a billion rows
+    # a valid gate (rows in [30 000, 4 × the reference median]) that a 20 000-row day fails; bounds that no
+    # value can meet (e.g. min 10^9 above 4 × the median) are a GateConfigError, not a failed gate
+    failed = server.retrain(D3, gate={"rows": {"min": 30_000}})
     assert failed.returncode == 1 and "Failed" in failed.stdout, server.explain(failed)
     verdict = json.loads((server.lake.validation("synthetic", D3) / "verdict.json").read_text())
     assert verdict["verdict"] == "fail" and any(c["expectation"] == "rows" and c["status"] == "fail"
