@@ -25,6 +25,7 @@ import mmh3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.lib.stride_tricks import sliding_window_view
 
 HASH_SPEC_VERSION = 1
 HASH_SEED = 0x0DEA2025  # 233_447_461
@@ -98,25 +99,63 @@ def hash64_tokens(field: str, tokens: pa.Array) -> np.ndarray:
     return np.where(valid, ids, np.int64(feature_id(field, MISSING_TOKEN)))
 
 
+LONG_KEY = 128            # keys longer than this (bytes) are hashed one at a time by mmh3 itself
+CHUNK_BYTES = 1 << 20     # bytes of padded key matrix per vectorised pass (bounds the temporaries)
+
+
 def murmur3_x64_64(prefix: np.ndarray, data: np.ndarray, offsets: np.ndarray, seed: int = HASH_SEED) -> np.ndarray:
     """First 64 bits (signed) of MurmurHash3_x64_128 of ``prefix + data[offsets[i]:offsets[i+1]]`` per i.
 
-    Bit-exact with ``mmh3.hash64(key, seed, signed=True)[0]``. Keys are laid out as a zero-padded
-    byte matrix ``[n, 16·blocks]``; each 16-byte block is two little-endian uint64 lanes, processed
-    for all keys at once with per-key masks for the number of full blocks and the tail length.
+    Bit-exact with ``mmh3.hash64(key, seed, signed=True)[0]``. Memory is bounded by the data, not by
+    its longest key. Key ``i`` has ``L_i = len(prefix) + offsets[i+1] - offsets[i]`` bytes and
+    ``B_i = max(1, ceil(L_i / 16))`` blocks of 16 bytes:
+
+    - ``L_i > LONG_KEY``: hashed by ``mmh3.hash64`` itself, one key at a time; there are at most
+      ``len(data) / LONG_KEY`` such keys, and past ~100 bytes a call costs less than the NumPy kernel;
+    - otherwise the key is in width class ``W = 16 · 2^c``, ``c = ceil(log2 B_i)`` (so ``W < 2·L_i + 16``),
+      and is hashed with the other keys of its class, ``CHUNK_BYTES / W`` keys per ``_murmur_matrix``
+      pass.
+
+    Beyond the inputs, the peak is a copy of ``data``, a few arrays of ``n`` int64 and the
+    temporaries of one pass (a small multiple of ``CHUNK_BYTES``).
     """
-    n = len(offsets) - 1
-    lengths = (np.diff(offsets) + len(prefix)).astype(np.int64)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    width = int(-(-lengths.max() // 16) * 16) if lengths.max() > 0 else 16
-    keys = np.zeros((n, width), dtype=np.uint8)
-    keys[:, : len(prefix)] = prefix
+    data = data[offsets[0]: offsets[-1]]
+    offsets = np.asarray(offsets, dtype=np.int64) - offsets[0]
     token_len = np.diff(offsets)
-    rows = np.repeat(np.arange(n), token_len)
-    cols = np.arange(int(token_len.sum())) - np.repeat(offsets[:-1] - offsets[0], token_len) + len(prefix)
-    keys[rows, cols] = data[offsets[0]: offsets[-1]]
-    lanes = keys.view("<u8")  # [n, width / 8]
+    lengths = token_len + len(prefix)
+    out = np.empty(len(lengths), dtype=np.int64)
+    head, view, long = prefix.tobytes(), memoryview(data), np.flatnonzero(lengths > LONG_KEY)
+    out[long] = [mmh3.hash64(head + view[a:b], seed, signed=True)[0]
+                 for a, b in zip(offsets[long].tolist(), offsets[long + 1].tolist())]
+    padded = np.concatenate([data, np.zeros(2 * LONG_KEY + 16, np.uint8)])  # every class-width window fits
+    blocks = np.maximum(-(-np.arange(LONG_KEY + 1) // 16), 1)  # B of every short length L = 0..LONG_KEY
+    classes = np.append(np.frexp(blocks - 1)[1], -1).astype(np.int8)  # c = bit length of B - 1; long: -1
+    width_class = classes[np.minimum(lengths, LONG_KEY + 1)]
+    for c in np.flatnonzero(np.bincount(width_class + 1)[1:]).tolist():
+        width, keys = 16 << c, np.flatnonzero(width_class == c)
+        step = max(1, CHUNK_BYTES // width)
+        for k in range(0, len(keys), step):
+            sel = keys[k: k + step]
+            out[sel] = _murmur_matrix(prefix, padded, offsets[sel], token_len[sel], width, seed)
+    return out
+
+
+def _murmur_matrix(prefix: np.ndarray, padded: np.ndarray, starts: np.ndarray, token_len: np.ndarray,
+                   width: int, seed: int) -> np.ndarray:
+    """MurmurHash3_x64_128 (first 64 bits) of keys ``prefix + padded[starts[i]: starts[i] + token_len[i]]``.
+
+    The keys are laid out as a zero-padded byte matrix ``[m, width]`` (``width`` a multiple of 16,
+    at least every key's length; ``padded`` extends at least ``width`` bytes past every start). Each
+    16-byte block is two little-endian uint64 lanes, processed for all keys at once with per-key
+    masks for the number of full blocks and the tail length.
+    """
+    n, p = len(starts), len(prefix)
+    lengths = token_len + p
+    keys = np.empty((n, width), dtype=np.uint8)
+    keys[:, :p] = prefix
+    keys[:, p:] = sliding_window_view(padded, width - p)[starts]  # row i = padded[starts[i]:][:width - p]
+    keys[:, p:][np.arange(width - p) >= token_len[:, None]] = 0
+    lanes = keys.view("<u8")  # [m, width / 8]
     full_blocks = lengths // 16
     tail = lengths % 16
     h1 = np.full(n, np.uint64(seed & 0xFFFFFFFF), dtype=np.uint64)

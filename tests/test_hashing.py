@@ -1,5 +1,7 @@
 """The hash spec: golden vectors, vectorised == scalar reference, combo hash bit-exact with mmh3."""
 
+import tracemalloc
+
 import mmh3
 import numpy as np
 import pandas as pd
@@ -7,6 +9,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from features import hashing
 from features.hashing import (HASH_SEED, HASH_SPEC_VERSION, MISSING_TOKEN, bucket_ids, combo_hash,
                               hash64_tokens,
                               combo_hash_reference, feature_id, feature_ids)
@@ -110,3 +113,102 @@ def test_vectorised_murmur_on_every_key_length_and_sliced_arrays():
         expected = [feature_id(field, t or MISSING_TOKEN) for t in tokens.to_pylist()]
         assert hash64_tokens(field, tokens).tolist() == expected
         assert hash64_tokens(field, tokens.slice(5, 30)).tolist() == expected[5:35]
+
+
+# --- memory bounded by the data, not by its longest key (issue 15) -------------------------------
+
+MB = 1 << 20
+
+
+def mixed_tokens(rng, long_bytes=MB):
+    """Every short length, multiples of 16, the LONG_KEY boundary, 1 KB, one huge key, non-ASCII."""
+    edge = max(hashing.LONG_KEY, 32)  # keys of LONG_KEY ± a few bytes, with the field prefix
+    lengths = [*range(0, 101), *range(16, 513, 16), *range(edge - 32, edge + 4), 1024]
+    tokens = ["".join(rng.choice(list("abc0\x00\x1f"), n)) for n in lengths]
+    tokens += ["é漢字🙂" * k for k in (1, 4, 5, 40, 300)] + ["y" * long_bytes, "z" * (long_bytes - 1)]
+    rng.shuffle(tokens)
+    return tokens
+
+
+def mmh3_ids(field, tokens):
+    return [mmh3.hash64(f"{field}\x1f{t}".encode(), seed=HASH_SEED, signed=True)[0] if t
+            else feature_id(field, MISSING_TOKEN) for t in tokens]
+
+
+@pytest.mark.parametrize("field", ["", "C1", "a" * 15, "é" * 7, "a_long_field_name_over_16_bytes"])
+def test_mixed_lengths_equal_mmh3(field):
+    tokens = mixed_tokens(np.random.default_rng(len(field)))
+    arr = pa.array(tokens, pa.string())
+    assert hash64_tokens(field, arr).tolist() == mmh3_ids(field, tokens)
+    assert hash64_tokens(field, arr.slice(3, 200)).tolist() == mmh3_ids(field, tokens[3:203])
+    assert hash64_tokens(field, arr.slice(len(tokens))).tolist() == []
+
+
+@pytest.mark.parametrize("long_key, chunk", [(0, 1 << 20), (4096, 64), (4096, 1 << 20)])
+def test_both_paths_alone_equal_mmh3(monkeypatch, long_key, chunk):
+    # LONG_KEY 0: every key through mmh3 one by one; 4096: every key up to 4 KB vectorised, in tiny or big passes.
+    monkeypatch.setattr(hashing, "LONG_KEY", long_key)
+    monkeypatch.setattr(hashing, "CHUNK_BYTES", chunk)
+    tokens = mixed_tokens(np.random.default_rng(1), long_bytes=4000)
+    assert hash64_tokens("C7", pa.array(tokens, pa.string())).tolist() == mmh3_ids("C7", tokens)
+
+
+def test_murmur_on_raw_bytes_with_zero_bytes():
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(0, 300, 500)
+    lengths[:4] = [0, 16, 2 * MB, 127]
+    data = rng.integers(0, 3, int(lengths.sum()), dtype=np.uint8)  # many zero bytes, like the padding
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    prefix = np.frombuffer(b"\x00ab\x1f", np.uint8)
+    got = hashing.murmur3_x64_64(prefix, data, offsets, seed=7)
+    expected = [mmh3.hash64(prefix.tobytes() + data[a:b].tobytes(), 7, signed=True)[0]
+                for a, b in zip(offsets[:-1], offsets[1:])]
+    assert got.tolist() == expected
+    assert hashing.murmur3_x64_64(prefix, data[:0], np.zeros(1, np.int32)).shape == (0,)
+
+
+def traced_peak(fn):
+    tracemalloc.start()
+    try:
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def short_tokens_and_one_long(n=20_000, long_bytes=MB):
+    return pa.array([f"tok{i:x}" for i in range(n)] + ["x" * long_bytes], pa.string())
+
+
+def test_one_huge_token_does_not_blow_up_memory():
+    # Old layout: a [20001, 1 MB] matrix plus index arrays, ~18 GB. Bounded: data, a copy, one pass.
+    tokens = short_tokens_and_one_long()
+    ids, peak = traced_peak(lambda: hash64_tokens("item", tokens))
+    assert peak < 16 * MB, f"peak {peak / MB:.0f} MB"
+    assert ids[-1] == feature_id("item", "x" * MB) and ids[123] == feature_id("item", "tok7b")
+
+
+def test_transform_table_with_a_huge_sparse_value():
+    from features import pipeline
+    rng = np.random.default_rng(3)
+    n = 5_000
+    items = np.array([f"item{k}" for k in range(2_000)], dtype=object)
+    items[7] = "é" + "x" * MB
+    item = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, len(items), n), pa.int32()), pa.array(items))
+    users = rng.integers(0, 300, n)
+    table = pa.table({"user": users, "item": item, "click": rng.integers(0, 2, n).astype(np.int8)})
+    manifest = pipeline.Manifest(
+        dataset="t", fields=["user", "item", "user_x_item"], sparse=["user", "item"], dense={},
+        cross=[("user", "item")], label="click", group="user", passthrough=[], missing="token",
+        hash_spec_version=HASH_SPEC_VERSION, hash_seed=HASH_SEED, config_hash="t", fit_dates=[], spec={},
+        record={"digest": "t"})
+    out, peak = traced_peak(lambda: pipeline.transform_table(table, manifest, "2026-01-01"))
+    assert peak < 16 * MB, f"peak {peak / MB:.0f} MB"
+    item_ids = {v: feature_id("item", v) for v in items}
+    expected_item = [item_ids[v] for v in items[item.indices.to_numpy()]]
+    expected_user = [feature_id("user", str(u)) for u in users]
+    assert out["item"].to_pylist() == expected_item
+    assert out["user"].to_pylist() == expected_user
+    assert out["user_x_item"].to_pylist() == [feature_id("user_x_item", f"{a}:{b}")
+                                              for a, b in zip(expected_user, expected_item)]
+    assert item_ids[items[7]] in expected_item
