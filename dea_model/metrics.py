@@ -90,17 +90,27 @@ def group_aucs(labels, scores, groups) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return aucs, n, valid
 
 
+def gauc_stats(labels, scores, groups) -> tuple[float, float, int]:
+    """``(gauc, coverage, groups)``: the impression-weighted mean of per-group AUC over groups with
+    both classes (NaN, without a warning, when there is none), the share of rows in those groups,
+    and the number of distinct groups. The one implementation of the GAUC formula."""
+    aucs, n, valid = group_aucs(labels, scores, groups)
+    if not valid.any():
+        return float("nan"), 0.0, int(n.size)
+    weights = n[valid]
+    return float(np.sum(weights * aucs[valid]) / np.sum(weights)), float(weights.sum() / n.sum()), int(n.size)
+
+
 def gauc(labels, scores, groups) -> float:
     """Impression-weighted mean of per-group AUC over groups with both classes.
 
     NaN with a warning when no group holds both classes.
     """
-    aucs, n, valid = group_aucs(labels, scores, groups)
-    if not valid.any():
+    value, _, _ = gauc_stats(labels, scores, groups)
+    if np.isnan(value):
         warnings.warn("GAUC is undefined: no group holds both clicks and non-clicks; returning NaN",
                       RuntimeWarning, stacklevel=2)
-        return float("nan")
-    return float(np.sum(n[valid] * aucs[valid]) / np.sum(n[valid]))
+    return value
 
 
 def ctr_metrics(labels, probs, groups=None) -> dict[str, float]:
@@ -115,9 +125,5 @@ def ctr_metrics(labels, probs, groups=None) -> dict[str, float]:
            "gauc": float("nan"), "gauc_coverage": 0.0, "groups": 0}
     g = None if groups is None else np.asarray(groups).ravel()
     if g is not None and g.size and (g != g[0]).any():
-        aucs, n, valid = group_aucs(y, p, g)
-        out["groups"] = int(n.size)
-        if valid.any():
-            out["gauc"] = float(np.sum(n[valid] * aucs[valid]) / np.sum(n[valid]))
-            out["gauc_coverage"] = float(n[valid].sum() / y.size)
+        out["gauc"], out["gauc_coverage"], out["groups"] = gauc_stats(y, p, g)
     return out

@@ -30,6 +30,36 @@ def test_gauc_equals_slow_reference_with_ties(seed):
     assert metrics.gauc(y, p, g) == pytest.approx(slow_gauc(y, p, g), abs=1e-12)
 
 
+def tied_groups_of_very_different_sizes(seed=0):
+    """A few big groups ranked well and many small ones ranked badly, with tied scores: the
+    impression-weighted GAUC and an unweighted mean of group AUCs are far apart."""
+    rng = np.random.default_rng(seed)
+    sizes = [3000, 1500, 800] + [6] * 200
+    keys = np.arange(len(sizes)) * 104729 - 5000               # sparse, negative and large keys
+    g = rng.permutation(np.repeat(keys, sizes))
+    y = rng.integers(0, 2, g.size)
+    big = np.isin(g, keys[:3])
+    signal = np.where(big, 0.4, -0.3) * y                      # big groups: good ranking, small: inverted
+    p = np.round(rng.random(g.size) * 0.5 + signal + 0.3, 1)   # few distinct scores: many ties
+    return y, p, g
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ctr_metrics_gauc_is_the_impression_weighted_reference(seed):
+    y, p, g = tied_groups_of_very_different_sizes(seed)
+    assert len(np.unique(p)) < 15
+    aucs, n, valid = metrics.group_aucs(y, p, g)
+    unweighted = float(np.mean(aucs[valid]))
+    reference = slow_gauc(y, p, g)
+    assert abs(unweighted - reference) > 0.1                # an unweighted mean cannot pass below
+    m = metrics.ctr_metrics(y, p, g)
+    assert m["gauc"] == pytest.approx(reference, abs=1e-12)
+    assert m["gauc"] == metrics.gauc(y, p, g)
+    covered = sum((g == k).sum() for k in np.unique(g) if 0 < y[g == k].sum() < (g == k).sum())
+    assert m["gauc_coverage"] == pytest.approx(covered / g.size, abs=1e-12)
+    assert m["groups"] == len(np.unique(g)) == 203
+
+
 def test_group_aucs_match_sklearn_per_group():
     rng = np.random.default_rng(5)
     g = rng.integers(0, 20, 2000)
