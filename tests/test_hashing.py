@@ -35,6 +35,25 @@ def test_feature_id_golden_vectors(field, token, expected):
     assert feature_id(field, token) == mmh3.hash64(f"{field}\x1f{token}".encode(), seed=HASH_SEED, signed=True)[0]
 
 
+@pytest.mark.parametrize("name, id_a, id_b, expected", [
+    # merchant_id "17" x hour "9" of the synthetic spec's cross, as feature IDs
+    ("merchant_id_x_hour", 3798096518668389685, 6640138066903053170, 248270152961193645),
+    ("user_x_item", -1, 0, -1890712858838269745),
+    ("a_x_b", -(2**63), 2**63 - 1, 7043351944130149911),
+])
+def test_cross_id_golden_vectors(name, id_a, id_b, expected):
+    """A cross's ID is ``feature_id(name, f"{id_a}:{id_b}")`` (the published hash spec): the
+    separator, the signed decimal IDs and the order are all part of it."""
+    from features.pipeline import cross_ids
+
+    assert mmh3.hash64(f"{name}\x1f{id_a}:{id_b}".encode(), seed=HASH_SEED, signed=True)[0] == expected
+    a = np.array([id_a, id_b, id_a, id_a], np.int64)        # repeated and swapped pairs map back row by row
+    b = np.array([id_b, id_a, id_b, id_a], np.int64)
+    expected_rows = [mmh3.hash64(f"{name}\x1f{x}:{y}".encode(), seed=HASH_SEED, signed=True)[0] for x, y in zip(a, b)]
+    assert cross_ids(name, a, b).tolist() == expected_rows and expected_rows[0] == expected
+    assert cross_ids(name, a, b).dtype == np.int64
+
+
 @pytest.mark.parametrize("a, b, seed, expected", [
     (0, 0, 0, 2167721464),
     (1, 2, 0, 3381608592),

@@ -1,7 +1,12 @@
-"""Batch (Dask) and one-row (serving) transforms give identical IDs, on sampled rows of every dataset."""
+"""Batch (Dask) and one-row (serving) transforms give identical IDs, on sampled rows of every dataset,
+and both equal the published hash spec computed here from scratch (mmh3, the manifest's bucket
+boundaries, the missing token, the cross separator), not by the code under test."""
 
+import bisect
+import math
 from pathlib import Path
 
+import mmh3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -12,6 +17,45 @@ from features.sources import ingest
 from features.spec import available_specs, load_spec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# The hash spec v1, written out again (features/hashing.py documents it): a change there must fail here.
+SEED = 0x0DEA2025
+MISSING = "__missing__"
+
+
+def spec_id(field: str, token: str) -> int:
+    return mmh3.hash64(f"{field}\x1f{token}".encode("utf-8"), seed=SEED, signed=True)[0]
+
+
+def sparse_token(value) -> str:
+    """Integers as decimals, strings as they are, null / NaN / "" the missing token."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 2**53):
+        return str(int(value))
+    if isinstance(value, str):
+        return value
+    raise AssertionError(f"this test has no token rule for {value!r}")
+
+
+def dense_token(value, state: dict) -> str:
+    """``b<k>``, k = how many boundaries are <= the (sign·log1p'd) value; null / NaN the missing token."""
+    if value is None or math.isnan(value):
+        return MISSING
+    x = np.array([float(value)])
+    if state["log1p"]:
+        x = np.sign(x) * np.log1p(np.abs(x))
+    return f"b{bisect.bisect_right(state['boundaries'], float(x[0]))}"
+
+
+def expected_ids(record: dict, manifest: pipeline.Manifest) -> dict[str, int]:
+    ids = {f: spec_id(f, sparse_token(record.get(f))) for f in manifest.sparse}
+    ids.update({d: spec_id(d, dense_token(record.get(d), state)) for d, state in manifest.dense.items()})
+    for a, b in manifest.cross:
+        ids[f"{a}_x_{b}"] = spec_id(f"{a}_x_{b}", f"{ids[a]}:{ids[b]}")
+    return {f: ids[f] for f in manifest.fields}
 
 
 @pytest.mark.parametrize("dataset", available_specs())
@@ -32,5 +76,17 @@ def test_one_row_transform_equals_batch_on_sampled_rows(dataset, tmp_path):
     assert len(raw) == len(batch)
     rows = np.random.default_rng(0).choice(len(raw), size=min(50, len(raw)), replace=False)
     for i in rows:
-        served = pipeline.transform_one(raw[i], manifest)
-        assert served == {f: int(batch[f].iloc[i]) for f in manifest.fields}, f"{dataset} row {i}"
+        expected = expected_ids(raw[i], manifest)
+        assert {f: int(batch[f].iloc[i]) for f in manifest.fields} == expected, f"{dataset} batch row {i}"
+        assert pipeline.transform_one(raw[i], manifest) == expected, f"{dataset} served row {i}"
+    if spec.source.kind == "synthetic":       # the one spec with a cross: records with missing values too
+        assert manifest.cross == [("merchant_id", "hour")] and manifest.dense["price"]["log1p"]
+        records = [{**raw[rows[0]], "merchant_id": None, "price": None},
+                   {**raw[rows[1]], "hour": None, "user_age": float("nan"), "brand": ""},
+                   {**raw[rows[2]], "price": -3.5, "item_ctr_hist": 1e9, "user_clicks_30d": 0.0}]
+        for record in records:
+            assert pipeline.transform_one(record, manifest) == expected_ids(record, manifest), record
+        missing = expected_ids(records[0], manifest)
+        assert missing["merchant_id"] == spec_id("merchant_id", MISSING) and missing["price"] == spec_id("price", MISSING)
+        assert missing["merchant_id_x_hour"] == spec_id("merchant_id_x_hour",
+                                                        f"{missing['merchant_id']}:{missing['hour']}")
