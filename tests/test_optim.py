@@ -116,16 +116,40 @@ def test_model_of_tables_only_gets_sparse_adam_alone():
     assert opt.state_dict()["dense"] is None and len(opt.param_groups) == 1
 
 
-@pytest.mark.parametrize("max_norm", [1e-3, 1e3])
-def test_clip_grad_norm_with_sparse_grads_equals_dense(max_norm):
-    norms, grads = {}, {}
+def backward(sparse: bool):
+    model, (ids, _) = model_and_batches()
+    make_optimizer(model, TrainConfig(sparse_embeddings=sparse))
+    F.binary_cross_entropy_with_logits(model(ids), torch.ones(5)).backward()
+    return model
+
+
+def dense_grads(model) -> dict[str, torch.Tensor]:
+    return {k: (p.grad.to_dense() if p.grad.is_sparse else p.grad).clone()
+            for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.9, 4.0])
+def test_clip_grad_norm_with_sparse_grads_equals_dense(fraction):
+    """Clipping to a fraction of the gradient's norm: the sparse path (row-sparse table gradients)
+    returns the same total norm and leaves the same clipped gradients as torch's dense clip."""
+    unclipped = dense_grads(backward(False))
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in unclipped.values()]))
+    max_norm = fraction * total.item()
+    reference = backward(False)                                  # torch's own clip on the dense gradients
+    torch.testing.assert_close(torch.nn.utils.clip_grad_norm_(reference.parameters(), max_norm), total)
+    expected = dense_grads(reference)
     for sparse in (False, True):
-        model, (ids, _) = model_and_batches()
-        make_optimizer(model, TrainConfig(sparse_embeddings=sparse))
-        F.binary_cross_entropy_with_logits(model(ids), torch.ones(5)).backward()
-        norms[sparse] = clip_grad_norm(model.parameters(), max_norm)
-        g = model.embedding.weight.grad
-        grads[sparse] = g.to_dense() if sparse else g
-    torch.testing.assert_close(norms[True], norms[False])
-    torch.testing.assert_close(grads[True], grads[False])
-    assert (grads[True].norm() <= max_norm * 1.0001) or max_norm > norms[True]
+        model = backward(sparse)
+        assert model.embedding.weight.grad.is_sparse == sparse
+        torch.testing.assert_close(clip_grad_norm(model.parameters(), max_norm), total)
+        grads = dense_grads(model)
+        assert grads.keys() == expected.keys() and "embedding.weight" in grads
+        for k in expected:
+            torch.testing.assert_close(grads[k], expected[k], msg=k)
+        after = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+        if fraction < 1:                                         # clipped: the norm is max_norm now ...
+            assert after.item() == pytest.approx(max_norm, rel=1e-4)
+            assert not torch.allclose(grads["embedding.weight"], unclipped["embedding.weight"])
+        else:                                                    # ... or untouched below it
+            for k in grads:
+                torch.testing.assert_close(grads[k], unclipped[k], rtol=1e-7, atol=0, msg=k)

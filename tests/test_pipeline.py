@@ -94,15 +94,28 @@ def test_refit_on_another_window_changes_the_manifest(lake):
     assert a.digest != b.digest and b.fit_dates == DAYS
 
 
-def test_transform_runs_on_a_local_cluster(lake):
+def test_transform_runs_on_a_local_cluster(lake, tmp_path):
+    """The feature table a LocalCluster of worker processes writes (one task per raw file) is,
+    bit for bit and column for column, the in-process transform of the whole raw day; the bucket
+    boundaries it fits are the ones fitted without a cluster."""
     from features.cluster import dask_client
 
     spec = make_spec()
-    with dask_client(n_workers=1):
+    with dask_client(n_workers=2):
         manifest = pipeline.fit(spec, lake, DAYS[:1])
-        cluster_rows = pipeline.transform(spec, lake, DAYS[1], manifest)
-    local = pd.read_parquet(lake.features("toy", DAYS[1]))
-    assert cluster_rows.rows == len(local) == 3000
+        result = pipeline.transform(spec, lake, DAYS[1], manifest)
+    assert not result.skipped and result.rows == 3000
+    on_cluster = pq.read_table(lake.features("toy", DAYS[1]))
+    assert len(list(lake.features("toy", DAYS[1]).glob("part-*.parquet"))) == 2      # one file per raw file
+    in_process = pipeline.transform_table(pq.read_table(lake.raw("toy", DAYS[1])), manifest, DAYS[1])
+    assert on_cluster.schema.names == in_process.schema.names == [*spec.fields, "label", "group", "dt", "p_true"]
+    for name in in_process.schema.names:
+        a, b = on_cluster[name].combine_chunks(), in_process[name].combine_chunks()
+        assert a.type == b.type and a.equals(b), name
+    assert on_cluster.equals(in_process)
+    local = Lake(tmp_path / "no-cluster")
+    write_raw(local, DAYS[0], raw_frame(seed=0))
+    assert pipeline.fit(spec, local, DAYS[:1]).dense == manifest.dense
 
 
 def test_one_row_transform_equals_batch(lake):

@@ -281,12 +281,18 @@ def test_registry_models_train_save_and_reload(lake, tmp_path, monkeypatch, name
     assert r.metrics["test"]["auc"] > 0.6
     model, config = T.load_model(r.out_dir)
     assert type(model).__name__ == type(r.model).__name__ and config["hparams"] == r.model.hparams
-    np.testing.assert_allclose(T.predict(r.out_dir, lk, "toy", dates[2]),
-                               T.predict(r.out_dir, lk, "toy", dates[2]), rtol=0)   # eval is batch-independent
+    saved, trained = model.state_dict(), r.model.state_dict()
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+    served = T.predict(r.out_dir, lk, "toy", dates[2])
+    day = T.open_days(lk, "toy", [dates[2]])
+    for batch_size in (13, 500, 4096):                       # eval is batch-independent (no batch statistics)
+        p_b, y_b, _ = T.predict_batches(model, day, torch.device("cpu"), batch_size, bf16=False)
+        assert len(p_b) == len(served) == 1500
+        np.testing.assert_allclose(p_b, served, rtol=1e-6, atol=1e-9, err_msg=f"eval batch size {batch_size}")
     ev = T.evaluate(r.out_dir, lk, "toy", dates[2])
     assert ev["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-9)
     p, y, g = r.test_scores                                 # the test day's rows as train() scored them
-    np.testing.assert_allclose(p, T.predict(r.out_dir, lk, "toy", dates[2]), rtol=1e-6)
+    np.testing.assert_allclose(p, served, rtol=1e-6)        # in memory == reloaded from model.pt
     assert len(y) == len(g) == r.metrics["test"]["rows"] and roc_auc_score(y, p) == pytest.approx(ev["auc"], abs=1e-9)
 
 
