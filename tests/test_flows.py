@@ -106,6 +106,48 @@ def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
     assert not (env.runs() / "synthetic" / f"dt={D2}").exists()        # stopped before training
 
 
+# The promotion rule in the flow: a second dataset on the same lake (the synthetic source under
+# another name) grouped by device, ~70 rows a group, so that GAUC on a 4000-row day ranks models as
+# AUC does (user_id groups of a row or two make it a coin toss). Eval GAUC on D1: WEAK ~0.58,
+# WORSE ~0.52, TRAIN ~0.62.
+PROMO = {**TINY, "name": "promotion", "group": "device"}
+WEAK = TRAIN.with_overrides(["lr=1e-3", "epochs=1"])          # the first champion
+WORSE = TRAIN.with_overrides(["lr=1e-7", "epochs=1"])         # learns nothing
+
+
+def test_a_worse_candidate_stays_challenger_and_a_better_one_becomes_champion(env):
+    reg = Registry(env, "promotion")
+    first = _daily(env, D1, spec_overrides=PROMO, train=WEAK)
+    assert first.is_completed(), first.message
+    assert first.result()["register"]["reason"].startswith("first model")
+    assert reg.aliases() == {"champion": "v0001"}
+    champion = reg.champion()
+    weights = champion.weights.read_bytes()
+
+    worse = _daily(env, D1, spec_overrides=PROMO, train=WORSE)
+    assert worse.is_completed(), worse.message
+    evaluated, registered = worse.result()["evaluate"], worse.result()["register"]
+    assert evaluated["champion"]["version"] == "v0001"
+    assert evaluated["candidate"]["gauc"] < evaluated["champion"]["gauc"] - 0.02
+    assert registered["version"] == "v0002" and not registered["promoted"] and registered["champion"] == "v0001"
+    assert "does not beat champion" in reg.show("v0002").lineage["decision"]
+    assert reg.aliases() == {"champion": "v0001", "challenger": "v0002"}
+    assert reg.champion_history() == ["v0001"]
+    assert reg.champion() == champion and champion.weights.read_bytes() == weights      # untouched
+
+    better = _daily(env, D1, spec_overrides=PROMO, train=TRAIN)
+    assert better.is_completed(), better.message
+    evaluated, registered = better.result()["evaluate"], better.result()["register"]
+    assert evaluated["champion"]["version"] == "v0001"
+    assert evaluated["candidate"]["gauc"] > evaluated["champion"]["gauc"] + 0.01
+    assert registered["version"] == "v0003" and registered["promoted"] and registered["champion"] == "v0003"
+    assert reg.show("v0003").lineage["decision"].startswith("GAUC ")
+    assert "> champion" in reg.show("v0003").lineage["decision"]
+    assert reg.aliases() == {"champion": "v0003", "challenger": "v0002"}
+    assert reg.champion_history() == ["v0001", "v0003"]
+    assert [v.version for v in reg.list_versions()] == ["v0001", "v0002", "v0003"]
+
+
 def test_crash_while_training_leaves_nothing_and_a_rerun_completes(env, runs, monkeypatch):
     from flows.train import run_dir, train_flow
     from flows.params import Day
