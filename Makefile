@@ -14,13 +14,18 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: run test setup bench lock clean
+.PHONY: run test test-fast setup bench lock clean
 
 run: $(STAMP)
 	$(BIN)/dea run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The quick tier while editing: no servers, subprocesses or process clusters, nothing over ~10 s
+# (markers in pyproject.toml). `make test` (what CI runs) still runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration and not slow"
 
 setup: $(STAMP)
 

@@ -57,6 +57,7 @@ def runs(env):
     return code, out.getvalue(), _daily(env, D1)
 
 
+@pytest.mark.slow
 def test_dea_run_registers_a_champion_and_prints_the_report(env, runs):
     code, printed, _ = runs
     assert code == 0, printed
@@ -84,6 +85,7 @@ def test_dea_run_registers_a_champion_and_prints_the_report(env, runs):
     assert (champion.path / "model.pt").is_file() and (champion.path / "manifest.json").is_file()
 
 
+@pytest.mark.slow
 def test_rerun_skips_every_stage(env, runs):
     assert runs[2].is_completed(), runs[2].message
     again = runs[2].result()
@@ -95,6 +97,7 @@ def test_rerun_skips_every_stage(env, runs):
     assert again["evaluate"]["candidate"] == Registry(env, "synthetic").show("v0001").metrics
 
 
+@pytest.mark.slow
 def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
     strict = {**TINY, "gate": {"rows": {"min": 10**9, "ratio": None}}}     # no day has a billion rows
     state = _daily(env, D2, spec_overrides=strict)
@@ -115,6 +118,7 @@ WEAK = TRAIN.with_overrides(["lr=1e-3", "epochs=1"])          # the first champi
 WORSE = TRAIN.with_overrides(["lr=1e-7", "epochs=1"])         # learns nothing
 
 
+@pytest.mark.slow
 def test_a_worse_candidate_stays_challenger_and_a_better_one_becomes_champion(env):
     reg = Registry(env, "promotion")
     first = _daily(env, D1, spec_overrides=PROMO, train=WEAK)
@@ -148,6 +152,7 @@ def test_a_worse_candidate_stays_challenger_and_a_better_one_becomes_champion(en
     assert [v.version for v in reg.list_versions()] == ["v0001", "v0002", "v0003"]
 
 
+@pytest.mark.slow
 def test_crash_while_training_leaves_nothing_and_a_rerun_completes(env, runs, monkeypatch):
     from flows.train import run_dir, train_flow
     from flows.params import Day
@@ -167,6 +172,7 @@ def test_crash_while_training_leaves_nothing_and_a_rerun_completes(env, runs, mo
     assert not done["skipped"] and (out / "_COMPLETE.json").exists() and (out / "curve.png").exists()
 
 
+@pytest.mark.slow
 def test_registry_commands_and_predict(env, runs, capsys):
     from flows.cli import main
 
@@ -185,6 +191,7 @@ def test_registry_commands_and_predict(env, runs, capsys):
     assert table.num_rows == 4000 and ((p > 0) & (p < 1)).all()
 
 
+@pytest.mark.slow
 def test_backfill_runs_a_stage_for_each_date_in_order(env, runs):
     from flows.backfill import backfill, dates_between
 
@@ -205,6 +212,7 @@ with dataset_lock(Lake.default(sys.argv[1]), "synthetic"):
 """
 
 
+@pytest.mark.integration
 def test_dataset_lock_serialises_processes_and_reenters(tmp_path):
     from flows.guard import LockTimeout, dataset_lock
 
@@ -265,6 +273,7 @@ def test_the_window_steps_over_days_whose_gate_failed(tmp_path):
         day.window(3)
 
 
+@pytest.mark.slow
 def test_a_corrupt_raw_day_fails_alone_and_the_next_day_trains_without_it(env, runs):
     from features.sources import ingest
     from flows.params import Day
@@ -294,6 +303,7 @@ def test_a_corrupt_raw_day_fails_alone_and_the_next_day_trains_without_it(env, r
         assert Registry(env, "synthetic").champion().version == champion
 
 
+@pytest.mark.integration
 def test_an_error_in_a_flow_is_not_chained_to_dask_looking_for_a_client():
     """A failing stage's traceback starts with its own error, not "No clients found" from the lookup
     of an existing Dask client."""

@@ -26,7 +26,7 @@ import yaml
 from features.lake import Lake
 from prefect_server import REPO, PrefectServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LOOP_SECONDS = 2
 DATE = "2026-01-05"

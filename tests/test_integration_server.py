@@ -25,7 +25,7 @@ from dea_model.registry import Registry
 from features.lake import Lake
 from prefect_server import PrefectServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 D1, D2, D3 = "2026-01-05", "2026-01-06", "2026-01-07"
 SOURCE = {"kind": "synthetic", "options": {"rows_per_day": 20000, "seed": 7}}

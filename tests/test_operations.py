@@ -85,6 +85,7 @@ def _gone(tree: list[psutil.Process], timeout: float = 30.0) -> list[psutil.Proc
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_kill_9_leaves_no_process_and_the_next_run_removes_its_temporaries(tmp_path):
     proc, tree = None, []
     try:
@@ -104,6 +105,7 @@ def test_kill_9_leaves_no_process_and_the_next_run_removes_its_temporaries(tmp_p
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_sigterm_unwinds_removes_its_temporaries_and_stops_its_children(tmp_path):
     proc, tree = None, []
     try:
@@ -132,6 +134,7 @@ with dataset_lock(lake, "synthetic"):
 """
 
 
+@pytest.mark.integration
 def test_a_live_runs_temporaries_are_never_removed(tmp_path):
     lake = Lake(tmp_path)
     dead = lake.runs() / "synthetic" / "dt=2026-01-04" / ".tmp-fm-abc-w3-1234"
@@ -161,6 +164,7 @@ def _unshare_works() -> bool:
         subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not _unshare_works(), reason="needs `unshare -rm` (user and mount namespaces) for a read-only mount")
 def test_a_read_only_lake_fails_at_once_in_one_line(tmp_path):
     lake = tmp_path / "lake"

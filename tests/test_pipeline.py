@@ -94,6 +94,7 @@ def test_refit_on_another_window_changes_the_manifest(lake):
     assert a.digest != b.digest and b.fit_dates == DAYS
 
 
+@pytest.mark.integration
 def test_transform_runs_on_a_local_cluster(lake, tmp_path):
     """The feature table a LocalCluster of worker processes writes (one task per raw file) is,
     bit for bit and column for column, the in-process transform of the whole raw day; the bucket

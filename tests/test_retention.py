@@ -124,6 +124,7 @@ def test_dea_gc_is_a_dry_run_unless_applied(lake, capsys):
     assert len(Registry(lake, "synthetic").versions()) == 6
 
 
+@pytest.mark.slow
 def test_gc_flow_applies_the_policy(lake, prefect_harness):
     from flows.gc import gc_flow
 
