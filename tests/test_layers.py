@@ -71,9 +71,10 @@ def test_pairs_to_square_places_every_pair(diagonal):
 def test_apply_diagonal_modes():
     s = randn(2, 4, 4)
     assert torch.equal(apply_diagonal(s, "keep"), s)
-    zero = apply_diagonal(s, "zero")
-    assert torch.all(zero.diagonal(dim1=-2, dim2=-1) == 0) and torch.equal(zero[:, 0, 1:], s[:, 0, 1:])
-    assert torch.all(torch.isneginf(apply_diagonal(s, "neg_inf").diagonal(dim1=-2, dim2=-1)))
+    off = ~torch.eye(4, dtype=torch.bool)
+    for mode, value in (("zero", 0.0), ("neg_inf", float("-inf"))):
+        out = apply_diagonal(s, mode)
+        assert torch.all(out.diagonal(dim1=-2, dim2=-1) == value) and torch.equal(out[:, off], s[:, off])
 
 
 def test_safe_softmax_empty_row_is_zero_and_gradients_finite():
@@ -113,6 +114,22 @@ def test_collapse_avoiding_threshold_is_offdiagonal_mean_magnitude():
     assert 0.2 < 1 - keep[:, :, off].float().mean() < 0.8  # some, not all, entries masked
     torch.testing.assert_close(ca.tau_mean, tau)  # first batch initialises the running mean
     assert torch.equal(CollapseAvoiding(2, multiplier=1e-6)(s)[:, :, off], torch.ones(2, 4, 20, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("multiplier,kept", [(0.5, range(4, 13)), (1.0, range(7, 13)), (1.5, range(10, 13)),
+                                             (2.0, range(0))])
+def test_tau_multiplier_keeps_the_predicted_share_on_a_known_input(multiplier, kept):
+    """Off-diagonal |S| = 1, 2, …, 12 (signs alternate), a huge diagonal: τ = c·6.5 over the off-diagonal
+    cells only, so c = 0.5, 1, 1.5, 2 keep |S| ≥ 3.25, 6.5, 9.75, 13: 9, 6, 3 and 0 of the 12 pairs."""
+    n = 4
+    off = ~torch.eye(n, dtype=torch.bool)
+    s = torch.full((1, 1, n, n), 100.0)
+    magnitudes = torch.arange(1, 13, dtype=torch.float32)
+    s[0, 0][off] = magnitudes * torch.tensor([1.0, -1.0]).repeat(6)
+    keep = CollapseAvoiding(heads=1, multiplier=multiplier)(s)[0, 0]
+    assert torch.equal(keep[off], torch.isin(magnitudes, torch.tensor(list(kept), dtype=torch.float32)))
+    assert keep.diagonal().all()                                               # the diagonal is handled apart
+    assert keep[off].float().mean().item() == len(kept) / 12
 
 
 def test_collapse_avoiding_running_tau_makes_eval_independent_of_batch_mates():
@@ -469,6 +486,35 @@ def test_fusions():
     assert torch.all(gated >= lo - 1e-6) and torch.all(gated <= hi + 1e-6)
     with pytest.raises(ValueError, match="fusion must be one of"):
         ScoreFusion("concat", 5, 2)
+
+
+def test_gate_and_multiply_fusions_equal_eq_16_and_17_with_explicit_weights():
+    """Row-wise per-head weights act on each query row A_c[h, b, i, :]:
+    (A_c W)[h, b, i, k] = Σ_j A_c[h, b, i, j] W[h, j, k].
+
+        gate (Eq. 16):      G = σ(A_c W_g + b_g),  (1 − G)⊙A_m + G⊙A_c
+        multiply (Eq. 17):  2σ(A_c W + b)⊙A_m + ReLU(A_c W_a + b_a) W_b + b_b
+    """
+    H, B, n, hidden = 2, 3, 5, 4
+    a_m, a_c = randn(H, B, n, n, seed=1), randn(H, B, n, n, seed=2)
+    rows = lambda a, w, b: torch.einsum("hbij,hjk->hbik", a, w) + b[:, None]   # noqa: E731  b (H, 1, o)
+    gate = ScoreFusion("gate", n, H)
+    multiply = ScoreFusion("multiply", n, H, hidden)
+    with torch.no_grad():
+        for i, p in enumerate([*gate.parameters(), *multiply.parameters()]):
+            p.copy_(randn(*p.shape, seed=10 + i))                               # every weight explicit, non-zero
+    with torch.no_grad():
+        G = torch.sigmoid(rows(a_c, gate.gate_weight, gate.gate_bias))
+        torch.testing.assert_close(gate(a_m, a_c), (1 - G) * a_m + G * a_c)
+        revise = 2 * torch.sigmoid(rows(a_c, multiply.revise_weight, multiply.revise_bias))
+        g = rows(torch.relu(rows(a_c, multiply.g_in_weight, multiply.g_in_bias)), multiply.g_out_weight,
+                 multiply.g_out_bias)
+        torch.testing.assert_close(multiply(a_m, a_c), revise * a_m + g)
+        # a row's gate sees only that row: changing row 0 of A_c leaves the other rows' outputs alone
+        other = a_c.clone()
+        other[:, :, 0] += 1.0
+        assert torch.equal(gate(a_m, other)[:, :, 1:], gate(a_m, a_c)[:, :, 1:])
+        assert (gate(a_m, other)[:, :, 0] - gate(a_m, a_c)[:, :, 0]).abs().max() > 1e-2
 
 
 def test_fm_interaction_equals_pairwise_sum():
