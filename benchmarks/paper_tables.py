@@ -63,9 +63,9 @@ from dea_model.diagnostics import (codebook_collision_rate, collapse_mask_rate, 
                                    information_abundance)
 from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, ScoreFusion,  # noqa: E402
                               collision_rate)
-from dea_model.metrics import ctr_metrics  # noqa: E402
 from dea_model.models import REGISTRY  # noqa: E402
 from dea_model.models.base import config_hparams  # noqa: E402
+from dea_model.scoring import oracle_metrics  # noqa: E402
 from dea_model.train import train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 from quality import _ms, prepare, synthetic_spec  # noqa: E402
@@ -141,19 +141,6 @@ QUICK_PLAN = f"{SYNTHETIC}=all"
 def prepare_dataset(lake: Lake, dataset: str, *, synthetic_rows: int, workers: int) -> list[str]:
     spec = synthetic_spec(SYNTHETIC, rows_per_day=synthetic_rows) if dataset == SYNTHETIC else None
     return prepare(lake, dataset, workers=workers, spec=spec)
-
-
-def oracle_metrics(lake: Lake, dataset: str, date: str) -> dict | None:
-    """AUC / GAUC / logloss of the planted p_true on a feature day (None without p_true)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = sorted(lake.features(dataset, date).glob("*.parquet"))
-    if not files or "p_true" not in pq.read_schema(files[0]).names:
-        return None
-    t = pa.concat_tables(pq.read_table(f, columns=["label", "group", "p_true"]) for f in files)
-    m = ctr_metrics(t.column("label").to_numpy(), t.column("p_true").to_numpy(), t.column("group").to_numpy())
-    return {k: m[k] for k in ("auc", "gauc", "logloss")}
 
 
 def table_rows(ids: torch.Tensor, cap: int = 2**16) -> int:
@@ -537,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             train_ids = load_days(lake, ds, split[0]).ids
             rows_per_field = table_rows(train_ids, args.max_embedding_rows)
             largest = max(int(torch.unique(train_ids[:, f]).numel()) for f in range(train_ids.shape[1]))
-            results["oracles"][ds] = oracle_metrics(lake, ds, split[2])
+            oracle = oracle_metrics(lake, ds, split[2])
+            results["oracles"][ds] = oracle and {k: oracle[k] for k in ("auc", "gauc", "logloss")}
             results["meta"]["datasets"][ds] = {
                 "fields": train_ids.shape[1], "train_rows": len(train_ids), "train_dates": split[0],
                 "valid_date": split[1], "test_date": split[2], "embedding_rows": rows_per_field,

@@ -48,7 +48,9 @@ sys.path.insert(0, str(ROOT))
 from dea_model import metrics as M  # noqa: E402
 from dea_model.config import TrainConfig  # noqa: E402
 from dea_model.data import day_files, load_days, split_days  # noqa: E402
-from dea_model.train import resolve_device, train  # noqa: E402
+from dea_model.device import resolve_device  # noqa: E402
+from dea_model.scoring import oracle_metrics  # noqa: E402
+from dea_model.train import train  # noqa: E402
 from features.lake import Lake  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -159,16 +161,6 @@ def prepare(lake: Lake, dataset: str, *, workers: int, spec=None) -> list[str]:
             pipeline.transform(spec, lake, d, manifest)
     log.info("%s: %d feature days ready in %.1f s", dataset, len(raw), time.perf_counter() - t)
     return lake.dates("features", dataset)
-
-
-def oracle_auc(lake: Lake, dataset: str, date: str) -> float | None:
-    """AUC of the planted click probability ``p_true`` on a day (synthetic only)."""
-    files = sorted(lake.features(dataset, date).glob("*.parquet"))
-    if not files or "p_true" not in pq.read_schema(files[0]).names:
-        return None
-    parts = [pq.read_table(f, columns=["label", "p_true"]) for f in files]
-    return M.auc(np.concatenate([t.column("label").to_numpy() for t in parts]),
-                 np.concatenate([t.column("p_true").to_numpy() for t in parts]))
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -300,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("skipping dataset %s: %s", ds, e)
                 continue
             split = split_days(days)
-            oracle = oracle_auc(lake, ds, split[2])
+            oracle = (oracle_metrics(lake, ds, split[2]) or {}).get("auc")
             log.info("%s: train %s..%s, valid %s, test %s", ds, split[0][0], split[0][-1], split[1], split[2])
             for model in [m.strip() for m in args.models.split(",") if m.strip()]:
                 for seed in range(seeds):

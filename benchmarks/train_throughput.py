@@ -350,7 +350,7 @@ def ratios(results: list[dict], by: str, key: str | None = None) -> dict[str, fl
 
 def environment() -> dict:
     """The machine a run measured on: versions, CPU (model, bf16 support), memory, peak RSS, GPU."""
-    from dea_model.train import cpu_has_bf16
+    from dea_model.device import cpu_has_bf16
 
     try:
         cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

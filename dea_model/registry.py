@@ -50,14 +50,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from dea_model.runs import CONFIG, EVALUATION, WEIGHTS
 from features.lake import (COMPLETE, Lake, make_record, read_record, verify_checksums, write_json_atomic,
                            write_record)
 
 ALIASES = "aliases.json"
 LAST_GOOD = "aliases.last-good.json"
-WEIGHTS = "model.pt"          # as written by dea_model.train
-CONFIG = "config.json"
-EVALUATION = "evaluation.json"
 _VERSION = re.compile(r"^v(\d{4,})$")
 
 
@@ -282,6 +280,13 @@ class Registry:
 
     def list_versions(self) -> list[ModelVersion]:
         return [self.show(v) for v in self.versions()]
+
+    def find_run(self, run_digest: str, eval_date: str) -> ModelVersion | None:
+        """The version registered from the training run whose record digest is ``run_digest`` after
+        its evaluation on ``eval_date`` (the newest, if several), or None."""
+        found = [v for v in self.list_versions()
+                 if v.lineage.get("run_digest") == run_digest and v.lineage.get("eval_date") == eval_date]
+        return found[-1] if found else None
 
     def show(self, version: str) -> ModelVersion:
         """A version by number (``v0003``), or by alias (``champion``)."""

@@ -8,9 +8,6 @@ package.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 from flows import settings
@@ -20,7 +17,6 @@ settings.apply()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from features.lake import Lake, write_json_atomic  # noqa: E402
 from flows.cluster import flow_client  # noqa: E402
 from flows.guard import dataset_lock  # noqa: E402
 from flows.params import DaskParams, Day  # noqa: E402
@@ -81,33 +77,6 @@ def features_flow(dataset: str = "synthetic", date: dt.date | None = None, windo
             f"feature tables of {day.dataset}")
     return {"stage": "features", "manifest": str(path), "manifest_digest": manifest.digest, "refit": refit,
             "days": rows}
-
-
-def features_for_model(day: Day, model_manifest: Path, scratch: Path) -> Lake:
-    """A lake holding the feature day ``day.date`` built with a model's own manifest.
-
-    The lake's manifest is refitted as the training window moves, so a model trained on an older
-    window (the champion) reads other bucket IDs than today's tables hold. When the model's
-    manifest is the lake's, the day is transformed in the lake (a no-op when current); otherwise
-    the raw day (linked, not copied) is transformed with the model's manifest into the lake
-    ``scratch``, kept there and reused.
-    """
-    from features import pipeline
-
-    wanted = pipeline.Manifest.load(model_manifest)
-    current = day.lake.manifest(day.dataset)
-    if current.exists() and pipeline.Manifest.load(current).digest == wanted.digest:
-        lake = day.lake
-    else:
-        lake = Lake(Path(scratch))
-        raw = lake.raw(day.dataset, day.date)
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        if not raw.exists():
-            os.symlink(day.lake.raw(day.dataset, day.date), raw, target_is_directory=True)
-        if not lake.manifest(day.dataset).exists():
-            write_json_atomic(lake.manifest(day.dataset), json.loads(Path(model_manifest).read_text()))
-    pipeline.transform(day.spec, lake, day.date, wanted)
-    return lake
 
 
 if __name__ == "__main__":

@@ -103,3 +103,11 @@ class Day:
                              f"{len(candidates)} days before it passed their gate, fewer than the window of {days}; "
                              f"override the gate of days judged acceptable, or pick another date")
         return accepted[-days:]
+
+    def split(self, window: int) -> tuple[list[str], str]:
+        """(training days, validation day): the ``window`` days before the date, the last one validates."""
+        if window < 2:
+            raise ValueError(f"dataset {self.dataset!r}, date {self.date}: window must be at least 2 days "
+                             f"(training days + one validation day), got {window}")
+        dates = self.window(window)
+        return dates[:-1], dates[-1]

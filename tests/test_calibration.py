@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from dea_model import calibration
-from dea_model import train as T
+from dea_model import metrics, scoring, train as T
+from dea_model.data import open_days
 from dea_model.config import TrainConfig
 from dea_model.models import build_model
 from test_data import write_feature_days
@@ -70,11 +71,11 @@ def test_trainer_calibrates_an_overconfident_model_without_changing_its_ranking(
     assert cal["fitted"] and 0 < cal["scale"] < 0.8                  # overfit logits are shrunk (0.57)
     assert r.metrics["valid"]["logloss"] < cal["valid_logloss_uncalibrated"] - 0.03       # 0.447 -> 0.387
 
-    calibrated = T.evaluate(r.out_dir, lake, "toy", dates[2])
+    calibrated = scoring.evaluate(r.out_dir, lake, "toy", dates[2])
     assert calibrated["logloss"] == pytest.approx(r.metrics["test"]["logloss"], abs=1e-12)
     calibration.set_calibration(r.model, 1.0, 0.0)
-    p, y, g = T.predict_batches(r.model, T.open_days(lake, "toy", [dates[2]]), torch.device("cpu"))
-    raw = T.M.ctr_metrics(y, p, g)
+    p, y, g = scoring.predict_batches(r.model, open_days(lake, "toy", [dates[2]]), torch.device("cpu"))
+    raw = metrics.ctr_metrics(y, p, g)
     assert calibrated["logloss"] < raw["logloss"] - 0.03              # the unseen test day too: 0.501 -> 0.419
     assert calibrated["calibration"] == pytest.approx(1.0, abs=0.1)
     assert calibrated["auc"] == pytest.approx(raw["auc"], abs=1e-4)

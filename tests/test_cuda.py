@@ -12,7 +12,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dea_model import train as T
+from dea_model import scoring, train as T
+from dea_model.data import open_days
 from dea_model.config import TrainConfig
 from dea_model.layers import CollapseAvoiding
 from dea_model.layers.hashing import combo_hash
@@ -101,8 +102,8 @@ def test_training_on_the_device_reloads_and_scores_on_the_cpu(tmp_path):
                       progress=False, plot=False, seed=7, min_id_count=1)     # vocabulary and calibration too
     r = T.train(cfg, lake, "toy", dates[:1], dates[1], tmp_path / "run", test_date=dates[2])
     assert r.metrics["test"]["auc"] > 0.7 and r.metrics["calibration"]["fitted"]
-    p_device = T.predict(r.out_dir, lake, "toy", dates[2], device=DEVICE.type)
-    p_cpu, y, _ = T.predict_batches(T.load_model(r.out_dir, torch.device("cpu"))[0],
-                                    T.open_days(lake, "toy", [dates[2]]), torch.device("cpu"), bf16=False)
+    p_device = scoring.predict(r.out_dir, lake, "toy", dates[2], device=DEVICE.type)
+    p_cpu, y, _ = scoring.predict_batches(scoring.load_model(r.out_dir, torch.device("cpu"))[0],
+                                    open_days(lake, "toy", [dates[2]]), torch.device("cpu"), bf16=False)
     assert np.abs(p_device - p_cpu).max() < 0.02                        # bf16 on CUDA against fp32 on the CPU
     assert roc_auc_score(y, p_cpu) == pytest.approx(r.metrics["test"]["auc"], abs=0.01)

@@ -14,7 +14,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from dea_model import train as T
+from dea_model import runs as run_folders
 from flows.params import DAILY_TRAIN
 from dea_model.registry import Registry
 from features.lake import Lake
@@ -154,16 +154,15 @@ def test_a_worse_candidate_stays_challenger_and_a_better_one_becomes_champion(en
 
 @pytest.mark.slow
 def test_crash_while_training_leaves_nothing_and_a_rerun_completes(env, runs, monkeypatch):
-    from flows.train import run_dir, train_flow
-    from flows.params import Day
+    from flows.train import train_flow
 
     cfg = TRAIN.model_copy(update={"epochs": 1, "plot": True})
-    out = run_dir(Day.open("synthetic", D1, str(env.root), TINY), cfg, 3)
+    out = run_folders.run_dir(env, "synthetic", D1, cfg, 3)
 
     def crash(*a, **k):
         raise OSError("disk full while drawing the curve")
 
-    monkeypatch.setattr(T, "_plot", crash)
+    monkeypatch.setattr(run_folders, "plot_curve", crash)
     state = train_flow(date=D1, home=str(env.root), spec_overrides=TINY, train=cfg, return_state=True)
     assert state.is_failed() and not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".tmp")]

@@ -183,7 +183,7 @@ def test_a_read_only_lake_fails_at_once_in_one_line(tmp_path):
 
 
 def test_two_training_runs_never_share_a_folder(tmp_path):
-    from flows.commands.model import new_run_dir
+    from dea_model.runs import new_run_dir
 
     lake = Lake(tmp_path)
     folders = {new_run_dir(lake, "synthetic", "fm") for _ in range(1000)}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import dea_model.registry as registry_module
-from dea_model import train as T
+from dea_model import scoring
 from dea_model.models import build_model
 from dea_model.registry import LAST_GOOD, ModelFileError, Registry, RegistryError, decide, promoted_by
 from features.lake import atomic_dir, make_record, write_record
@@ -67,7 +67,7 @@ def test_a_version_hard_links_its_runs_files_and_survives_the_runs_removal(reg, 
     got = reg.load_state_dict("v0001")
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
     assert reg.verify().problems == []
-    T.load_model(v.path)                                         # what evaluate / predict do
+    scoring.load_model(v.path)                                         # what evaluate / predict do
 
 
 def test_a_retrained_run_folder_leaves_the_version_its_own_weights(reg, tmp_path):
@@ -123,22 +123,22 @@ def test_weights_altered_through_the_runs_name_are_refused_for_the_version(reg, 
                  "`dea registry --model dea verify`"):
         assert part in msg
     with pytest.raises(ModelFileError, match=r"model 'dea' version v0001 .*model\.pt"):
-        T.load_model(reg.root / "v0001")                       # evaluate / predict of the champion
+        scoring.load_model(reg.root / "v0001")                       # evaluate / predict of the champion
 
 
 def test_load_model_refuses_an_altered_run_folder_and_config(reg, tmp_path):
     run = _trained(tmp_path, 1)
-    T.load_model(run)                                            # intact: loads
+    scoring.load_model(run)                                            # intact: loads
     cfg = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**cfg, "seed": 99}))
     with pytest.raises(ModelFileError) as e:
-        T.load_model(run)
+        scoring.load_model(run)
     assert f"training run {run} (model 'fm' on 'synthetic')" in str(e.value)
     assert str(run / "config.json") in str(e.value) and "retrain" in str(e.value)
     run2 = _trained(tmp_path, 2)
     _zeroed(run2 / "model.pt")
     with pytest.raises(ModelFileError, match=r"training run .*run-2.*model\.pt has SHA-256"):
-        T.load_model(run2)
+        scoring.load_model(run2)
 
 
 def test_a_removed_config_of_a_version_is_named(reg, tmp_path):
@@ -150,7 +150,7 @@ def test_a_removed_config_of_a_version_is_named(reg, tmp_path):
 
 def test_folders_without_checksums_still_load(reg, tmp_path):
     run = _trained(tmp_path, 1, record=False)
-    model, config = T.load_model(run)
+    model, config = scoring.load_model(run)
     assert config["seed"] == 1
 
 
@@ -175,7 +175,7 @@ def test_a_model_pt_that_pickles_objects_is_refused(reg, tmp_path, payload, glob
     run = _trained(tmp_path, 1, record=False)
     torch.save(payload, run / "model.pt")                      # pickles a reference: nothing runs
     v = reg.register(run, metrics={"auc": 0.7}, lineage={})    # checksums match: the pickle itself is refused
-    for load in (lambda: reg.load_state_dict("v0001"), lambda: T.load_model(v.path), lambda: T.load_model(run)):
+    for load in (lambda: reg.load_state_dict("v0001"), lambda: scoring.load_model(v.path), lambda: scoring.load_model(run)):
         with pytest.raises(ModelFileError) as e:
             load()
         msg = str(e.value)
@@ -189,7 +189,7 @@ def test_a_model_pt_holding_no_dict_is_refused(reg, tmp_path):
     run = _trained(tmp_path, 1, record=False)
     torch.save(torch.zeros(3), run / "model.pt")
     with pytest.raises(ModelFileError, match=r"model folder .*model\.pt is not a plain state_dict \(it holds a Tensor\)"):
-        T.load_model(run)
+        scoring.load_model(run)
 
 
 # --- 3. damaged aliases -----------------------------------------------------------------------

@@ -9,10 +9,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from dea_model import train as T
+from dea_model import device, models, runs, scoring, train as T
+from dea_model.data import open_days
 from dea_model.config import TrainConfig
 from dea_model.models import available
-from dea_model.optim import param_groups
+from dea_model.optim import make_optimizer, param_groups
 from features.lake import write_json_atomic
 from features.spec import load_spec
 from test_data import write_feature_days
@@ -38,13 +39,13 @@ class Tiny(nn.Module):
         return out
 
 
-REAL_BUILD = T.build_model
+REAL_BUILD = models.build_model
 
 
 @pytest.fixture(autouse=True, scope="module")
 def tiny_registry():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(T, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, **hp))
+        mp.setattr(models, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, **hp))
         yield
 
 
@@ -93,16 +94,16 @@ def test_train_writes_a_complete_folder_and_learns_the_planted_signal(lake, trai
 
 def test_evaluate_and_predict_reload_the_best_state(lake, trained):
     lk, dates = lake
-    ev = T.evaluate(trained.out_dir, lk, "toy", dates[1])
+    ev = scoring.evaluate(trained.out_dir, lk, "toy", dates[1])
     assert ev["auc"] == pytest.approx(trained.metrics["valid"]["auc"], abs=1e-12)
     assert ev["gauc"] == pytest.approx(trained.metrics["valid"]["gauc"], abs=1e-12)
-    p = T.predict(trained.out_dir, lk, "toy", dates[2])
+    p = scoring.predict(trained.out_dir, lk, "toy", dates[2])
     ids = torch.from_numpy(np.stack([pq.read_table(lk.features("toy", dates[2])).column(f).to_numpy()
                                      for f in ["user", "item", "cat"]], 1))
     with torch.no_grad():
         direct = torch.sigmoid(trained.model(ids)).double().numpy()
     np.testing.assert_allclose(p, direct, rtol=1e-6)
-    model, config = T.load_model(trained.out_dir)
+    model, config = scoring.load_model(trained.out_dir)
     assert not model.training and config["model"] == "tiny"
 
 
@@ -123,7 +124,7 @@ def test_early_stopping_keeps_the_best_state(lake, tmp_path):
     r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "es")   # memorises day 1, then overfits
     assert r.metrics["epochs_run"] < 40
     assert r.metrics["epochs_run"] == r.metrics["best_epoch"] + 2
-    ev = T.evaluate(r.out_dir, lk, "toy", dates[1])
+    ev = scoring.evaluate(r.out_dir, lk, "toy", dates[1])
     assert ev["auc"] == pytest.approx(r.metrics["valid"]["auc"], abs=1e-12)
     assert r.curve[-1]["valid_auc"] < r.metrics["valid"]["auc"]
 
@@ -133,12 +134,12 @@ def test_tiny_dataset_is_overfit(tmp_path):
     cfg = CFG.model_copy(update={"epochs": 20, "lr": 0.03, "patience": 20, "batch_size": 64,
                                  "hparams": {"dim": 16, "buckets": 4099, "hidden": 64}})
     r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "of")
-    assert T.evaluate(r.out_dir, lk, "toy", dates[0])["auc"] > 0.99
+    assert scoring.evaluate(r.out_dir, lk, "toy", dates[0])["auc"] > 0.99
 
 
 def test_nan_loss_stops_with_a_clear_error_and_writes_nothing(lake, tmp_path, monkeypatch):
     lk, dates = lake
-    monkeypatch.setattr(T, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, nan_at_call=17))
+    monkeypatch.setattr(models, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, nan_at_call=17))
     cfg = CFG.model_copy(update={"check_every": 5})
     with pytest.raises(T.NonFiniteLossError, match=r"loss is nan at epoch 2, step 4"):  # 12 steps per epoch
         T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "runs" / "x")
@@ -161,9 +162,9 @@ def test_weight_decay_groups():
     assert groups["decay"]["params"] == [model.mlp[0].weight, model.mlp[2].weight]
     assert groups["no_decay"]["params"] == [model.mlp[0].bias, model.mlp[2].bias]
     assert [groups[k]["weight_decay"] for k in ("embedding", "codebook", "decay", "no_decay")] == [1e-6, 1e-5, 1e-4, 0]
-    opt = T.make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw", "sparse_embeddings": False}))
+    opt = make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw", "sparse_embeddings": False}))
     assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 4
-    opt = T.make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw"}))   # tables: SparseAdam
+    opt = make_optimizer(model, cfg.model_copy(update={"optimizer": "adamw"}))   # tables: SparseAdam
     assert isinstance(opt.dense, torch.optim.AdamW) and len(opt.dense.param_groups) == 3
     assert opt.sparse.param_groups[0]["params"] == [model.embedding.weight] and model.embedding.sparse
 
@@ -174,10 +175,10 @@ def test_loading_against_changed_features_is_a_clear_error(lake, trained, tmp_pa
     try:
         write_json_atomic(lk.manifest("toy"), {**manifest, "dense": {"price": {"boundaries": [1.0, 2.0]}}})
         with pytest.raises(ValueError, match=r"dataset 'toy' now has .*bucket boundaries changed"):
-            T.evaluate(trained.out_dir, lk, "toy", dates[2])
+            scoring.evaluate(trained.out_dir, lk, "toy", dates[2])
         write_json_atomic(lk.manifest("toy"), {**manifest, "fields": ["user", "cat", "item"]})
         with pytest.raises(ValueError, match=r"trained on fields \['user', 'item', 'cat'\]"):
-            T.predict(trained.out_dir, lk, "toy", dates[2])
+            scoring.predict(trained.out_dir, lk, "toy", dates[2])
     finally:
         write_json_atomic(lk.manifest("toy"), manifest)
 
@@ -227,7 +228,7 @@ def test_quality_benchmark_splits_test_rows_by_seen_users(tmp_path):
     assert 0.1 < unseen.mean() < 0.6
     torch.manual_seed(0)
     model = Tiny(3)
-    p, y, g = T.predict_batches(model, T.open_days(lk, "toy", [dates[1]]), torch.device("cpu"))
+    p, y, g = scoring.predict_batches(model, open_days(lk, "toy", [dates[1]]), torch.device("cpu"))
     m = _quality_benchmark().seen_group_metrics((p, y, g), lk, "toy", dates[:1])
     assert m["unseen_group_share"] == pytest.approx(unseen.mean(), abs=1e-12)
     assert m["auc_unseen"] == pytest.approx(roc_auc_score(y[unseen], p[unseen]), abs=1e-12)
@@ -275,21 +276,21 @@ def test_deepctr_peer_maps_hashed_ids_to_training_vocabulary():
 ])
 def test_registry_models_train_save_and_reload(lake, tmp_path, monkeypatch, name, hparams):
     lk, dates = lake
-    monkeypatch.setattr(T, "build_model", REAL_BUILD)
+    monkeypatch.setattr(models, "build_model", REAL_BUILD)
     cfg = CFG.model_copy(update={"model": name, "hparams": hparams, "epochs": 4, "lr": 0.02})
     r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / name, test_date=dates[2])
     assert r.metrics["test"]["auc"] > 0.6
-    model, config = T.load_model(r.out_dir)
+    model, config = scoring.load_model(r.out_dir)
     assert type(model).__name__ == type(r.model).__name__ and config["hparams"] == r.model.hparams
     saved, trained = model.state_dict(), r.model.state_dict()
     assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
-    served = T.predict(r.out_dir, lk, "toy", dates[2])
-    day = T.open_days(lk, "toy", [dates[2]])
+    served = scoring.predict(r.out_dir, lk, "toy", dates[2])
+    day = open_days(lk, "toy", [dates[2]])
     for batch_size in (13, 500, 4096):                       # eval is batch-independent (no batch statistics)
-        p_b, y_b, _ = T.predict_batches(model, day, torch.device("cpu"), batch_size, bf16=False)
+        p_b, y_b, _ = scoring.predict_batches(model, day, torch.device("cpu"), batch_size, bf16=False)
         assert len(p_b) == len(served) == 1500
         np.testing.assert_allclose(p_b, served, rtol=1e-6, atol=1e-9, err_msg=f"eval batch size {batch_size}")
-    ev = T.evaluate(r.out_dir, lk, "toy", dates[2])
+    ev = scoring.evaluate(r.out_dir, lk, "toy", dates[2])
     assert ev["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-9)
     p, y, g = r.test_scores                                 # the test day's rows as train() scored them
     np.testing.assert_allclose(p, served, rtol=1e-6)        # in memory == reloaded from model.pt
@@ -297,9 +298,9 @@ def test_registry_models_train_save_and_reload(lake, tmp_path, monkeypatch, name
 
 
 def test_a_dea_saved_before_gate_on_existed_reloads_with_the_gate_on_the_codeword(tmp_path, monkeypatch):
-    from dea_model.models import build_model
+    build_model = REAL_BUILD
 
-    monkeypatch.setattr(T, "build_model", REAL_BUILD)
+    monkeypatch.setattr(models, "build_model", REAL_BUILD)
     hp = {"embedding_dim": 4, "embedding_rows": 64, "codebook_size": 256, "layers": 1, "attention_dim": 8,
           "dnn_hidden": [8]}
     torch.manual_seed(0)
@@ -308,9 +309,9 @@ def test_a_dea_saved_before_gate_on_existed_reloads_with_the_gate_on_the_codewor
         saved.combo.codebooks.weight.normal_()
         saved.combo.pair_mlp.bias.normal_()                  # b₁ ≠ 0: the placements differ
     old_hparams = {k: v for k, v in saved.hparams.items() if k != "gate_on"}
-    (tmp_path / T.CONFIG).write_text(json.dumps({"model": "dea", "fields": ["a", "b", "c"], "hparams": old_hparams}))
-    torch.save(saved.state_dict(), tmp_path / T.WEIGHTS)
-    model, _ = T.load_model(tmp_path)
+    (tmp_path / runs.CONFIG).write_text(json.dumps({"model": "dea", "fields": ["a", "b", "c"], "hparams": old_hparams}))
+    torch.save(saved.state_dict(), tmp_path / runs.WEIGHTS)
+    model, _ = scoring.load_model(tmp_path)
     ids = torch.randint(0, 1000, (16, 3))
     assert model.cfg.gate_on == "codeword"
     torch.testing.assert_close(model(ids), saved(ids))
@@ -321,7 +322,7 @@ def test_a_dea_saved_before_gate_on_existed_reloads_with_the_gate_on_the_codewor
 
 def test_output_bias_starts_at_the_training_ctr(lake, tmp_path, monkeypatch):
     lk, dates = lake
-    monkeypatch.setattr(T, "build_model", REAL_BUILD)
+    monkeypatch.setattr(models, "build_model", REAL_BUILD)
     cfg = CFG.model_copy(update={"model": "fm", "hparams": {"embedding_dim": 4, "embedding_rows": 512},
                                  "epochs": 1, "lr": 1e-9})              # so small that nothing moves
     r = T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "fm")
@@ -332,7 +333,7 @@ def test_output_bias_starts_at_the_training_ctr(lake, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", available())
 def test_output_bias_shifts_every_logit(name):
-    from dea_model.models import build_model
+    build_model = REAL_BUILD
     torch.manual_seed(0)
     model = build_model(name, 3, embedding_dim=4, embedding_rows=64).eval()
     ids = torch.randint(0, 1000, (5, 3))
@@ -344,24 +345,24 @@ def test_output_bias_shifts_every_logit(name):
 
 def test_bf16_autocast_is_on_for_cuda_and_opt_in_for_the_cpu(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not T.use_bf16(CFG, cpu) and T.use_bf16(CFG, cuda)
-    assert not T.use_bf16(CFG.model_copy(update={"bf16": False}), cuda)
-    monkeypatch.setattr(T, "cpu_has_bf16", lambda: True)
-    assert T.use_bf16(CFG.model_copy(update={"bf16_cpu": True}), cpu)
-    assert T.use_bf16({"bf16_cpu": True}, cpu) and not T.use_bf16({"bf16": True}, cpu)   # saved configs
-    monkeypatch.setattr(T, "cpu_has_bf16", lambda: False)
+    assert not device.use_bf16(CFG, cpu) and device.use_bf16(CFG, cuda)
+    assert not device.use_bf16(CFG.model_copy(update={"bf16": False}), cuda)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    assert device.use_bf16(CFG.model_copy(update={"bf16_cpu": True}), cpu)
+    assert device.use_bf16({"bf16_cpu": True}, cpu) and not device.use_bf16({"bf16": True}, cpu)   # saved configs
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match="neither AVX512-BF16 nor AMX"):
-        assert T.use_bf16({"bf16_cpu": True}, cpu)
+        assert device.use_bf16({"bf16_cpu": True}, cpu)
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or platform.machine() != "x86_64", reason="x86 Linux")
 def test_cpu_bf16_detection_reads_torch_or_the_cpu_flags(monkeypatch):
     flags = set(Path("/proc/cpuinfo").read_text().split())
     expected = bool(flags & {"avx512_bf16", "amx_bf16"})
-    assert T.cpu_has_bf16() == expected                                # torch's probes agree with the flags
+    assert device.cpu_has_bf16() == expected                                # torch's probes agree with the flags
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):   # torch 2.4 has neither
         monkeypatch.delattr(torch.cpu, probe, raising=False)
-    assert T.cpu_has_bf16() == expected
+    assert device.cpu_has_bf16() == expected
 
 
 class RecordsAutocast(Tiny):
@@ -377,8 +378,8 @@ class RecordsAutocast(Tiny):
 @pytest.mark.parametrize("bf16_cpu", [False, True])
 def test_training_and_scoring_autocast_on_the_cpu_only_with_bf16_cpu(lake, tmp_path, monkeypatch, bf16_cpu):
     lk, dates = lake
-    monkeypatch.setattr(T, "build_model", lambda name, n_fields, **hp: RecordsAutocast(n_fields, **hp))
-    monkeypatch.setattr(T, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(models, "build_model", lambda name, n_fields, **hp: RecordsAutocast(n_fields, **hp))
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     monkeypatch.setattr(RecordsAutocast, "seen", set())
     r = T.train(CFG.model_copy(update={"bf16_cpu": bf16_cpu}), lk, "toy", dates[:1], dates[1], tmp_path / "m",
                 test_date=dates[2])
@@ -386,9 +387,9 @@ def test_training_and_scoring_autocast_on_the_cpu_only_with_bf16_cpu(lake, tmp_p
     assert r.metrics["test"]["auc"] > 0.75
     if not bf16_cpu:
         return
-    day = T.open_days(lk, "toy", [dates[2]])
-    in_bf16 = T.predict_batches(r.model, day, torch.device("cpu"), bf16=True)[0]
-    in_fp32 = T.predict_batches(r.model, day, torch.device("cpu"), bf16=False)[0]
+    day = open_days(lk, "toy", [dates[2]])
+    in_bf16 = scoring.predict_batches(r.model, day, torch.device("cpu"), bf16=True)[0]
+    in_fp32 = scoring.predict_batches(r.model, day, torch.device("cpu"), bf16=False)[0]
     assert np.abs(in_bf16 - in_fp32).max() > 1e-4                    # bf16 rounding is visible ...
-    np.testing.assert_array_equal(T.predict(r.out_dir, lk, "toy", dates[2]), in_bf16)   # ... and reloads keep it
-    assert T.evaluate(r.out_dir, lk, "toy", dates[2])["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-12)
+    np.testing.assert_array_equal(scoring.predict(r.out_dir, lk, "toy", dates[2]), in_bf16)   # ... and reloads keep it
+    assert scoring.evaluate(r.out_dir, lk, "toy", dates[2])["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-12)

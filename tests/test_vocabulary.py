@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dea_model import train as T
+from dea_model import scoring, train as T
 from dea_model import vocabulary as V
 from dea_model.config import TrainConfig
 from dea_model.data import load_days, open_days
@@ -102,7 +102,7 @@ def test_trainer_fits_the_vocabulary_and_evaluation_reloads_it(tmp_path):
     assert r.metrics["vocabulary"]["ids_kept"] == r.metrics["vocabulary"]["ids_seen"] == users.size + 9 + 5
     assert r.metrics["vocabulary"]["train_oov_share"] == 0            # c = 1: every training ID is kept
     assert torch.equal(r.model.vocab_ids[:users.size], torch.from_numpy(users))
-    evaluated = T.evaluate(r.out_dir, lake, "toy", dates[2])
+    evaluated = scoring.evaluate(r.out_dir, lake, "toy", dates[2])
     assert evaluated["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-12)
     off = T.train(cfg.model_copy(update={"min_id_count": 0}), lake, "toy", dates[:1], dates[1], tmp_path / "off")
     assert "vocabulary" not in off.metrics and off.model.vocab_offsets.numel() == 0

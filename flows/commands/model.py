@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import uuid
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,13 +50,6 @@ def _config(args):
     return cfg.with_overrides(sets + args.set)
 
 
-def new_run_dir(lake, dataset: str, model: str):
-    """A folder no other run has: ``runs/<dataset>/adhoc/<model>-<UTC time to the µs>-<random>``
-    (two ``dea train`` started in the same second must not replace each other's model)."""
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-    return lake.runs() / dataset / "adhoc" / f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
-
-
 def _line(name: str, m: dict) -> str:
     return (f"  {name:<6} {m['rows']:>10,} rows  AUC {m['auc']:.4f}  GAUC {m['gauc']:.4f}  "
             f"logloss {m['logloss']:.4f}  calibration {m['calibration']:.3f}")
@@ -66,6 +57,7 @@ def _line(name: str, m: dict) -> str:
 
 def cmd_train(args) -> int:
     from dea_model.data import split_days
+    from dea_model.runs import new_run_dir
     from dea_model.train import train
     from features.lake import Lake
     from flows.guard import dataset_lock
@@ -98,7 +90,8 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from pathlib import Path
 
-    from dea_model.train import CONFIG, evaluate
+    from dea_model.runs import CONFIG
+    from dea_model.scoring import evaluate
     from features.lake import Lake
 
     lake = Lake.default(args.home)

@@ -139,28 +139,13 @@ def _predict(args, day, start: float) -> int:
     import time
 
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.dataset as pds
-    import pyarrow.parquet as pq
 
-    from dea_model.train import predict
-    from features.lake import atomic_dir, make_record, write_record
-    from flows.featurize import features_for_model
+    from dea_model.scoring import write_predictions
 
-    reg = _registry(args)
-    version = reg.show(args.version)
-    lake = features_for_model(day, version.path / "manifest.json",
-                              day.lake.runs() / day.dataset / f"dt={day.date}" / f"{reg.name}-{version.version}.features")
-    probs = predict(version.path, lake, day.dataset, day.date)
-    files = sorted(str(f) for f in lake.features(day.dataset, day.date).glob("*.parquet"))  # predict's order
-    table = pds.dataset(files, format="parquet").to_table(columns=["label", "group", "dt"])
-    table = table.append_column("p_click", pa.array(probs, pa.float64()))
-    out = day.lake.root / "predictions" / day.dataset / f"dt={day.date}"
-    with atomic_dir(out) as tmp:
-        pq.write_table(table, tmp / "part-00000.parquet")
-        write_record(tmp, make_record("predict", {"model": f"{reg.name}/{version.version}"}, "",
-                                      rows=table.num_rows, model=reg.name, version=version.version))
-    print(f"{day.dataset} {day.date}: {table.num_rows:,} rows scored with {reg.name} {version.version} "
+    version = _registry(args).show(args.version)
+    out, table = write_predictions(version, day.spec, day.lake, day.date)
+    probs = table["p_click"].to_numpy()
+    print(f"{day.dataset} {day.date}: {table.num_rows:,} rows scored with {version.name} {version.version} "
           f"(mean p_click {float(np.mean(probs)):.4f}, observed CTR {float(table['label'].to_numpy().mean()):.4f}) "
           f"in {time.perf_counter() - start:.1f} s -> {out}")
     return 0
