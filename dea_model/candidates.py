@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dea_model.data import feature_signature, read_manifest
 from dea_model.registry import ModelVersion, Registry, decide
 from dea_model.runs import CONFIG, EVALUATION, WEIGHTS, eval_dir, read
 from dea_model.scoring import baselines, evaluate, features_for_model
 from features.hashing import HASH_SPEC_VERSION
 from features.lake import (Lake, atomic_dir, code_version, fingerprint, make_record, read_record, up_to_date,
                            write_json_atomic, write_record)
+from features.manifest import Manifest
 from features.spec import DatasetSpec
 from validation.gate import VERDICT_FILE, read_verdict
 
@@ -94,7 +94,7 @@ def gate_summary(lake: Lake, dataset: str, date: str) -> dict | None:
             "path": str(lake.validation(dataset, date) / VERDICT_FILE)}
 
 
-def check_registrable(registry: Registry, evaluation: dict, manifest: dict, trained: dict, model_dir: Path) -> None:
+def check_registrable(registry: Registry, evaluation: dict, manifest: Manifest, trained: dict, model_dir: Path) -> None:
     """Refuse a registration the evaluation no longer supports: the champion moved since it was
     judged against, or the feature manifest changed since the run was trained."""
     where = f"dataset {trained['dataset']!r}, date {evaluation['date']}"
@@ -103,7 +103,7 @@ def check_registrable(registry: Registry, evaluation: dict, manifest: dict, trai
     if (champion.version if champion else None) != judged:
         raise RuntimeError(f"{where}: the evaluation compared against champion {judged}, but the champion is now "
                            f"{champion and champion.version}; re-run evaluate")
-    if feature_signature(manifest) != trained["feature_signature"]:
+    if manifest.feature_signature != trained["feature_signature"]:
         raise RuntimeError(f"{where}: the feature manifest changed since {model_dir} was trained; re-run train")
 
 
@@ -117,11 +117,11 @@ def register_candidate(registry: Registry, lake: Lake, model_dir: Path, evaluati
     if done is not None and not force:
         return Registration(done, "champion" in done.aliases, "already registered: skipped", skipped=True)
     trained = read(model_dir, CONFIG)
-    manifest = read_manifest(lake, trained["dataset"])
+    manifest = Manifest.of(lake, trained["dataset"])
     check_registrable(registry, evaluation, manifest, trained, model_dir)
     decision = decide(evaluation["candidate"], evaluation["champion"], auc_tolerance=auc_tolerance, min_gain=min_gain)
     lineage = {"dataset": trained["dataset"], "model": trained["model"], "train_dates": trained["train_dates"],
-               "valid_date": trained["valid_date"], "eval_date": date, "manifest_digest": manifest["record"]["digest"],
+               "valid_date": trained["valid_date"], "eval_date": date, "manifest_digest": manifest.digest,
                "feature_signature": trained["feature_signature"], "hash_spec_version": HASH_SPEC_VERSION,
                "gate": gate_summary(lake, trained["dataset"], date), "code_version": code_version(),
                "run_dir": str(model_dir), "run_digest": digest, **(context or {}), "decision": decision.reason}

@@ -15,8 +15,6 @@ batches; memory stays O(buffer_rows).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple, Protocol
@@ -28,6 +26,7 @@ import pyarrow.parquet as pq
 import torch
 
 from features.lake import Lake
+from features.manifest import Manifest
 
 LABEL, GROUP = "label", "group"
 
@@ -47,30 +46,6 @@ class Batches(Protocol):
 
     def batches(self, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[Batch]: ...
-
-
-# --- manifest -----------------------------------------------------------------------------------
-
-def read_manifest(lake: Lake, dataset: str) -> dict:
-    """The dataset's feature manifest, with an error that says what to run when it is missing."""
-    path = lake.manifest(dataset)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset {dataset!r} has no feature manifest at {path}; "
-                                f"build its feature tables first (the features stage)")
-    manifest = json.loads(path.read_text())
-    if not manifest.get("fields"):
-        raise ValueError(f"feature manifest {path} lists no 'fields'")
-    return manifest
-
-
-def feature_signature(manifest: dict) -> str:
-    """Hash of what fixes the meaning of a feature ID: fields, hash spec, spec config, buckets.
-
-    A model trained on one signature gives garbage on another; ``train.load_model`` users compare it.
-    """
-    keys = ("fields", "hash_spec_version", "hash_seed", "config_hash", "dense")
-    core = {k: manifest.get(k) for k in keys}
-    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -151,7 +126,7 @@ class FeatureTable:
 
 def load_days(lake: Lake, dataset: str, dates: list[str], fields: list[str] | None = None) -> FeatureTable:
     """Read feature days (in the given order) into one in-memory ``FeatureTable``."""
-    fields = list(fields or read_manifest(lake, dataset)["fields"])
+    fields = list(fields or Manifest.of(lake, dataset).fields)
     parts = []
     for date in dates:
         for f in day_files(lake, dataset, date):
@@ -173,7 +148,7 @@ class StreamingDays:
     def __init__(self, lake: Lake, dataset: str, dates: list[str], fields: list[str] | None = None,
                  buffer_rows: int = 1_000_000):
         self.dataset = dataset
-        self.fields = list(fields or read_manifest(lake, dataset)["fields"])
+        self.fields = list(fields or Manifest.of(lake, dataset).fields)
         self.buffer_rows = buffer_rows
         self.units: list[tuple[Path, int, str]] = []     # (file, row group, date)
         self.rows = 0
@@ -239,7 +214,7 @@ def label_rate(lake: Lake, dataset: str, dates: list[str]) -> float:
 def open_days(lake: Lake, dataset: str, dates: list[str], *, budget_bytes: float = 4e9,
               buffer_rows: int = 1_000_000, fields: list[str] | None = None) -> FeatureTable | StreamingDays:
     """In memory when the days fit ``budget_bytes``, else streamed by row group."""
-    fields = list(fields or read_manifest(lake, dataset)["fields"])
+    fields = list(fields or Manifest.of(lake, dataset).fields)
     if estimate_bytes(lake, dataset, dates, len(fields)) <= budget_bytes:
         return load_days(lake, dataset, dates, fields)
     return StreamingDays(lake, dataset, dates, fields, buffer_rows)

@@ -21,10 +21,11 @@ from torch import nn
 from dea_model import calibration, models, vocabulary
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
-from dea_model.data import Batches, day_files, feature_signature, label_rate, open_days, read_manifest
+from dea_model.data import Batches, day_files, label_rate, open_days
 from dea_model.device import autocast, resolve_device, to_device, use_bf16
 from dea_model.runs import CONFIG, WEIGHTS, read
 from features.lake import Lake, atomic_dir, make_record, write_json_atomic, write_record
+from features.manifest import Manifest
 from features.spec import DatasetSpec
 
 EVAL_BATCH = TrainConfig.model_fields["eval_batch_size"].default
@@ -79,11 +80,11 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
 
 def check_features(config: dict, lake: Lake, dataset: str, model_dir: str | Path = "the model") -> None:
     """Error unless ``dataset``'s feature tables mean what the model was trained on."""
-    manifest = read_manifest(lake, dataset)
-    if list(manifest["fields"]) != list(config["fields"]):
+    manifest = Manifest.of(lake, dataset)
+    if list(manifest.fields) != list(config["fields"]):
         raise ValueError(f"model {model_dir} was trained on fields {config['fields']}, but the feature "
-                         f"tables of dataset {dataset!r} have {manifest['fields']}")
-    have = feature_signature(manifest)
+                         f"tables of dataset {dataset!r} have {manifest.fields}")
+    have = manifest.feature_signature
     if have != config["feature_signature"]:
         raise ValueError(f"model {model_dir} was trained on feature tables with signature "
                          f"{config['feature_signature']}, but dataset {dataset!r} now has {have} (hash spec, "

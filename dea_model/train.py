@@ -27,12 +27,13 @@ from torch import nn
 from dea_model import calibration, models, vocabulary
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
-from dea_model.data import Batches, FeatureTable, feature_signature, label_rate, open_days, read_manifest
+from dea_model.data import Batches, FeatureTable, label_rate, open_days
 from dea_model.device import autocast, resolve_device, to_device, use_bf16
 from dea_model.optim import clip_grad_norm, make_optimizer
 from dea_model.runs import train_record, write_run
 from dea_model.scoring import predict_batches, sigmoid
 from features.lake import Lake, code_version
+from features.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,8 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     """
     _check_days(dataset, train_dates, valid_date, test_date)
     device = resolve_device(cfg.device)
-    manifest = read_manifest(lake, dataset)
-    fields = list(manifest["fields"])
+    manifest = Manifest.of(lake, dataset)
+    fields = list(manifest.fields)
     train_data, valid_data = _open(cfg, lake, dataset, train_dates, valid_date, fields, device)
     torch.manual_seed(cfg.seed)
     model = model if model is not None else _new_model(cfg, lake, dataset, train_dates, len(fields))
@@ -159,8 +160,8 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
         metrics.update(test_date=test_date, test=M.ctr_metrics(y, p, g))
     model.to("cpu").eval()
     config = {"model": cfg.model, "hparams": getattr(model, "hparams", cfg.hparams), "train": cfg.model_dump(),
-              "dataset": dataset, "fields": fields, "feature_signature": feature_signature(manifest),
-              "manifest_digest": manifest.get("record", {}).get("digest"), "train_dates": list(train_dates),
+              "dataset": dataset, "fields": fields, "feature_signature": manifest.feature_signature,
+              "manifest_digest": manifest.digest, "train_dates": list(train_dates),
               "valid_date": valid_date, "test_date": test_date, "device": str(device),
               "torch_version": torch.__version__, "code_version": code_version()}
     write_run(Path(out_dir), model.state_dict(), config=config, metrics=metrics, curve=curve,

@@ -26,48 +26,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict
 
 from features import hashing
 from features.bucketing import QuantileBucketizer
 from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_record, up_to_date,
                            write_json_atomic, write_record)
+from features.manifest import Manifest
 from features.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
-
-
-class Manifest(BaseModel):
-    """Everything needed to turn a raw record into feature IDs, as JSON."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: str
-    fields: list[str]
-    sparse: list[str]
-    dense: dict[str, dict]            # name -> {"boundaries": [...], "log1p": bool, "buckets": int}
-    cross: list[tuple[str, str]]
-    label: str
-    group: str | None
-    passthrough: list[str]
-    missing: str
-    hash_spec_version: int
-    hash_seed: int
-    config_hash: str
-    fit_dates: list[str]
-    spec: dict
-    record: dict
-
-    @property
-    def digest(self) -> str:
-        return self.record["digest"]
-
-    @classmethod
-    def load(cls, path: Path) -> "Manifest":
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no feature manifest at {path}: run `dea features` (fit) first")
-        return cls.model_validate_json(path.read_text())
 
 
 @dataclass

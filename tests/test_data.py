@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -9,8 +10,16 @@ import torch
 from dea_model import data
 from features.hashing import feature_ids
 from features.lake import Lake, atomic_dir, date_range, make_record, write_json_atomic, write_record
+from features.manifest import Manifest
 
 FIELDS = ["user", "item", "cat"]
+
+
+def toy_manifest(dataset="toy", fields=FIELDS) -> Manifest:
+    """A manifest of sparse fields only (what ``write_feature_days`` writes)."""
+    return Manifest(dataset=dataset, fields=list(fields), sparse=list(fields), dense={}, cross=[], label="click",
+                    group=fields[0], passthrough=["p_true"], missing="token", hash_spec_version=1, hash_seed=1,
+                    config_hash="toyhash", fit_dates=[], spec={}, record={"digest": "toy-manifest"})
 
 
 def write_feature_days(root, dataset="toy", days=3, rows=600, seed=0, row_group_size=None,
@@ -21,9 +30,7 @@ def write_feature_days(root, dataset="toy", days=3, rows=600, seed=0, row_group_
     """
     lake = Lake(root)
     rng = np.random.default_rng(seed)
-    write_json_atomic(lake.manifest(dataset), {
-        "dataset": dataset, "fields": list(fields), "hash_spec_version": 1, "hash_seed": 1,
-        "config_hash": "toyhash", "dense": {}, "group": fields[0]})
+    write_json_atomic(lake.manifest(dataset), toy_manifest(dataset, fields).model_dump(mode="json"))
     dates = date_range("2026-01-01", days)
     for date in dates:
         raw = np.stack([rng.integers(0, v, rows) for v in vocab], axis=1)
@@ -109,12 +116,40 @@ def test_errors_name_dataset_date_and_field(tmp_path):
 
 def test_feature_signature_tracks_what_changes_ids(tmp_path):
     lake, _ = write_feature_days(tmp_path, days=1, rows=10)
-    m = data.read_manifest(lake, "toy")
-    base = data.feature_signature(m)
-    assert data.feature_signature({**m, "fit_dates": ["x"]}) == base
-    assert data.feature_signature({**m, "dense": {"p": {"boundaries": [1.0]}}}) != base
-    assert data.feature_signature({**m, "fields": FIELDS[::-1]}) != base
+    m = Manifest.of(lake, "toy")
+    base = m.feature_signature
+    assert m.model_copy(update={"fit_dates": ["x"], "record": {"digest": "other"}}).feature_signature == base
+    assert m.model_copy(update={"dense": {"p": {"boundaries": [1.0]}}}).feature_signature != base
+    assert m.model_copy(update={"fields": FIELDS[::-1]}).feature_signature != base
+    assert m.model_copy(update={"hash_seed": 2}).feature_signature != base
+    assert m.model_copy(update={"config_hash": "other"}).feature_signature != base
     assert json.loads(lake.manifest("toy").read_text())["fields"] == FIELDS
+
+
+def test_feature_signature_is_the_hash_registered_models_store():
+    """The value registered models carry (``config.json: feature_signature``) must never change:
+    the SHA-256 of the sorted-key JSON of five manifest keys, as ``dea_model.data.feature_signature``
+    computed it from the manifest file's dict, pinned on a fixed manifest."""
+    m = toy_manifest().model_copy(update={"dense": {"price": {"boundaries": [0.5, 1.25, 3.0], "buckets": 4,
+                                                              "log1p": True}}})
+    stored = json.loads(json.dumps(m.model_dump(mode="json")))           # the file's dict
+    core = {k: stored.get(k) for k in ("fields", "hash_spec_version", "hash_seed", "config_hash", "dense")}
+    old = hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert m.feature_signature == old == "614662eb80d9ff45"          # dea_model.data.feature_signature at 09f9111
+
+
+def test_manifest_errors_name_the_path_and_what_to_run(tmp_path):
+    lake = Lake(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no feature manifest at .*manifest\.json: dataset 'toy' has "
+                                                r"none yet; run `dea features --dataset toy`"):
+        Manifest.of(lake, "toy")
+    write_json_atomic(lake.manifest("toy"), {"dataset": "toy", "fields": FIELDS})
+    with pytest.raises(ValueError, match=r"feature manifest .*manifest\.json is not a valid manifest.*"
+                                         r"`dea features --force`"):
+        Manifest.of(lake, "toy")
+    write_json_atomic(lake.manifest("toy"), toy_manifest().model_copy(update={"fields": []}).model_dump(mode="json"))
+    with pytest.raises(ValueError, match="lists no 'fields'"):
+        Manifest.of(lake, "toy")
 
 
 def test_split_days():
