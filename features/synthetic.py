@@ -237,14 +237,22 @@ def _block(c: SyntheticConfig, seed: int, day: int, block: int) -> dict[str, np.
     """Rows [block·B, (block+1)·B) of one day (B = BLOCK_ROWS), as NumPy arrays keyed by column.
 
     String fields are still integer codes here (``_to_arrow`` formats them). Every row-level draw
-    comes from ``rng``; every property of an ID from a hash, so IDs agree across blocks and days.
+    comes from ``rng``, in a fixed order (IDs, dense truth, clicks, proxies); every property of an
+    ID from a hash, so IDs agree across blocks and days.
     """
     n = BLOCK_ROWS
     rng = np.random.default_rng([seed, day, block])
-    drift = c.drift
+    ids = _ids(c, seed, day, rng, n)
+    dense = _true_dense(c, seed, day, rng, n, ids)
+    w, eta, pair = _logit(c, seed, day, ids, dense)
+    p_true = _sigmoid(eta)
+    click = (rng.random(n) < p_true).astype(np.int8)
+    proxies = _proxies(c, seed, day, rng, n, ids, w, dense)
+    return {"click": click, **ids, **proxies, "p_true": p_true, "p_no_pair": _sigmoid(eta - pair)}
 
-    # Who, what, where: IDs, and the attributes their IDs fix.
 
+def _ids(c: SyntheticConfig, seed: int, day: int, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Who, what, where: the rows' IDs, and the attributes their IDs fix (an item's merchant...)."""
     user = _population(rng, n, c.users, 0.75, c.new_users_per_day, day, 0.02, 0.05)
     item = _population(rng, n, c.items, 0.9, c.new_items_per_day, day, 0.02, 0.06)
     merchant = _parent(seed, "merchant", item, c.items, c.new_items_per_day, c.merchants, 1.0,
@@ -263,58 +271,68 @@ def _block(c: SyntheticConfig, seed: int, day: int, block: int) -> dict[str, np.
     pos_p = 0.8 ** np.arange(10)
     position = rng.choice(10, size=n, p=pos_p / pos_p.sum()) + 1
     channel = rng.choice(len(CHANNELS), size=n, p=CHANNEL_P)
+    return {"user_id": user, "item_id": item, "merchant_id": merchant, "category": category, "brand": brand,
+            "site_id": site, "city": city, "device": device, "os": os_code, "hour": hour, "position": position,
+            "channel": channel}
 
-    # Dense fields (true values; NaN is applied after the logit, which sees the truth).
-    cat_level = 3.0 + 0.8 * _z(seed, "price:cat", category)
-    item_rel = 0.6 * _z(seed, "price:item", item)
+
+def _true_dense(c: SyntheticConfig, seed: int, day: int, rng: np.random.Generator, n: int,
+                ids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Dense truths the logit sees (NaN comes later, in ``_proxies``): relative and absolute price, age."""
+    cat_level = 3.0 + 0.8 * _z(seed, "price:cat", ids["category"])
+    item_rel = 0.6 * _z(seed, "price:item", ids["item_id"])
     rel_price = item_rel + 0.1 * rng.standard_normal(n)
-    price = np.round(np.exp(cat_level + rel_price + drift * 0.05 * math.sin(2 * np.pi * day / 30)), 2)
-    age = np.clip(np.round(33.0 + 10.0 * _z(seed, "age", user)), 16.0, 75.0)
+    price = np.round(np.exp(cat_level + rel_price + c.drift * 0.05 * math.sin(2 * np.pi * day / 30)), 2)
+    age = np.clip(np.round(33.0 + 10.0 * _z(seed, "age", ids["user_id"])), 16.0, 75.0)
+    return {"rel_price": rel_price, "price": price, "user_age": age}
 
-    # Per-ID effects: (field, ids, base vocabulary, s_f, τ_f).
-    effects = [
-        ("user_id", user, c.users, 0.5, 0.3), ("item_id", item, c.items, 0.6, 0.3),
-        ("merchant_id", merchant, c.merchants, 0.3, 0.2), ("brand", brand, c.brands, 0.25, 0.15),
-        ("category", category, c.categories, 0.4, 0.0), ("site_id", site, c.sites, 0.35, 0.2),
-        ("city", city, c.cities, 0.15, 0.0), ("device", device, c.devices, 0.15, 0.0),
-        ("os", os_code, len(OS_NAMES), 0.1, 0.0), ("channel", channel, len(CHANNELS), 0.2, 0.0),
-    ]
-    w = {f: _id_effect(seed, f, ids, day, base, s, tau, c) for f, ids, base, s, tau in effects}
 
-    # The planted logit η and the label.
+# Per-ID effects: (field, base vocabulary of the config, s_f, τ_f).
+EFFECTS = [("user_id", "users", 0.5, 0.3), ("item_id", "items", 0.6, 0.3), ("merchant_id", "merchants", 0.3, 0.2),
+           ("brand", "brands", 0.25, 0.15), ("category", "categories", 0.4, 0.0), ("site_id", "sites", 0.35, 0.2),
+           ("city", "cities", 0.15, 0.0), ("device", "devices", 0.15, 0.0), ("os", None, 0.1, 0.0),
+           ("channel", None, 0.2, 0.0)]
 
-    bias = c.intercept + drift * (0.1 * math.sin(2 * np.pi * day / 7) + 0.05 * _z(seed, "bias", day).item())
+
+def _logit(c: SyntheticConfig, seed: int, day: int, ids: dict[str, np.ndarray],
+           dense: dict[str, np.ndarray]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(per-ID effects w_f, the planted logit η, its pair part): η = bias + Σ_f w_f + smooth terms +
+    user×category taste + the planted pairs."""
+    bases = {"os": len(OS_NAMES), "channel": len(CHANNELS)}
+    w = {f: _id_effect(seed, f, ids[f], day, bases.get(f) or getattr(c, base), s, tau, c)
+         for f, base, s, tau in EFFECTS}
+    user, category, hour, position = ids["user_id"], ids["category"], ids["hour"], ids["position"]
+    age = dense["user_age"]
+    bias = c.intercept + c.drift * (0.1 * math.sin(2 * np.pi * day / 7) + 0.05 * _z(seed, "bias", day).item())
     smooth = (-0.12 * (position - 1)
               + 0.2 * np.sin(2 * np.pi * (hour - 14) / 24) + 0.05 * _z(seed, "hour", hour)
-              - 0.35 * rel_price
+              - 0.35 * dense["rel_price"]
               + 0.35 * np.exp(-(((age - 27.0) / 9.0) ** 2))
-              + drift * 0.1 * _z(seed, "cat:day", category, day))
+              + c.drift * 0.1 * _z(seed, "cat:day", category, day))
     taste = 0.35 * c.taste_scale * sum(_z(seed, f"taste:u{k}", user) * _z(seed, f"taste:c{k}", category)
                                        for k in range(4)) / 2.0
     pair = c.pair_scale * (0.5 * _z(seed, "pair:user_category", user, category)
-                           + 0.5 * _z(seed, "pair:item_device", item, device)
-                           + 0.5 * _z(seed, "pair:merchant_hour", merchant, hour))
+                           + 0.5 * _z(seed, "pair:item_device", ids["item_id"], ids["device"])
+                           + 0.5 * _z(seed, "pair:merchant_hour", ids["merchant_id"], hour))
     eta = bias + sum(a + b for a, b in w.values()) + smooth + taste + pair
-    p_true = _sigmoid(eta)
-    click = (rng.random(n) < p_true).astype(np.int8)
+    return w, eta, pair
 
-    # Proxy dense fields: informative about the hidden effects, never equal to them.
+
+def _proxies(c: SyntheticConfig, seed: int, day: int, rng: np.random.Generator, n: int, ids: dict[str, np.ndarray],
+             w: dict, dense: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The dense columns as logged: proxies informative about the hidden effects, never equal to them,
+    and missing values (the logit saw the truth)."""
+    user, item = ids["user_id"], ids["item_id"]
     item_born = _birth_day(item, c.items, c.new_items_per_day)
     ctr_hist = np.round(_sigmoid(c.intercept + 0.6 + w["item_id"][0] + 0.25 * _z(seed, "ctr:week", item, day // 7)), 5)
     ctr_hist[(item_born >= day - 2) | (rng.random(n) < 0.01)] = np.nan
     activity = 0.8 + 2.0 * _head(user, c.users, c.users / 1000.0) + 1.2 * w["user_id"][0]
     clicks_30d = rng.poisson(np.exp(np.minimum(activity, 6.0))).astype(np.float64)
     clicks_30d[rng.random(n) < 0.005] = np.nan
+    price, age = dense["price"], dense["user_age"]
     price[rng.random(n) < 0.003] = np.nan
     age[_u(seed, "age:unknown", user) < 0.06] = np.nan
-
-    return {
-        "click": click, "user_id": user, "item_id": item, "merchant_id": merchant, "category": category,
-        "brand": brand, "site_id": site, "city": city, "device": device, "os": os_code, "hour": hour,
-        "position": position, "channel": channel, "price": price, "user_age": age,
-        "item_ctr_hist": ctr_hist, "user_clicks_30d": clicks_30d,
-        "p_true": p_true, "p_no_pair": _sigmoid(eta - pair),
-    }
+    return {"price": price, "user_age": age, "item_ctr_hist": ctr_hist, "user_clicks_30d": clicks_30d}
 
 
 _PREFIX = {"merchant_id": "m", "brand": "b", "category": "c", "city": "city_", "device": "dev"}
