@@ -19,34 +19,26 @@ codebook traffic and pair-MLP work. Each codebook has its own hash seed (otherwi
 siamese vote collides exactly when C⁰ does); the scores depend only on the IDs, so the lookup,
 gate and pair MLP run **once per batch** for all layers, and each layer/head gets its own output row of W₂.
 
-Cost (B·P pairs per batch): the main codebook is gathered once per pair (d floats). The siamese
-rows enter only through the scalars u^m = W₀^m·C^m[a^m], so when B·P ≥ s the siamese tables
-are projected first (k·s·d MACs per batch) and one scalar per pair is gathered — the same
-function and the same gradients, with k·d → k floats of gather and scatter per pair. For small
-batches (serving) the rows are gathered and projected instead. All k+1 codebooks live in one
-((k+1)·s, d) table with offsets m·s; addresses are int32, computed once per batch. With many
-pairs, one pass over the table (:func:`codebook_tables`) makes every codeword's scores and every
-siamese row's projection, and its backward writes the whole table's gradient once.
+Cost (B·P pairs per batch). The main codebook is gathered once per pair (d floats). The siamese
+rows enter only through the scalars u^m = W₀^m·C^m[a^m], so when B·P ≥ s the siamese tables are
+projected first (k·s·d MACs per batch) and one scalar per pair is gathered — the same function and
+the same gradients, with k·d → k floats of gather and scatter per pair. For small batches (serving)
+the rows are gathered and projected instead. All k+1 codebooks live in one ((k+1)·s, d) table with
+offsets m·s; addresses are int32, computed once per batch.
 
 Where the gate acts (``gate_on``, MODEL-NOTES A2). Eq. 6-7 scale the codeword, e = g·C⁰[a⁰], before
-the pair MLP (``"codeword"``): the MLP then runs once per pair. The default ``"score"`` scales the
-pair MLP's output instead, A = g·W₂ ReLU(W₁ C⁰[a⁰] + b₁) + b₂. Both say "the siamese vote rescales
-the pair's codeword contribution", and they are the same function when b₁ = 0 or k = 0, since a
-gate g > 0 commutes with a bias-free ReLU layer. With the gate outside, the MLP's output depends on
-the codeword alone, so it runs once per codeword (T = W₂ ReLU(W₁ C⁰ᵀ + b₁), (L·H, s),
-:func:`codebook_tables`, then :func:`table_scores`) and each pair gathers its L·H scores: s·(d·h + h·L·H) instead of
-B·P·(d·h + h·L·H) MACs. Criteo shape (n = 39, s = 2¹⁸, B = 1024, CPU, 1 thread,
-benchmarks/results/train_throughput.json): DEA trains 942 → 1,483 samples/s at 2¹⁶ rows per field,
-938 → 1,644 at 10k. Quality is equal or better, test AUC over 3 seeds (benchmarks/results/quality_gate_on*.md): Frappe 0.9405 →
-0.9415, MovieLens 0.7003 → 0.7009, Criteo 0.7696 → 0.7698, synthetic 0.6978 → 0.6977.
+the pair MLP (``"codeword"``, :func:`pair_scores`): the MLP then runs once per pair. The default
+``"score"`` scales the pair MLP's output instead, A = g·W₂ ReLU(W₁ C⁰[a⁰] + b₁) + b₂. Both say "the
+siamese vote rescales the pair's codeword contribution", and they are the same function when b₁ = 0
+or k = 0, since a gate g > 0 commutes with a bias-free ReLU layer. With the gate outside, the MLP's
+output depends on the codeword alone, so it runs once per codeword (T = W₂ ReLU(W₁ C⁰ᵀ + b₁), (L·H, s),
+:func:`codebook_tables`, then :func:`table_scores`) and each pair gathers its L·H scores:
+s·(d·h + h·L·H) instead of B·P·(d·h + h·L·H) MACs.
 
-Memory kept for backward (Criteo shape, benchmarks/train_throughput.py's count of saved tensors).
-The default path keeps the addresses, the gate and the L·H gathered scores per pair; the table
-MLP's activations are recomputed in backward. DEA keeps 359 KiB per sample in all, mostly the n×n
-attention maps of the three layers. :func:`pair_scores` (``gate_on="codeword"``) under plain
-autograd (CUDA, autocast) keeps d (rows) + d (e) + h (hidden) floats per pair (674 KiB per sample
-in all); on CPU it runs the pairs in chunks and recomputes them in backward, keeping only the
-addresses and the gate per pair (319 KiB per sample in all) at 1.5× the plain path's throughput.
+Each function below is the equation in plain autograd ops, which CUDA, autocast and compile run; on
+the CPU it calls a hand-written Function of :mod:`.combo_kernels` (chunked, recomputed in backward)
+with the same values and gradients. Measured throughput, memory and AUC of both placements of the
+gate and both paths: benchmarks/results/combo_kernels.md.
 """
 
 from __future__ import annotations
@@ -54,10 +46,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from features.hashing import HASH_SEED
 
+from .combo_kernels import ChunkedPairScores, CodebookTables, GatherScores, project_siamese
 from .embedding import gather_rows
 from .hashing import codebook_seeds, combo_addresses, to_int32
 from .pairs import mirror_cells, mirror_to_square, ordered_pairs, pairs_to_square, unordered_pairs
@@ -65,316 +57,6 @@ from .pairs import mirror_cells, mirror_to_square, ordered_pairs, pairs_to_squar
 __all__ = ["Codebooks", "ComboIDScores", "GATE_ON", "codebook_scores", "codebook_tables", "pair_scores", "table_scores"]
 
 GATE_ON = ("score", "codeword")
-
-
-def _plain_ops(t: Tensor) -> bool:
-    """Plain autograd ops instead of this module's CPU Functions: off the CPU (CUDA, and the meta
-    device the tests run them on), under autocast, under compile."""
-    return t.device.type != "cpu" or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
-
-
-def _pair_cells(square: Tensor, n: int, diagonal: bool) -> Tensor:
-    """View of the pair cells of (O, c, n, n) maps in :func:`ordered_pairs` order: (O, c, n−1, n) or all."""
-    if diagonal:
-        return square
-    return square.flatten(-2)[..., 1:].unflatten(-1, (n - 1, n + 1))[..., :n]
-
-
-def _write_cells(square: Tensor, scores: Tensor, n: int, diagonal: bool, mirror) -> None:
-    """Pair scores (O, c·P) into their cells of the (O, c, n, n) maps (both cells when mirrored)."""
-    if mirror is None:
-        cells = _pair_cells(square, n, diagonal)
-        cells.copy_(scores.view(cells.shape))
-    else:
-        flat, scores = square.flatten(-2), scores.view(*square.shape[:2], -1)
-        flat.index_copy_(2, mirror[0], scores).index_copy_(2, mirror[1], scores)
-
-
-def _read_cells(square: Tensor, n: int, diagonal: bool, mirror) -> Tensor:
-    """Gradient of the pair scores from the (O, c, n, n) maps' gradient → (O, c·P)."""
-    O = square.shape[0]
-    if mirror is None:
-        return _pair_cells(square, n, diagonal).reshape(O, -1)
-    flat = square.flatten(-2)
-    return (flat.index_select(2, mirror[0]) + flat.index_select(2, mirror[1])).view(O, -1)
-
-
-def _new_maps(like: Tensor, O: int, B: int, n: int, diagonal: bool) -> Tensor:
-    """Uninitialised (O, B, n, n) maps for :func:`_write_cells`, the diagonal zeroed when it has no pairs."""
-    out = like.new_empty(O, B, n, n)
-    if not diagonal:
-        out.diagonal(dim1=-2, dim2=-1).zero_()
-    return out
-
-
-class _ChunkedPairScores(torch.autograd.Function):
-    """Eq. 6-8 for every pair, a chunk of samples at a time, recomputed in backward.
-
-    Saves only the addresses and gates for backward (no (B, P, h) activations), keeps every
-    temporary a cache-sized chunk (on CPU the per-pair path is memory-bound, and fresh
-    multi-hundred-MB tensors cost page faults at about 1 GB/s) and writes the scores straight into
-    the (O, B, n, n) maps. Skinny products are laid out the way BLAS runs them fast: W₂ hᵀ, not h W₂ᵀ.
-    """
-
-    @staticmethod
-    def forward(ctx, table, addr, gate, w1, b1, w2, b2, chunk, n, diagonal, mirror):
-        B = addr.shape[0]
-        out = _new_maps(table, w2.shape[0], B, n, diagonal)
-        for c in range(0, B, chunk):
-            rows = table.index_select(0, addr[c:c + chunk].reshape(-1))         # (c·P, d)
-            e = rows if gate is None else rows * gate[c:c + chunk].reshape(-1, 1)
-            h = F.linear(e, w1, b1).relu_()                                    # (c·P, h)
-            scores = torch.addmm(b2.unsqueeze(1), w2, h.T)                      # (O, c·P)
-            _write_cells(out[:, c:c + chunk], scores, n, diagonal, mirror)
-        ctx.save_for_backward(table, addr, gate, w1, b1, w2)
-        ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = chunk, n, diagonal, mirror
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        table, addr, gate, w1, b1, w2 = ctx.saved_tensors
-        chunk, n, diagonal, mirror, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror, addr.shape
-        grad_out = grad_out.contiguous()
-        g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
-        g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
-        g_w1, g_w2, g_b2 = (torch.zeros_like(t) for t in (w1, w2, w2[:, 0]))
-        g_b1 = None if b1 is None else torch.zeros_like(b1)
-        for c in range(0, B, chunk):
-            idx = addr[c:c + chunk].reshape(-1)
-            rows = table.index_select(0, idx)
-            g = None if gate is None else gate[c:c + chunk].reshape(-1, 1)
-            e = rows if g is None else rows * g
-            h = F.linear(e, w1, b1).relu_()
-            g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)      # (O, c·P)
-            g_w2 += g_s @ h                          # not addmm_: the FLOP counter misses in-place products
-            g_b2 += g_s.sum(1)
-            g_h = torch.ops.aten.threshold_backward(g_s.T @ w2, h, 0)            # through ReLU
-            g_w1 += g_h.T @ e
-            if g_b1 is not None:
-                g_b1 += g_h.sum(0)
-            g_e = g_h @ w1                                                       # (c·P, d)
-            if g_gate is not None:
-                g_gate[c:c + chunk] = (g_e * rows).sum(-1).view(-1, P)
-            if g_table is not None:
-                g_table.index_add_(0, idx.long(), g_e if g is None else g_e.mul_(g))  # int64: 5× faster
-        return g_table, None, g_gate, g_w1, g_b1, g_w2, g_b2, None, None, None, None
-
-
-class _GatherScores(torch.autograd.Function):
-    """A[:, b, p] = g_bp · T[:, addr_bp] + b₂ written into the (O, B, n, n) maps, a chunk of samples at a time.
-
-    Saves the table, addresses and gates, and the gathered (O, B·P) scores when the gate needs a
-    gradient (its backward would gather them again); backward scatters into T.
-    """
-
-    @staticmethod
-    def forward(ctx, table, addr, gate, bias, chunk, n, diagonal, mirror):
-        B = addr.shape[0]
-        out = _new_maps(table, table.shape[0], B, n, diagonal)
-        keep = gate is not None and ctx.needs_input_grad[2]
-        gathered = []                                # the ungated scores, for the gate's gradient
-        for c in range(0, B, chunk):
-            scores = table.index_select(1, addr[c:c + chunk].reshape(-1))          # (O, c·P)
-            if keep:
-                gathered.append(scores)
-            if mirror is None:                       # one pass: g·T[a] + b₂ straight into the cells
-                cells = _pair_cells(out[:, c:c + chunk], n, diagonal)
-                scores, bias_ = scores.view(cells.shape), bias.view(-1, 1, 1, 1)
-                if gate is None:
-                    torch.add(scores, bias_, out=cells)
-                else:
-                    torch.addcmul(bias_, scores, gate[c:c + chunk].view(cells.shape[1:]), out=cells)
-                continue
-            if gate is not None:
-                scores = scores * gate[c:c + chunk].reshape(1, -1)
-            _write_cells(out[:, c:c + chunk], scores + bias.unsqueeze(1), n, diagonal, mirror)
-        ctx.save_for_backward(table, addr, gate, *gathered)
-        ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror = chunk, n, diagonal, mirror
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        table, addr, gate, *gathered = ctx.saved_tensors
-        chunk, n, diagonal, mirror, (B, P) = ctx.chunk, ctx.n, ctx.diagonal, ctx.mirror, addr.shape
-        grad_out = grad_out.contiguous()
-        g_table = torch.zeros_like(table) if ctx.needs_input_grad[0] else None
-        g_gate = torch.empty_like(gate) if gate is not None and ctx.needs_input_grad[2] else None
-        g_bias = table.new_zeros(table.shape[0]) if ctx.needs_input_grad[3] else None
-        for i, c in enumerate(range(0, B, chunk)):
-            idx = addr[c:c + chunk].reshape(-1).long()
-            g_s = _read_cells(grad_out[:, c:c + chunk], n, diagonal, mirror)       # (O, c·P)
-            if g_bias is not None:
-                g_bias += g_s.sum(1)
-            if gate is not None:
-                if g_gate is not None:
-                    g_gate[c:c + chunk] = torch.linalg.vecdot(g_s, gathered[i], dim=0).view(-1, P)
-                g_s = g_s * gate[c:c + chunk].reshape(1, -1)
-            if g_table is not None:
-                g_table.index_add_(1, idx, g_s.to(g_table.dtype))
-        return g_table, None, g_gate, g_bias, None, None, None, None
-
-
-def _project_siamese(codebook: Tensor, size: int, gate_weight: Tensor) -> Tensor:
-    """U[m−1] = C^m W₀^m: the siamese rows (from row ``size`` on) of the codebook table → (k, s)."""
-    siamese = codebook[size:].view(gate_weight.shape[0], size, -1)
-    return torch.bmm(siamese, gate_weight.unsqueeze(-1)).squeeze(-1)
-
-
-class _CodebookTables(torch.autograd.Function):
-    """T = W₂ ReLU(W₁ C⁰ᵀ + b₁) (O, s) and U = [C¹W₀¹ … CᵏW₀ᵏ] (k, s) from the ((k+1)·s, d) codebook table.
-
-    One pass over the table, in cache-sized blocks of rows, the (s, h) activations recomputed in
-    backward instead of kept; backward writes the table's whole gradient once (main rows from the
-    MLP, siamese rows du ⊗ w) instead of zero-filling a full copy for each slice and adding them.
-    """
-
-    @staticmethod
-    def forward(ctx, codebook, size, w1, b1, w2, gate_weight, block):
-        main = codebook[:size]
-        scores = None
-        if w1 is not None:
-            scores = codebook.new_empty(w2.shape[0], size)
-            for r in range(0, size, block):
-                scores[:, r:r + block] = w2 @ F.linear(main[r:r + block], w1, b1).relu_().T
-        projected = None if gate_weight is None else _project_siamese(codebook, size, gate_weight)
-        ctx.save_for_backward(codebook, w1, b1, w2, gate_weight)
-        ctx.size, ctx.block = size, block
-        return scores, projected
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g_scores, g_projected):
-        codebook, w1, b1, w2, gate_weight = ctx.saved_tensors
-        size, block = ctx.size, ctx.block
-        main, g_codebook = codebook[:size], torch.empty_like(codebook)
-        g_main = g_codebook[:size]
-        g_w1 = g_b1 = g_w2 = g_gate_weight = None
-        if w1 is None:
-            g_main.zero_()
-        else:
-            g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
-            g_b1 = None if b1 is None else torch.zeros_like(b1)
-            for r in range(0, size, block):
-                rows, g_t = main[r:r + block], g_scores[:, r:r + block]           # (c, d), (O, c)
-                hidden = F.linear(rows, w1, b1).relu_()
-                g_w2 += g_t @ hidden
-                g_h = torch.ops.aten.threshold_backward(g_t.T @ w2, hidden, 0)  # (c, h) through ReLU
-                g_w1 += g_h.T @ rows
-                if g_b1 is not None:
-                    g_b1 += g_h.sum(0)
-                torch.mm(g_h, w1, out=g_main[r:r + block])
-        if gate_weight is None:
-            g_codebook[size:].zero_()                                           # rows no output reads
-        else:
-            k = gate_weight.shape[0]
-            siamese, g_siamese = codebook[size:].view(k, size, -1), g_codebook[size:].view(k, size, -1)
-            torch.mul(g_projected.unsqueeze(-1), gate_weight.unsqueeze(1), out=g_siamese)  # du ⊗ w
-            g_gate_weight = torch.bmm(g_projected.unsqueeze(1), siamese).squeeze(1)
-        return g_codebook, None, g_w1, g_b1, g_w2, g_gate_weight, None
-
-
-def codebook_tables(codebook: Tensor, size: int, mlp: nn.Linear | None = None, out: nn.Linear | None = None,
-                    gate_weight: Tensor | None = None, *, block_rows: int | None = 2**14
-                    ) -> tuple[Tensor | None, Tensor | None]:
-    """Every codeword's pair scores and siamese projections, once per batch (B·P ≥ s).
-
-        T = W₂ ReLU(W₁ C⁰ᵀ + b₁)      (O, s)   scores of main codeword a, before gate and b₂  (``mlp``, ``out``)
-        U[m−1] = C^m W₀^m             (k, s)   siamese codebook m's share of the gate logit    (``gate_weight``)
-
-    codebook ((k+1)·s, d): the k+1 codebooks of :class:`Codebooks`, C^m at rows m·s.  Either
-    output is None when its weights are. T is fp32 under autocast (the scatter of its gradient
-    accumulates in fp32). On CPU without autocast, blocks of ``block_rows`` rows
-    (:class:`_CodebookTables`); on CUDA, under compile and with ``block_rows=None``, plain autograd ops.
-    """
-    if not (block_rows is None or _plain_ops(codebook)):
-        w1, b1, w2 = (None, None, None) if mlp is None else (mlp.weight, mlp.bias, out.weight)
-        return _CodebookTables.apply(codebook, size, w1, b1, w2, gate_weight, block_rows)
-    scores = projected = None
-    if mlp is not None:
-        scores = _full_precision(F.linear(torch.relu(mlp(codebook[:size])), out.weight)).T
-    if gate_weight is not None:
-        projected = _project_siamese(codebook, size, gate_weight)
-    return scores, projected
-
-
-def _full_precision(t: Tensor) -> Tensor:
-    """fp16/bf16 (autocast) → fp32, so the scatter of the table's gradient accumulates in fp32."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
-def table_scores(scores: Tensor, addr: Tensor, gate: Tensor | None, bias: Tensor, n: int, *, diagonal: bool = False,
-                 symmetric: bool = False, chunk_pairs: int | None = 2**20) -> Tensor:
-    """A[:, b, p] = g_bp · T[:, addr_bp] + b₂ → (O, B, n, n): each pair gathers its O scores.
-
-    scores T (O, R); addr (B, P) rows of T; gate (B, P) or None. On CPU the pairs go in chunks of
-    about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured faster),
-    written straight into the maps. On CUDA, under autocast or compile and with ``chunk_pairs=None``,
-    plain autograd ops (an embedding lookup of Tᵀ: deterministic backward on CUDA).
-    """
-    if chunk_pairs is None or _plain_ops(scores):
-        gathered = gather_rows(scores.T, addr).permute(2, 0, 1)                    # (O, B, P)
-        if gate is not None:
-            gathered = gathered * gate
-        gathered = gathered + bias.view(-1, 1, 1)
-        return mirror_to_square(gathered, n) if symmetric else pairs_to_square(gathered, n, diagonal)
-    mirror = mirror_cells(n, addr.device) if symmetric else None
-    chunk = max(1, chunk_pairs // addr.shape[1])
-    return _GatherScores.apply(scores.contiguous(), addr, gate, bias, chunk, n, diagonal, mirror)
-
-
-def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int, *,
-                    diagonal: bool = False, symmetric: bool = False, chunk_pairs: int | None = 2**20,
-                    sparse: bool = False) -> Tensor:
-    """A[:, b, p] = g_bp · W₂ ReLU(W₁ C[addr_bp] + b₁) + b₂, the pair MLP run once per codeword → (O, B, n, n).
-
-        T = W₂ ReLU(W₁ Cᵀ + b₁)                (O, s)   every codeword's scores, before b₂
-        A[:, b, p] = g_bp · T[:, addr_bp] + b₂            p's cell of the (O, B, n, n) maps
-
-    The gate scales the pair's scores (``gate_on="score"``) instead of its codeword (:func:`pair_scores`);
-    the two are the same function when there is no gate or b₁ = 0, since a gate g > 0 commutes
-    with a bias-free ReLU layer: W₂ ReLU(W₁ (g c)) = g · W₂ ReLU(W₁ c). The MLP costs s·(d·h + h·O)
-    MACs per batch instead of B·P·(d·h + h·O); each pair gathers O scores (the whole (O, s) table is
-    6 MiB at s = 2¹⁸, O = 6) instead of d floats of a codeword, and backward scatters O floats per
-    pair. When B·P < s (small batches, serving) T is computed for the B·P gathered codewords instead.
-
-    codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. ``chunk_pairs``: see
-    :func:`table_scores` (None: plain autograd ops throughout). ``sparse``: always gather, and give
-    the codebook the row-sparse gradient of the gathered rows. The maps are fp32 under autocast.
-    """
-    if sparse or addr.numel() < codebook.shape[0]:                                # T of the gathered rows only
-        codebook = gather_rows(codebook, addr.reshape(-1), sparse)
-        addr = torch.arange(addr.numel(), device=addr.device).view(addr.shape)
-    scores, _ = codebook_tables(codebook, codebook.shape[0], mlp, out,
-                                block_rows=None if chunk_pairs is None else 2**14)
-    return table_scores(scores, addr, gate, out.bias, n, diagonal=diagonal, symmetric=symmetric,
-                        chunk_pairs=chunk_pairs)
-
-
-def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
-                diagonal: bool = False, chunk_pairs: int | None = 16384, symmetric: bool = False,
-                sparse: bool = False) -> Tensor:
-    """A[:, b, i, j] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂ for pair p = (i, j)  →  (O, B, n, n).
-
-    table (R, d); addr (B, P) int32/int64 rows, P in :func:`ordered_pairs` order (n(n−1) pairs, or n²
-    with ``diagonal``; without it the diagonal is 0), or with ``symmetric`` in :func:`unordered_pairs`
-    order (n(n−1)/2, each written to (i, j) and (j, i)); gate (B, P) or None (no gate). On CPU without
-    autocast the pairs are processed in chunks of about ``chunk_pairs`` and recomputed in backward
-    (same values and gradients); with ``chunk_pairs=None`` and elsewhere (CUDA, autocast,
-    compile) plain autograd ops are used, as with ``sparse`` (the row-sparse gradient of the rows).
-    """
-    if symmetric and diagonal:
-        raise ValueError("symmetric pairs are mirrored around a removed diagonal: diagonal must be False")
-    if sparse or chunk_pairs is None or _plain_ops(table):
-        e = gather_rows(table, addr, sparse)                                     # (B, P, d)
-        if gate is not None:
-            e = e * gate.unsqueeze(-1)
-        scores = out(torch.relu(mlp(e))).permute(2, 0, 1)                        # (O, B, P)
-        return mirror_to_square(scores, n) if symmetric else pairs_to_square(scores, n, diagonal)
-    chunk = max(1, chunk_pairs // addr.shape[1])
-    mirror = mirror_cells(n, addr.device) if symmetric else None
-    return _ChunkedPairScores.apply(table, addr, gate, mlp.weight, mlp.bias, out.weight, out.bias, chunk, n,
-                                    diagonal, mirror)
 
 
 class Codebooks(nn.Module):
@@ -463,8 +145,15 @@ class ComboIDScores(nn.Module):
         return torch.sigmoid(gather_rows(by_row, addr).sum(0).squeeze(-1) + self.gate_bias)
 
     def forward(self, ids: Tensor) -> Tensor:
+        """A_m (L·H, B, n, n) of ids (B, n): addresses a^m (Eq. 4-5), gate g (Eq. 6), pair scores (Eq. 7-8)
+        written into the pairs' cells, the diagonal never looked up (Eq. 9-10).
+
+        Gate on the codeword: :func:`pair_scores`. Gate on the score: every codeword's scores once
+        (:func:`codebook_tables`, then :func:`table_scores`), or with few pairs (B·P < s) or sparse
+        codebooks only the gathered codewords' (:func:`codebook_scores`).
+        """
         if ids.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # CPU bf16 autocast: the scores stay fp32, on this module's CPU Functions (faster than plain ops)
+            # CPU bf16 autocast: the scores stay fp32, on the CPU Functions (faster than plain ops)
             with torch.autocast("cpu", enabled=False):
                 return self.forward(ids)
         with torch.no_grad():
@@ -484,3 +173,114 @@ class ComboIDScores(nn.Module):
         gate = self.gate(addr[1:], projected) if k else None
         return table_scores(scores, addr[0], gate, self.out.bias, self.n_fields, diagonal=self.diagonal,
                             symmetric=self.symmetric)                                  # (L·H, B, n, n)
+
+
+# --- the scores: each equation in plain autograd ops, or on the CPU a Function of combo_kernels ---------
+
+def _plain_ops(t: Tensor) -> bool:
+    """Plain autograd ops instead of the CPU Functions of :mod:`.combo_kernels`: off the CPU (CUDA, and
+    the meta device the tests run them on), under autocast, under compile."""
+    return t.device.type != "cpu" or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()
+
+
+def codebook_tables(codebook: Tensor, size: int, mlp: nn.Linear | None = None, out: nn.Linear | None = None,
+                    gate_weight: Tensor | None = None, *, block_rows: int | None = 2**14
+                    ) -> tuple[Tensor | None, Tensor | None]:
+    """Every codeword's pair scores and siamese projections, once per batch (B·P ≥ s).
+
+        T = W₂ ReLU(W₁ C⁰ᵀ + b₁)      (O, s)   scores of main codeword a, before gate and b₂  (``mlp``, ``out``)
+        U[m−1] = C^m W₀^m             (k, s)   siamese codebook m's share of the gate logit    (``gate_weight``)
+
+    codebook ((k+1)·s, d): the k+1 codebooks of :class:`Codebooks`, C^m at rows m·s.  Either
+    output is None when its weights are. T is fp32 under autocast (the scatter of its gradient
+    accumulates in fp32). On CPU without autocast, blocks of ``block_rows`` rows
+    (:class:`.combo_kernels.CodebookTables`); on CUDA, under compile and with ``block_rows=None``, plain autograd ops.
+    """
+    if block_rows is None or _plain_ops(codebook):
+        scores = projected = None
+        if mlp is not None:
+            scores = _full_precision(F.linear(torch.relu(mlp(codebook[:size])), out.weight)).T
+        if gate_weight is not None:
+            projected = project_siamese(codebook, size, gate_weight)
+        return scores, projected
+    w1, b1, w2 = (None, None, None) if mlp is None else (mlp.weight, mlp.bias, out.weight)
+    return CodebookTables.apply(codebook, size, w1, b1, w2, gate_weight, block_rows)
+
+
+def _full_precision(t: Tensor) -> Tensor:
+    """fp16/bf16 (autocast) → fp32, so the scatter of the table's gradient accumulates in fp32."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def table_scores(scores: Tensor, addr: Tensor, gate: Tensor | None, bias: Tensor, n: int, *, diagonal: bool = False,
+                 symmetric: bool = False, chunk_pairs: int | None = 2**20) -> Tensor:
+    """A[:, b, p] = g_bp · T[:, addr_bp] + b₂ → (O, B, n, n): each pair gathers its O scores.
+
+    scores T (O, R); addr (B, P) rows of T; gate (B, P) or None. On CPU the pairs go in chunks of
+    about ``chunk_pairs`` (2²⁰: each scatter has a fixed cost, larger chunks measured faster),
+    written straight into the maps. On CUDA, under autocast or compile and with ``chunk_pairs=None``,
+    plain autograd ops (an embedding lookup of Tᵀ: deterministic backward on CUDA).
+    """
+    if chunk_pairs is None or _plain_ops(scores):
+        gathered = gather_rows(scores.T, addr).permute(2, 0, 1)                    # (O, B, P)
+        if gate is not None:
+            gathered = gathered * gate
+        gathered = gathered + bias.view(-1, 1, 1)
+        return mirror_to_square(gathered, n) if symmetric else pairs_to_square(gathered, n, diagonal)
+    mirror = mirror_cells(n, addr.device) if symmetric else None
+    chunk = max(1, chunk_pairs // addr.shape[1])
+    return GatherScores.apply(scores.contiguous(), addr, gate, bias, chunk, n, diagonal, mirror)
+
+
+def codebook_scores(codebook: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int, *,
+                    diagonal: bool = False, symmetric: bool = False, chunk_pairs: int | None = 2**20,
+                    sparse: bool = False) -> Tensor:
+    """A[:, b, p] = g_bp · W₂ ReLU(W₁ C[addr_bp] + b₁) + b₂, the pair MLP run once per codeword → (O, B, n, n).
+
+        T = W₂ ReLU(W₁ Cᵀ + b₁)                (O, s)   every codeword's scores, before b₂
+        A[:, b, p] = g_bp · T[:, addr_bp] + b₂            p's cell of the (O, B, n, n) maps
+
+    The gate scales the pair's scores (``gate_on="score"``) instead of its codeword (:func:`pair_scores`);
+    the two are the same function when there is no gate or b₁ = 0, since a gate g > 0 commutes
+    with a bias-free ReLU layer: W₂ ReLU(W₁ (g c)) = g · W₂ ReLU(W₁ c). The MLP costs s·(d·h + h·O)
+    MACs per batch instead of B·P·(d·h + h·O); each pair gathers O scores (the whole (O, s) table is
+    6 MiB at s = 2¹⁸, O = 6) instead of d floats of a codeword, and backward scatters O floats per
+    pair. When B·P < s (small batches, serving) T is computed for the B·P gathered codewords instead.
+
+    codebook (s, d): the rows addr (B, P) can reach; gate (B, P) or None. ``chunk_pairs``: see
+    :func:`table_scores` (None: plain autograd ops throughout). ``sparse``: always gather, and give
+    the codebook the row-sparse gradient of the gathered rows. The maps are fp32 under autocast.
+    """
+    if sparse or addr.numel() < codebook.shape[0]:                                # T of the gathered rows only
+        codebook = gather_rows(codebook, addr.reshape(-1), sparse)
+        addr = torch.arange(addr.numel(), device=addr.device).view(addr.shape)
+    scores, _ = codebook_tables(codebook, codebook.shape[0], mlp, out,
+                                block_rows=None if chunk_pairs is None else 2**14)
+    return table_scores(scores, addr, gate, out.bias, n, diagonal=diagonal, symmetric=symmetric,
+                        chunk_pairs=chunk_pairs)
+
+
+def pair_scores(table: Tensor, addr: Tensor, gate: Tensor | None, mlp: nn.Linear, out: nn.Linear, n: int,
+                diagonal: bool = False, chunk_pairs: int | None = 16384, symmetric: bool = False,
+                sparse: bool = False) -> Tensor:
+    """A[:, b, i, j] = W₂ ReLU(W₁ (g_bp · C[addr_bp]) + b₁) + b₂ for pair p = (i, j)  →  (O, B, n, n).
+
+    table (R, d); addr (B, P) int32/int64 rows, P in :func:`ordered_pairs` order (n(n−1) pairs, or n²
+    with ``diagonal``; without it the diagonal is 0), or with ``symmetric`` in :func:`unordered_pairs`
+    order (n(n−1)/2, each written to (i, j) and (j, i)); gate (B, P) or None (no gate). On CPU without
+    autocast the pairs are processed in chunks of about ``chunk_pairs`` and recomputed in backward
+    (same values and gradients); with ``chunk_pairs=None`` and elsewhere (CUDA, autocast,
+    compile) plain autograd ops are used, as with ``sparse`` (the row-sparse gradient of the rows).
+    """
+    if symmetric and diagonal:
+        raise ValueError("symmetric pairs are mirrored around a removed diagonal: diagonal must be False")
+    if sparse or chunk_pairs is None or _plain_ops(table):
+        e = gather_rows(table, addr, sparse)                                     # (B, P, d)
+        if gate is not None:
+            e = e * gate.unsqueeze(-1)
+        scores = out(torch.relu(mlp(e))).permute(2, 0, 1)                        # (O, B, P)
+        return mirror_to_square(scores, n) if symmetric else pairs_to_square(scores, n, diagonal)
+    chunk = max(1, chunk_pairs // addr.shape[1])
+    mirror = mirror_cells(n, addr.device) if symmetric else None
+    return ChunkedPairScores.apply(table, addr, gate, mlp.weight, mlp.bias, out.weight, out.bias, chunk, n,
+                                   diagonal, mirror)
