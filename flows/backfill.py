@@ -10,22 +10,18 @@ import datetime as dt
 import inspect
 from typing import Any, Literal
 
-from flows import settings
+from prefect import flow, get_run_logger
 
-settings.apply()
-
-from prefect import flow, get_run_logger  # noqa: E402
-
-from dea_model.config import TrainConfig  # noqa: E402
-from features.lake import parse_date  # noqa: E402
-from flows.dea_daily import dea_daily  # noqa: E402
-from flows.evaluate import evaluate_flow  # noqa: E402
-from flows.featurize import features_flow  # noqa: E402
-from flows.ingest import ingest_flow  # noqa: E402
-from flows.params import DAILY_TRAIN, DaskParams, Promotion  # noqa: E402
-from flows.register import register_flow  # noqa: E402
-from flows.train import train_flow  # noqa: E402
-from flows.validate import validate_flow  # noqa: E402
+from dea_model.config import TrainConfig
+from features.lake import parse_date
+from flows.dea_daily import dea_daily
+from flows.evaluate import evaluate_flow
+from flows.featurize import features_flow
+from flows.ingest import ingest_flow
+from flows.params import DAILY_TRAIN, DaskParams, Promotion
+from flows.register import register_flow
+from flows.train import train_flow
+from flows.validate import validate_flow
 
 FLOWS = {"dea-daily": dea_daily, "ingest": ingest_flow, "features": features_flow, "validate": validate_flow,
          "train": train_flow, "evaluate": evaluate_flow, "register": register_flow}

@@ -14,6 +14,8 @@ import signal
 import sys
 from typing import Iterator
 
+from flows import settings
+
 COMMAND_MODULES = ("data", "validate", "model", "registry", "pipeline", "maintenance")
 WRITERS = {"synth", "ingest", "features", "validate", "train", "run", "backfill", "predict", "gc"}
 
@@ -55,10 +57,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         with sigterm_exits():
+            settings.apply(args.home)          # the lake is known now: Prefect's home follows it
             if args.command in WRITERS:
-                from flows.settings import check_writable
-
-                check_writable(args.home)
+                settings.check_writable(args.home)
             return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, PermissionError) as e:  # user errors: one line, no traceback
         if args.verbose:

@@ -15,24 +15,20 @@ import datetime as dt
 import time
 from typing import Any
 
-from flows import settings
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-settings.apply()
-
-from prefect import flow, get_run_logger  # noqa: E402
-from prefect.artifacts import create_progress_artifact, update_progress_artifact  # noqa: E402
-
-from dea_model.config import TrainConfig  # noqa: E402
-from flows.cluster import flow_client  # noqa: E402
-from flows.evaluate import evaluate_flow  # noqa: E402
-from flows.featurize import DayNotBuilt, features_flow  # noqa: E402
-from flows.guard import dataset_lock  # noqa: E402
-from flows.ingest import ingest_flow  # noqa: E402
-from flows.params import DAILY_TRAIN, DaskParams, Day, Promotion  # noqa: E402
-from flows.register import register_flow  # noqa: E402
-from flows.reports import artifact_key  # noqa: E402
-from flows.train import train_flow  # noqa: E402
-from flows.validate import validate_flow  # noqa: E402
+from dea_model.config import TrainConfig
+from flows.cluster import flow_client
+from flows.evaluate import evaluate_flow
+from flows.featurize import DayNotBuilt, features_flow
+from flows.guard import dataset_lock
+from flows.ingest import ingest_flow
+from flows.params import DAILY_TRAIN, DaskParams, Day, Promotion
+from flows.register import register_flow
+from flows.reports import artifact_key
+from flows.train import train_flow
+from flows.validate import validate_flow
 
 STAGES = ("ingest", "features", "validate", "train", "evaluate", "register")
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows import settings
+from prefect import flow, get_run_logger
 
-settings.apply()
-
-from prefect import flow, get_run_logger  # noqa: E402
-
-from dea_model.retention import apply_gc, describe, lake_bytes, plan_gc  # noqa: E402
-from features.lake import Lake  # noqa: E402
-from features.spec import load_spec  # noqa: E402
-from flows.guard import dataset_lock  # noqa: E402
-from flows.reports import artifact_key, publish, table  # noqa: E402
+from dea_model.retention import apply_gc, describe, lake_bytes, plan_gc
+from features.lake import Lake
+from features.spec import load_spec
+from flows.guard import dataset_lock
+from flows.reports import artifact_key, publish, table
 
 
 @flow(name="gc")

@@ -5,15 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flows import settings
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-settings.apply()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from flows.guard import dataset_lock  # noqa: E402
-from flows.params import Day  # noqa: E402
+from flows.guard import dataset_lock
+from flows.params import Day
 
 
 @task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)

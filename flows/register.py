@@ -11,19 +11,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flows import settings
+from prefect import flow, get_run_logger, runtime
 
-settings.apply()
-
-from prefect import flow, get_run_logger, runtime  # noqa: E402
-
-from dea_model import runs  # noqa: E402
-from dea_model.candidates import read_evaluation, register_candidate  # noqa: E402
-from dea_model.config import TrainConfig  # noqa: E402
-from dea_model.registry import Registry  # noqa: E402
-from flows.guard import dataset_lock  # noqa: E402
-from flows.params import DAILY_TRAIN, Day, Promotion  # noqa: E402
-from flows.reports import artifact_key, publish, table  # noqa: E402
+from dea_model import runs
+from dea_model.candidates import read_evaluation, register_candidate
+from dea_model.config import TrainConfig
+from dea_model.registry import Registry
+from flows.guard import dataset_lock
+from flows.params import DAILY_TRAIN, Day, Promotion
+from flows.reports import artifact_key, publish, table
 
 
 def _registry_table(registry: Registry) -> str:

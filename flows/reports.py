@@ -6,11 +6,7 @@ import math
 import re
 from typing import Any, Iterable
 
-from flows import settings
-
-settings.apply()
-
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.artifacts import create_markdown_artifact
 
 
 def artifact_key(*parts: str) -> str:

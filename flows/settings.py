@@ -1,8 +1,9 @@
 """Prefect environment defaults, applied before ``prefect`` is first imported.
 
-Prefect 3 reads its settings once, when ``prefect.context`` is imported, so every flow module
-calls ``apply()`` above its ``import prefect`` (and the ``dea`` commands call ``apply(args.home)``
-first, which wins). Only unset variables are filled in; anything the user exported is kept.
+Prefect 3 reads its settings once, when ``prefect.context`` is imported, so importing the ``flows``
+package calls ``apply()`` (``flows/__init__.py``), and the ``dea`` command calls ``apply(args.home)``
+once it knows the lake, before anything imports Prefect. Only variables the user did not set are
+filled in: anything exported is kept, and a later call replaces only this module's own defaults.
 
 - ``PREFECT_HOME``: ``<lake>/prefect`` for a local lake, else a per-user temporary folder (even
   ``prefect version`` would otherwise create ``~/.prefect``).
@@ -10,12 +11,13 @@ first, which wins). Only unset variables are filled in; anything the user export
   an outside host, and no "database is locked" traceback on a fresh database.
 - ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120``: the 20 s default times out under load.
 
-Without ``PREFECT_API_URL`` flows run against an ephemeral server (a SQLite file in PREFECT_HOME);
-with it they report to that server.
+Without ``PREFECT_API_URL`` flows run against an ephemeral server (a SQLite file in PREFECT_HOME;
+the ``dea`` commands start their own, ``flows.server``); with it they report to that server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -57,10 +59,16 @@ def check_writable(lake_root: str | os.PathLike | None = None) -> None:
                                   f"writable folder (export {name}=..., or `dea --home DIR` for the lake)") from None
 
 
+_DEFAULTED: set[str] = set()    # the variables apply() set, as opposed to the user
+
+
 def apply(lake_root: str | os.PathLike | None = None) -> dict[str, str]:
-    """Fill in unset Prefect variables; returns what was set. Idempotent, first caller wins."""
+    """Set the Prefect variables the user did not; returns what was set. A later call (the ``dea``
+    command with ``--home``) replaces the defaults of an earlier one, never the user's."""
     wanted = {"PREFECT_HOME": str(prefect_home(lake_root)), **DEFAULTS}
-    added = {k: v for k, v in wanted.items() if k not in os.environ}
+    added = {k: v for k, v in wanted.items() if k not in os.environ or k in _DEFAULTED}
     os.environ.update(added)
-    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes one level only
+    _DEFAULTED.update(added)
+    with contextlib.suppress(OSError):  # Prefect makes one level only; an unwritable home is check_writable's to report
+        Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     return added

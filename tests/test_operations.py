@@ -189,3 +189,21 @@ def test_two_training_runs_never_share_a_folder(tmp_path):
     folders = {new_run_dir(lake, "synthetic", "fm") for _ in range(1000)}
     assert len(folders) == 1000
     assert all(f.parent == lake.runs() / "synthetic" / "adhoc" and f.name.startswith("fm-") for f in folders)
+
+
+def test_prefects_home_follows_the_lake_unless_the_user_set_it(tmp_path, monkeypatch):
+    """``flows`` applies defaults on import (DEA_HOME's lake); ``dea --home DIR`` moves Prefect's
+    home under DIR; a PREFECT_HOME the user exported always stays."""
+    from flows import settings
+
+    monkeypatch.delenv("PREFECT_HOME", raising=False)
+    monkeypatch.setenv("DEA_HOME", str(tmp_path / "env-lake"))
+    monkeypatch.setattr(settings, "_DEFAULTED", set())
+    settings.apply()
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "env-lake" / "prefect")
+    settings.apply(tmp_path / "cli-lake")
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "cli-lake" / "prefect")
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "mine"))
+    monkeypatch.setattr(settings, "_DEFAULTED", set())
+    settings.apply(tmp_path / "cli-lake")
+    assert os.environ["PREFECT_HOME"] == str(tmp_path / "mine")

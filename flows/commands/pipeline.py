@@ -107,11 +107,10 @@ def _report(result: dict) -> None:
 
 @contextlib.contextmanager
 def _prefect(args) -> Iterator[None]:
-    """Prefect's settings, then a server for this command (``PREFECT_API_URL``'s, or a private one
-    that dies with this process, see ``flows.server``), before Prefect is imported."""
-    from flows import server, settings
+    """A Prefect server for this command (``PREFECT_API_URL``'s, or a private one that dies with
+    this process, see ``flows.server``), before Prefect is imported."""
+    from flows import server
 
-    settings.apply(args.home)
     with server.private_server(os.environ["PREFECT_HOME"]):
         yield
 

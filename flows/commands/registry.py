@@ -123,9 +123,6 @@ def cmd_repair(args) -> int:
 def cmd_predict(args) -> int:
     import time
 
-    from flows import settings
-
-    settings.apply(args.home)  # before Prefect is imported (through flows.featurize)
     from flows.guard import dataset_lock
     from flows.params import Day
 
