@@ -10,7 +10,7 @@ from dea_model import metrics, scoring, train as T
 from dea_model.data import open_days
 from dea_model.config import TrainConfig
 from dea_model.models import build_model
-from test_data import write_feature_days
+from helpers import write_feature_days
 
 
 def test_fit_recovers_a_planted_affine_map():

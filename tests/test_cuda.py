@@ -19,9 +19,7 @@ from dea_model.layers import CollapseAvoiding
 from dea_model.layers.hashing import combo_hash
 from dea_model.models import build_model
 from features.hashing import combo_hash as combo_hash_numpy
-from test_data import write_feature_days
-from test_devices import HPARAMS
-from test_models import N_FIELDS, ids_batch
+from helpers import HPARAMS, N_FIELDS, ids_batch, write_feature_days
 
 DEVICE = torch.device(os.environ.get("DEA_TEST_DEVICE", "cuda"))
 pytestmark = pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(), reason="no GPU")

@@ -11,41 +11,7 @@ from dea_model import data
 from features.hashing import feature_ids
 from features.lake import Lake, atomic_dir, date_range, make_record, write_json_atomic, write_record
 from features.manifest import Manifest
-
-FIELDS = ["user", "item", "cat"]
-
-
-def toy_manifest(dataset="toy", fields=FIELDS) -> Manifest:
-    """A manifest of sparse fields only (what ``write_feature_days`` writes)."""
-    return Manifest(dataset=dataset, fields=list(fields), sparse=list(fields), dense={}, cross=[], label="click",
-                    group=fields[0], passthrough=["p_true"], missing="token", hash_spec_version=1, hash_seed=1,
-                    config_hash="toyhash", fit_dates=[], spec={}, record={"digest": "toy-manifest"})
-
-
-def write_feature_days(root, dataset="toy", days=3, rows=600, seed=0, row_group_size=None,
-                       fields=FIELDS, vocab=(12, 9, 5), files_per_day=1):
-    """Feature days as the features stage writes them: int64 IDs, label int8, group, dt, p_true.
-
-    Planted signal: a click is likely when (user + item) % 3 == 0, so only the pair predicts.
-    """
-    lake = Lake(root)
-    rng = np.random.default_rng(seed)
-    write_json_atomic(lake.manifest(dataset), toy_manifest(dataset, fields).model_dump(mode="json"))
-    dates = date_range("2026-01-01", days)
-    for date in dates:
-        raw = np.stack([rng.integers(0, v, rows) for v in vocab], axis=1)
-        p = np.where((raw[:, 0] + raw[:, 1]) % 3 == 0, 0.9, 0.1)
-        cols = {f: feature_ids(f, raw[:, j]) for j, f in enumerate(fields)}
-        cols["label"] = (rng.random(rows) < p).astype(np.int8)
-        cols["group"] = cols[fields[0]]
-        cols["dt"] = np.full(rows, date)
-        cols["p_true"] = p
-        table = pa.table(cols)
-        with atomic_dir(lake.features(dataset, date)) as tmp:
-            for i, part in enumerate(np.array_split(np.arange(rows), files_per_day)):
-                pq.write_table(table.take(part), tmp / f"part-{i:05d}.parquet", row_group_size=row_group_size)
-            write_record(tmp, make_record("transform", {}, "toyhash", rows=rows))
-    return lake, dates
+from helpers import FIELDS, toy_manifest, write_feature_days  # shared with other test files
 
 
 def test_load_days_gives_contiguous_typed_tensors(tmp_path):

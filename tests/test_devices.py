@@ -19,13 +19,8 @@ from torch.utils._pytree import tree_leaves
 from dea_model import calibration, vocabulary
 from dea_model.models import available, build_model
 from dea_model.optim import sparse_tables
-from test_model_zoo import SMALL as ZOO
-from test_models import N_FIELDS
-from test_models import SMALL as CORE
+from helpers import HPARAMS, N_FIELDS, SMALL as CORE
 
-HPARAMS = {**CORE, **ZOO,
-           # MGDIN fixes its field densities from its first training batch, once, on the host: give them
-           "mgdin": {**ZOO["mgdin"], "density": [float(i) for i in range(N_FIELDS)]}}
 DEA_VARIANTS = [dict(symmetric=True), dict(gate_on="codeword"), dict(siamese=0), dict(diag="neg_inf"),
                 dict(collapse=False), dict(combo=False, diag="neg_inf"), dict(fusion="gate"),
                 dict(parallel_dnn=True), dict(codebook_size=64)]        # 16·30 pairs ≥ 64 rows: whole tables

@@ -22,17 +22,9 @@ from dea_model.models import REGISTRY, build_model
 from dea_model.layers.hashing import codebook_seeds
 from dea_model.models.mgdin import batch_density
 from features.hashing import combo_hash
+from helpers import ZOO_SMALL as SMALL  # small tables and heads, shared with test_devices.py
 
 ZOO = ["afm", "fibinet", "memonet", "hstu", "secn", "mgdin"]
-SMALL = {  # small tables and heads: every test here must stay fast on 2 busy cores
-    "afm": {"embedding_dim": 8, "embedding_rows": 512, "attention_dim": 8},
-    "fibinet": {"embedding_dim": 8, "embedding_rows": 512, "dnn_hidden": [32]},
-    "memonet": {"embedding_dim": 8, "embedding_rows": 512, "codebook_size": 2048, "dnn_hidden": [32]},
-    "hstu": {"embedding_dim": 8, "embedding_rows": 512, "qk_dim": 8, "v_dim": 8, "dnn_hidden": [32],
-             "block_dropout": 0.0},
-    "secn": {"embedding_dim": 8, "embedding_rows": 512, "attention_dim": 8, "dnn_hidden": [32]},
-    "mgdin": {"embedding_dim": 16, "embedding_rows": 512, "dnn_hidden": [32]},
-}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -107,7 +99,7 @@ LEARN_CFG = TrainConfig(model="fm", epochs=4, patience=4, batch_size=128, lr=0.0
 @pytest.fixture(scope="module")
 def planted_days(tmp_path_factory):
     """(lake, [train, valid, test] dates, oracle AUC on the test day)."""
-    from test_data import write_feature_days
+    from helpers import write_feature_days
 
     lake, dates = write_feature_days(tmp_path_factory.mktemp("planted"), days=3, rows=1500, seed=0)
     test_day = pq.read_table(lake.features("toy", dates[2]))
@@ -320,7 +312,7 @@ CLI_SETS = {  # shrink only the tables (defaults otherwise): dense Adam steps ev
 
 def test_all_ten_systems_train_through_dea_train(tmp_path, capsys):
     from flows.cli import main
-    from test_data import write_feature_days
+    from helpers import write_feature_days
 
     write_feature_days(tmp_path, days=3, rows=400, seed=0)
     assert sorted(REGISTRY) == sorted(["dea", "fm", "afm", "autoint", "fibinet", "memonet", "hstu",

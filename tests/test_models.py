@@ -13,25 +13,12 @@ from sklearn.metrics import roc_auc_score
 from dea_model.layers.hashing import codebook_seeds
 from dea_model.models import REGISTRY, available, build_model
 from features.hashing import combo_hash
+from helpers import N_FIELDS, SMALL, ids_batch  # shared with other test files
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread(torch_one_thread):
     """Every test here runs torch single-threaded (see conftest)."""
-
-
-N_FIELDS = 6
-SMALL = {
-    "dea": dict(embedding_dim=8, embedding_rows=512, codebook_size=4096, attention_dim=16, pair_hidden=16,
-                dnn_hidden=(64,)),
-    "transformer": dict(embedding_dim=8, embedding_rows=512, dnn_hidden=(64,)),
-    "autoint": dict(embedding_dim=8, embedding_rows=512, attention_dim=16, dnn_hidden=(64,)),
-    "fm": dict(embedding_dim=8, embedding_rows=512),
-}
-
-
-def ids_batch(b=16, n=N_FIELDS, seed=0):
-    return torch.randint(-(2**63), 2**63 - 1, (b, n), generator=torch.Generator().manual_seed(seed))
 
 
 def build(name, seed=0, **overrides):

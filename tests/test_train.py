@@ -16,7 +16,7 @@ from dea_model.models import available
 from dea_model.optim import make_optimizer, param_groups
 from features.lake import write_json_atomic
 from features.spec import load_spec
-from test_data import write_feature_days
+from helpers import write_feature_days
 
 
 class Tiny(nn.Module):

@@ -9,7 +9,7 @@ from dea_model import vocabulary as V
 from dea_model.config import TrainConfig
 from dea_model.data import load_days, open_days
 from dea_model.models import build_model
-from test_data import write_feature_days
+from helpers import write_feature_days
 
 
 def small(name="fm"):
