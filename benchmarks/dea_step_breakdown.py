@@ -22,21 +22,17 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_throughput import DIM, N_FIELDS, criteo_ids, train_flops  # noqa: E402
-
-from dea_model.config import TrainConfig  # noqa: E402
-from dea_model.models import build_model  # noqa: E402
-from dea_model.optim import make_optimizer  # noqa: E402
+import common  # first: the set-up every benchmark shares (benchmarks/common.py)
+from dea_model.config import TrainConfig
+from dea_model.models import build_model
+from dea_model.optim import make_optimizer
+from train_throughput import DIM, N_FIELDS, criteo_ids, train_flops
 
 VARIANTS = {
     "autoint": ("autoint", {}),
@@ -57,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    common.torch_threads(1)
     B, n_batches = args.batch_size, args.steps + args.warmup
     ids = criteo_ids(n_batches * B)
     if ids is None:

@@ -53,22 +53,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from dea_model.config import TrainConfig  # noqa: E402
-from dea_model.data import load_days, split_days  # noqa: E402
-from dea_model.diagnostics import (codebook_collision_rate, collapse_mask_rate,  # noqa: E402
-                                   information_abundance)
-from dea_model.layers import (CollapseAvoiding, ComboIDScores, FieldAttention, ScoreFusion,  # noqa: E402
-                              collision_rate)
-from dea_model.models import REGISTRY  # noqa: E402
-from dea_model.models.base import config_hparams  # noqa: E402
-from dea_model.scoring import oracle_metrics  # noqa: E402
-from dea_model.train import train  # noqa: E402
-from features.lake import Lake  # noqa: E402
-from quality import _ms, prepare, synthetic_spec  # noqa: E402
+import common  # first: the set-up every benchmark shares (benchmarks/common.py)
+from dea_model.config import TrainConfig
+from dea_model.data import load_days, split_days
+from dea_model.diagnostics import codebook_collision_rate, collapse_mask_rate, information_abundance
+from dea_model.layers import CollapseAvoiding, ComboIDScores, FieldAttention, ScoreFusion, collision_rate
+from dea_model.models import REGISTRY
+from dea_model.models.base import config_hparams
+from dea_model.scoring import oracle_metrics
+from dea_model.train import train
+from features.lake import Lake
+from quality import _ms, prepare, synthetic_spec
 
 log = logging.getLogger("paper_tables")
 
@@ -244,7 +239,7 @@ def run_one(task: dict) -> dict:
     ``task``: home (lake root), dataset, config, seed, split, train (TrainConfig dump), hparams (shared),
     out (run folder), diag_rows, threads. Top-level and plain-data so a process pool can run it.
     """
-    torch.set_num_threads(task["threads"])
+    common.torch_threads(task["threads"])
     lake = Lake(Path(task["home"]))
     ds, name, seed = task["dataset"], task["config"], task["seed"]
     model, hparams = CONFIGS[name]
@@ -491,10 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="Dask workers for the feature stage")
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out and do the rest")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
-    logging.getLogger("dea_model.train").setLevel(logging.WARNING)
-    torch.set_num_threads(args.threads)
+    common.log_progress("dea_model.train")
+    common.torch_threads(args.threads)
     if args.quick:
         args.seeds, args.epochs, args.synthetic_rows, args.diag_rows = 1, 1, 4000, 1024
         args.max_embedding_rows, args.codebook_size = 2**12, 2**12

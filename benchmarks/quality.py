@@ -42,16 +42,14 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from dea_model import metrics as M  # noqa: E402
-from dea_model.config import TrainConfig  # noqa: E402
-from dea_model.data import day_files, load_days, split_days  # noqa: E402
-from dea_model.device import resolve_device  # noqa: E402
-from dea_model.scoring import oracle_metrics  # noqa: E402
-from dea_model.train import train  # noqa: E402
-from features.lake import Lake  # noqa: E402
+import common  # first: the set-up every benchmark shares (benchmarks/common.py)
+from dea_model import metrics as M
+from dea_model.config import TrainConfig
+from dea_model.data import day_files, load_days, split_days
+from dea_model.device import resolve_device
+from dea_model.scoring import oracle_metrics
+from dea_model.train import train
+from features.lake import Lake
 
 log = logging.getLogger("quality")
 PEERS = {"deepctr_autoint": "AutoInt", "deepctr_fibinet": "FiBiNET"}
@@ -271,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic-days", type=int, help="days of the synthetic datasets (default: the spec's 4; "
                                                        "train on all but the last two)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    common.log_progress()
     seeds = 1 if args.quick else args.seeds
     base = TrainConfig(epochs=1 if args.quick else args.epochs, batch_size=args.batch_size, progress=False,
                        plot=False).with_overrides(args.set)

@@ -66,13 +66,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from dea_model.config import TrainConfig  # noqa: E402
-from dea_model.models import build_model  # noqa: E402
-from dea_model.optim import make_optimizer  # noqa: E402
+import common  # first: the set-up every benchmark shares (benchmarks/common.py)
+from dea_model.config import TrainConfig
+from dea_model.models import build_model
+from dea_model.optim import make_optimizer
 
 N_FIELDS, DIM = 39, 16
 MODELS = ("dea", "dea_symmetric", "dea_gate_codeword", "autoint", "autoint_dense", "autoint_default", "deepctr_autoint",
@@ -399,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.models) - set(MODELS + OPTIONAL)
     if unknown:
         p.error(f"unknown models {sorted(unknown)}; choose from {MODELS + OPTIONAL}")
-    torch.set_num_threads(args.threads)
+    common.torch_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" \
         else args.devices.split(",")
 

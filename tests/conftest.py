@@ -1,12 +1,21 @@
 """Shared fixtures: Prefect (and one torch-threads fixture). Prefect reads its settings when first imported, so the environment is set
-here, before any test module imports it: a throwaway PREFECT_HOME, analytics off."""
+here, before any test module imports it: a throwaway PREFECT_HOME, analytics off.
+
+Plain helpers several test files share (toy feature days, small model sizes) are in helpers.py. The
+benchmark scripts import their siblings (``common``, ``quality``) as Python does when it runs them,
+from benchmarks/ on ``sys.path``: the tests that load a benchmark get the same path here.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="dea-test-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,0 +1,35 @@
+"""The set-up every benchmark shares, in one place: each imports it first (``import common``).
+
+The benchmarks are scripts (``.venv/bin/python benchmarks/quality.py``); Python puts the script's
+folder on ``sys.path``, so they import this module and each other (``quality``,
+``train_throughput``) as top-level modules, and tests/conftest.py gives the tests that load a
+benchmark the same path. Importing this module puts the checkout's root first on ``sys.path``, so
+the platform's packages that the benchmark imports next are this checkout's, installed
+(``make bench``) or not. Its functions are the settings the benchmarks apply alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def torch_threads(n: int) -> None:
+    """torch's CPU threads for this process: 1 is fastest for these models on cores other processes
+    share (no OpenMP barriers); a process pool's workers call it again."""
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def log_progress(*quiet: str) -> None:
+    """Progress lines on stderr (INFO, with the time); the loggers named in ``quiet`` only from WARNING."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
