@@ -1,7 +1,8 @@
 """The feature stage: fit a manifest on a window of raw days, transform a day into feature IDs.
 
 ``fit``        raw days (Dask)  -> ``features/<dataset>/manifest.json`` (fitted bucket boundaries)
-``transform``  raw day  (Dask)  -> ``features/<dataset>/dt=<date>/part-*.parquet``
+``transform``  raw day  (Dask)  -> ``features/<dataset>/dt=<date>/part-*.parquet``, and in the same
+                                   pass its statistics ``stats/<dataset>/dt=<date>/`` (``features.stats``)
 ``transform_one``  one record   -> the same IDs, for serving
 
 The work runs on whatever Dask scheduler is active: open ``features.cluster.dask_client()`` (a
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features import hashing
+from features import hashing, stats
 from features.bucketing import QuantileBucketizer
 from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_record, up_to_date,
                            write_json_atomic, write_record)
@@ -173,24 +174,46 @@ def cross_ids(name: str, ids_a: np.ndarray, ids_b: np.ndarray) -> np.ndarray:
     return hashing.hash64_tokens(name, tokens)[inverse.ravel()]
 
 
-def _transform_file(src: Path, dst: Path, manifest: Manifest, date: str) -> dict:
-    """One Dask task: a raw Parquet file -> a feature Parquet file, plus counts for day-level checks."""
+def _transform_file(src: Path, dst: Path, manifest: Manifest, date: str) -> tuple[dict, stats.Counts]:
+    """One Dask task: a raw Parquet file -> a feature Parquet file; returns the missing-value counts
+    of its dense columns (day-level checks) and the value counts of the IDs it wrote (statistics)."""
     columns = list(dict.fromkeys([manifest.label, *manifest.sparse, *manifest.dense, *manifest.passthrough]))
     schema = pq.read_schema(src)
     as_dictionary = [c for c in manifest.sparse if pa.types.is_string(schema.field(c).type)
                      or pa.types.is_large_string(schema.field(c).type)]
     table = pq.read_table(src, columns=columns, read_dictionary=as_dictionary)
-    pq.write_table(transform_table(table, manifest, date), dst, compression="zstd")
-    counts = {"rows": table.num_rows}
+    features = transform_table(table, manifest, date)
+    pq.write_table(features, dst, compression="zstd")
+    checks = {"rows": table.num_rows}
     for d in manifest.dense:
         col = table[d].cast(pa.float64())
-        counts[f"nan:{d}"] = col.null_count + int(pc.sum(pc.is_nan(col)).as_py() or 0)
+        checks[f"nan:{d}"] = col.null_count + int(pc.sum(pc.is_nan(col)).as_py() or 0)
+    return checks, stats.table_counts(features, manifest)
+
+
+def _write_features(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, files: list[Path],
+                    record: dict) -> stats.Counts:
+    """The feature day's folder, one Dask task per raw file; returns the day's merged counts."""
+    with atomic_dir(lake.features(spec.name, date)) as tmp:
+        tasks = [dask.delayed(_transform_file, nout=2)(f, tmp / f"part-{i:05d}.parquet", manifest, date)
+                 for i, f in enumerate(files)]
+        checks, counts = dask.compute([t[0] for t in tasks], stats.merge_tree([t[1] for t in tasks]))
+        for d in spec.dense_names:
+            if sum(c[f"nan:{d}"] for c in checks) == counts.rows:
+                raise ValueError(f"dataset {spec.name!r}, date {date}: dense field {d!r} is all missing (NaN) "
+                                 f"in {lake.raw(spec.name, date)}")
+        write_record(tmp, {**record, "rows": counts.rows, "files": len(files)})
     return counts
 
 
 def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
               force: bool = False) -> TransformResult:
-    """Write the feature table of one raw day, one Dask task per raw file (skip when up to date)."""
+    """Write the feature table of one raw day and its statistics (``features.stats``), one Dask task
+    per raw file: the tasks count the IDs they write, so the statistics cost no second pass.
+
+    Skips when the feature day is up to date; its statistics are then computed from the stored
+    table only when they are missing or stale (days written before the transform wrote them).
+    """
     start = time.perf_counter()
     if manifest.config_hash != spec.config_hash():
         raise ValueError(f"dataset {spec.name!r}: the manifest was fitted for another version of the spec "
@@ -199,24 +222,18 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
     out = lake.features(spec.name, date)
     record = make_record("transform", {"raw": fingerprint(lake.raw(spec.name, date)), "manifest": manifest.digest},
                          spec.config_hash())
+    min_count = stats.min_count_of(spec)
     if not force and up_to_date(out, record):
         rows = read_record(out).get("rows", 0)
         log.info("features of %s %s are up to date (%d rows): nothing to do", spec.name, date, rows)
+        stats.write_day_stats(manifest, lake, date, min_count=min_count)
         return TransformResult(spec.name, date, out, rows, time.perf_counter() - start, skipped=True)
-
-    with atomic_dir(out) as tmp:
-        tasks = [dask.delayed(_transform_file)(f, tmp / f"part-{i:05d}.parquet", manifest, date)
-                 for i, f in enumerate(files)]
-        counts = dask.compute(*tasks)
-        rows = sum(c["rows"] for c in counts)
-        for d in spec.dense_names:
-            if sum(c[f"nan:{d}"] for c in counts) == rows:
-                raise ValueError(f"dataset {spec.name!r}, date {date}: dense field {d!r} is all missing (NaN) "
-                                 f"in {lake.raw(spec.name, date)}")
-        write_record(tmp, {**record, "rows": rows, "files": len(files)})
+    counts = _write_features(spec, lake, date, manifest, files, record)
+    stats.write_stats(counts, manifest, lake, date, min_count=min_count)
     seconds = time.perf_counter() - start
-    log.info("features of %s %s: %d rows in %.1f s -> %s", spec.name, date, rows, seconds, out)
-    return TransformResult(spec.name, date, out, rows, seconds, skipped=False)
+    log.info("features of %s %s: %d rows in %.1f s -> %s (statistics -> %s)", spec.name, date, counts.rows,
+             seconds, out, lake.stats(spec.name, date))
+    return TransformResult(spec.name, date, out, counts.rows, seconds, skipped=False)
 
 
 def transform_one(record: dict, manifest: Manifest) -> dict[str, int]:

@@ -1,9 +1,10 @@
-"""Per-day long-tail and distribution statistics of a feature day, computed with Dask.
+"""Per-day long-tail and distribution statistics of a feature day, written by the feature stage.
 
-One pass over ``features/<dataset>/dt=<date>/`` (Dask, one task per Parquet file) gives, per field
-``f`` of the manifest, the exact value counts ``c_f(x)`` of its feature IDs, and the counts of a
-64-bit hash of each whole row. Everything else is arithmetic on those counts (R rows, ``m_f`` the
-ID of ``MISSING_TOKEN`` in field f, ``P_f`` its present IDs)::
+Every feature table comes with the exact value counts ``c_f(x)`` of the feature IDs of each field
+``f`` of the manifest and a 64-bit hash of each whole row (``table_counts``): the
+transform task that writes a Parquet file counts the IDs it just computed, and the day's counts
+are the merge of its files' (``merge_counts``). Everything else is arithmetic on those counts
+(R rows, ``m_f`` the ID of ``MISSING_TOKEN`` in field f, ``P_f`` its present IDs)::
 
     null_rate      = c(m_f) / R
     unique_ids     = |P_f|
@@ -11,8 +12,6 @@ ID of ``MISSING_TOKEN`` in field f, ``P_f`` its present IDs)::
     top100_share   = Σ of the 100 largest c(x), x∈P_f, / R
     tail_share     = Σ_{x∈P_f, c(x) < min_count} c(x) / R
     entropy_bits   = −Σ_x p(x) log2 p(x),   p(x) = c(x)/R (missing included)
-    new_id_rate    = Σ_{x∈P_f, x unseen on the previous day} c(x) / R      (row share)
-    new_id_share   = |{x∈P_f unseen on the previous day}| / |P_f|           (share of distinct IDs)
     rank_frequency = log2 bins of the rank r (1 = most frequent): bin k holds ranks [2^k, 2^(k+1)),
                      with the count at rank 2^k, the number of IDs and of rows in the bin
     duplicate_rate = (R − #distinct rows) / R
@@ -21,9 +20,18 @@ ID of ``MISSING_TOKEN`` in field f, ``P_f`` its present IDs)::
 and per dense field the bucket histogram ``counts[k]`` (k = 0..n_buckets−1, mapped back from the
 bucket IDs ``feature_id(field, f"b{k}")`` of the manifest's boundaries) plus ``missing``.
 
-The result is one small JSON document per day, ``stats/<dataset>/dt=<date>/stats.json``, written
-atomically with a completion record; ``write_day_stats`` does nothing when the record matches its
-inputs (the feature day, the previous feature day, the manifest, ``min_count``).
+Day-over-day statistics compare two days' count tables (``new_ids``); which day is "yesterday"
+is the gate's decision (the last day its verdict accepted), so they are not stored here::
+
+    new_id_rate    = Σ_{x∈P_f, x unseen on the previous day} c(x) / R      (row share)
+    new_id_share   = |{x∈P_f unseen on the previous day}| / |P_f|           (share of distinct IDs)
+
+A day's folder ``stats/<dataset>/dt=<date>/`` holds ``stats.json`` (the statistics above) and
+``counts.parquet`` (field, id, count: the exact value counts), written atomically with a
+completion record keyed by the feature day's fingerprint (which includes the digest of its bytes),
+the manifest, ``min_count`` and ``STATS_VERSION``. ``features.pipeline.transform`` writes it with
+the feature day; ``write_day_stats`` computes it from a stored feature day (days written before
+the statistics moved into the transform) and does nothing when the record is current.
 """
 
 from __future__ import annotations
@@ -34,21 +42,24 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.hashing import MISSING_TOKEN, feature_id
 from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_record, up_to_date,
                            write_json_atomic, write_record)
-from features.spec import DatasetSpec
+from features.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-STATS_VERSION = 1
+STATS_VERSION = 2           # 2: the feature stage writes them, with counts.parquet; no new-ID rates
 STATS_FILE = "stats.json"
-ROW_HASH = -1          # field code of the whole-row hashes in the partition counts
+COUNTS_FILE = "counts.parquet"
+MIN_COUNT = 5               # default tail threshold: validation.config.GateConfig.min_count's default
 
 
 @dataclass
@@ -61,103 +72,106 @@ class StatsResult:
     skipped: bool
 
 
-def _manifest_dict(manifest) -> dict:
-    """Accept the pipeline's ``Manifest`` model or its JSON dict."""
-    return manifest if isinstance(manifest, dict) else manifest.model_dump(mode="json")
+def min_count_of(spec) -> int:
+    """The tail threshold of a dataset: its spec's ``gate.min_count``, else ``MIN_COUNT``."""
+    return int((spec.gate or {}).get("min_count", MIN_COUNT))
 
 
-def field_kinds(manifest) -> dict[str, str]:
-    """``{field: "sparse" | "dense" | "cross"}`` in manifest order."""
-    m = _manifest_dict(manifest)
-    dense = set(m["dense"])
-    sparse = set(m["sparse"])
-    return {f: "dense" if f in dense else "sparse" if f in sparse else "cross" for f in m["fields"]}
+# --- counting -----------------------------------------------------------------------------------
+
+@dataclass
+class Counts:
+    """Exact value counts of a feature table: one file's, or a whole day's once merged."""
+
+    fields: dict[str, tuple[np.ndarray, np.ndarray]]   # field -> (distinct IDs, their counts), int64
+    rows: int
+    clicks: int
+    row_hashes: np.ndarray                              # a 64-bit hash of every row (duplicates)
+
+    @property
+    def distinct_rows(self) -> int:
+        return int(pd.unique(self.row_hashes).size)
 
 
-def previous_feature_date(lake: Lake, dataset: str, date: str) -> str | None:
-    """The latest complete feature day strictly before ``date`` (None on the first day)."""
-    earlier = [d for d in lake.dates("features", dataset) if d < date]
-    return earlier[-1] if earlier else None
+def _numpy(table: pa.Table, column: str) -> np.ndarray:
+    col = table.column(column)
+    return (col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col).to_numpy()
 
 
-# --- the Dask pass -------------------------------------------------------------------------------
-
-def _partition_counts(df: pd.DataFrame, fields: list[str], row_columns: list[str]) -> pd.DataFrame:
-    """Value counts of every field of one partition as a long table (field code, id, count).
-
-    Field code ``ROW_HASH`` holds the counts of a 64-bit hash of each whole row (duplicates).
-    """
-    parts = []
-    for code, f in enumerate(fields):
-        vc = df[f].value_counts(sort=False)
-        parts.append((code, vc.index.to_numpy(np.int64), vc.to_numpy(np.int64)))
-    if len(df):
-        rows = pd.util.hash_pandas_object(df[row_columns], index=False).to_numpy().view(np.int64)
-        vc = pd.Series(rows).value_counts(sort=False)
-        parts.append((ROW_HASH, vc.index.to_numpy(np.int64), vc.to_numpy(np.int64)))
-    if not parts:
-        return _empty_counts()
-    return pd.DataFrame({
-        "field": np.concatenate([np.full(len(ids), code, np.int32) for code, ids, _ in parts]),
-        "id": np.concatenate([ids for _, ids, _ in parts]),
-        "count": np.concatenate([c for _, _, c in parts]),
-    })
+def _value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vc = pd.Series(values, copy=False).value_counts(sort=False)
+    return vc.index.to_numpy(np.int64), vc.to_numpy(np.int64)
 
 
-def _partition_uniques(df: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
-    """Distinct IDs of every field of one partition (field code, id)."""
-    parts = [(code, pd.unique(df[f].to_numpy(np.int64))) for code, f in enumerate(fields)]
-    return pd.DataFrame({
-        "field": np.concatenate([np.full(len(ids), code, np.int32) for code, ids in parts]),
-        "id": np.concatenate([ids for _, ids in parts]),
-    })
+_MIX = np.uint64(0x9E3779B97F4A7C15)      # odd: multiplying by it is a bijection of the 64-bit words
 
 
-def _merge_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Sum the counts of the same (field, id) over partitions."""
-    return pd.concat(parts, ignore_index=True).groupby(["field", "id"], sort=False, as_index=False)["count"].sum()
+def row_hashes(table: pa.Table, manifest: Manifest) -> np.ndarray:
+    """A 64-bit hash of every row over the fields, the label and the passthrough columns (not
+    ``group``/``dt``): pandas' hash of the label and passthrough columns, then each field's ID folded
+    in as ``h = (h ^ id) · _MIX``. The IDs are 64-bit hashes already, so one xor-multiply per column
+    does (4× faster than hashing them again); each fold is a bijection, so two rows that differ in
+    one column never collide."""
+    other = pd.DataFrame({c: _numpy(table, c) for c in ["label", *manifest.passthrough]}, copy=False)
+    h = pd.util.hash_pandas_object(other, index=False).to_numpy()
+    with np.errstate(over="ignore"):
+        for f in manifest.fields:
+            h = (h ^ _numpy(table, f).view(np.uint64)) * _MIX
+    return h.view(np.int64)
 
 
-def _merge_uniques(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    return pd.concat(parts, ignore_index=True).drop_duplicates()
+def table_counts(table: pa.Table, manifest: Manifest) -> Counts:
+    """Counts of one feature table (a transform task's output, or a stored Parquet file)."""
+    fields = {f: _value_counts(_numpy(table, f)) for f in manifest.fields}
+    label = _numpy(table, "label")
+    return Counts(fields, table.num_rows, int((label == 1).sum()), row_hashes(table, manifest))
 
 
-def _tree(parts: list, merge, split_every: int = 8):
-    """Delayed tree reduction of per-partition tables, at most ``split_every`` tables per merge.
+def merge_counts(parts: list[Counts]) -> Counts:
+    """The counts of the union of tables: counts of the same ID summed (IDs in order of first
+    appearance), row hashes concatenated."""
+    if len(parts) == 1:
+        return parts[0]
+    fields = {}
+    for f in parts[0].fields:
+        codes, ids = pd.factorize(np.concatenate([p.fields[f][0] for p in parts]))
+        summed = np.bincount(codes, weights=np.concatenate([p.fields[f][1] for p in parts]), minlength=len(ids))
+        fields[f] = (ids.astype(np.int64, copy=False), summed.astype(np.int64))
+    return Counts(fields, sum(p.rows for p in parts), sum(p.clicks for p in parts),
+                  np.concatenate([p.row_hashes for p in parts]))
 
-    (Partition counts are already unique per (field, id), so this skips the per-partition groupby
-    a Dask ``groupby().sum()`` would repeat: about 2× faster on a 1 M-row day.)
-    """
+
+def merge_tree(parts: list, split_every: int = 8):
+    """Delayed tree reduction of delayed ``Counts``, at most ``split_every`` per merge."""
     import dask
 
-    step = dask.delayed(merge, pure=True)
+    step = dask.delayed(merge_counts, pure=True)
     while len(parts) > 1:
         parts = [step(parts[i:i + split_every]) for i in range(0, len(parts), split_every)]
     return parts[0]
 
 
-def _empty_counts() -> pd.DataFrame:
-    return pd.DataFrame({"field": pd.Series(dtype=np.int32), "id": pd.Series(dtype=np.int64),
-                         "count": pd.Series(dtype=np.int64)})
+def _file_counts(path: Path, columns: list[str], manifest: Manifest) -> Counts:
+    return table_counts(pq.read_table(path, columns=columns), manifest)
 
 
-def _feature_frame(path: Path, columns: list[str]):
-    import dask.dataframe as dd
+def stored_counts(manifest: Manifest, lake: Lake, date: str, client=None) -> Counts:
+    """Counts of a stored feature day: one Dask task per Parquet file, merged in a tree.
 
-    files = sorted(Path(path).glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"feature day {path} holds no Parquet files")
-    # partitioning=None: the folder name dt=YYYY-MM-DD would otherwise become a hive partition column
-    # that clashes with the table's own ``dt`` column (string vs large_string).
-    return dd.read_parquet([str(f) for f in files], columns=columns, dataset={"partitioning": None})
-
-
-def _compute(*collections, client=None):
+    ``client``: a ``distributed.Client`` to run on; by default the active Dask scheduler.
+    """
     import dask
 
-    if client is not None:
-        return client.gather(client.compute(list(collections)))
-    return dask.compute(*collections)
+    folder = lake.features(manifest.dataset, date)
+    where = f"dataset {manifest.dataset!r}, date {date}"
+    if read_record(folder) is None:
+        raise FileNotFoundError(f"{where}: no complete feature day at {folder} (run `dea features` first)")
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{where}: feature day {folder} holds no Parquet files")
+    columns = list(dict.fromkeys([*manifest.fields, "label", *manifest.passthrough]))
+    merged = merge_tree([dask.delayed(_file_counts)(f, columns, manifest) for f in files])
+    return client.compute(merged).result() if client is not None else merged.compute()
 
 
 # --- per-field arithmetic on the counts -------------------------------------------------------
@@ -177,31 +191,22 @@ def rank_frequency(counts: np.ndarray) -> dict[str, list[int]]:
             "rows": np.add.reduceat(c, starts - 1).tolist()}
 
 
-def _field_stats(ids: np.ndarray, counts: np.ndarray, rows: int, missing_id: int, min_count: int,
-                 seen_before: np.ndarray | None) -> dict[str, Any]:
+def _field_stats(ids: np.ndarray, counts: np.ndarray, rows: int, missing_id: int, min_count: int) -> dict[str, Any]:
     """Statistics of one field from its distinct IDs and their counts (see the module docstring)."""
     present = ids != missing_id
     pc = counts[present]
-    n_missing = int(counts[~present].sum())
     top = np.sort(pc)[::-1]
     p = counts / rows
-    out = {
-        "null_rate": n_missing / rows,
+    return {
+        "null_rate": int(counts[~present].sum()) / rows,
         "unique_ids": int(pc.size),
         "top1_share": float(top[0] / rows) if top.size else 0.0,
         "top1_id": int(ids[present][np.argmax(pc)]) if top.size else None,
         "top100_share": float(top[:100].sum() / rows),
         "tail_share": float(pc[pc < min_count].sum() / rows),
         "entropy_bits": float(-(p * np.log2(p)).sum()),
-        "new_id_rate": None,
-        "new_id_share": None,
         "rank_frequency": rank_frequency(pc),
     }
-    if seen_before is not None:
-        new = ~seen_before[present]
-        out["new_id_rate"] = float(pc[new].sum() / rows)
-        out["new_id_share"] = float(new.mean()) if new.size else 0.0
-    return out
 
 
 def bucket_table(field: str, n_buckets: int) -> dict[int, int]:
@@ -219,111 +224,127 @@ def _dense_histogram(field: str, n_buckets: int, ids: np.ndarray, counts: np.nda
             "unknown": int(counts[k == -2].sum())}
 
 
-# --- public API ----------------------------------------------------------------------------------
-
-def compute_day_stats(spec: DatasetSpec, manifest, lake: Lake, date: str, *,
-                      previous_date: str | None | Literal["auto"] = "auto", min_count: int = 5,
-                      client=None) -> dict:
-    """Statistics of one feature day (see the module docstring), as a JSON-ready dict.
-
-    ``previous_date``: the day new IDs are measured against; ``"auto"`` = the latest complete feature
-    day before ``date``, ``None`` = no new-ID rates. ``client``: a ``distributed.Client`` to run on;
-    by default the active Dask scheduler.
-    """
-    start = time.perf_counter()
-    m = _manifest_dict(manifest)
-    fields = list(m["fields"])
-    where = f"dataset {spec.name!r}, date {date}"
-    folder = lake.features(spec.name, date)
-    if read_record(folder) is None:
-        raise FileNotFoundError(f"{where}: no complete feature day at {folder} (run `dea features` first)")
-    if previous_date == "auto":
-        previous_date = previous_feature_date(lake, spec.name, date)
-    row_columns = fields + ["label"] + [c for c in m.get("passthrough", [])]
-    columns = fields + ["label"]          # value counts of these; the label's give the label rate
-    frame = _feature_frame(folder, row_columns)
-    counts = frame.map_partitions(_partition_counts, columns, row_columns, meta=_empty_counts())
-    jobs = [_tree(counts.to_delayed(), _merge_counts)]
-    if previous_date is not None:
-        prev = _feature_frame(lake.features(spec.name, previous_date), fields)
-        meta_u = pd.DataFrame({"field": pd.Series(dtype=np.int32), "id": pd.Series(dtype=np.int64)})
-        jobs.append(_tree(prev.map_partitions(_partition_uniques, fields, meta=meta_u).to_delayed(), _merge_uniques))
-    results = _compute(*jobs, client=client)
-    counts = results[0]
-    previous = results[1] if previous_date is not None else None
-
-    order = np.argsort(counts["field"].to_numpy(), kind="stable")      # contiguous per field code
-    code = counts["field"].to_numpy()[order]
-    all_ids, all_counts = counts["id"].to_numpy(np.int64)[order], counts["count"].to_numpy(np.int64)[order]
-    bounds = np.searchsorted(code, np.arange(-1, len(columns) + 1))  # rows of field code c: [bounds[c+1], bounds[c+2])
-    rows = int(all_counts[bounds[0]:bounds[1]].sum())
+def day_stats(counts: Counts, manifest: Manifest, date: str, *, min_count: int = MIN_COUNT) -> dict:
+    """The statistics of one feature day (see the module docstring) from its counts, JSON-ready."""
+    rows = counts.rows
     if rows == 0:
-        raise ValueError(f"{where}: feature day {folder} has 0 rows")
-    label_ids, label_counts = all_ids[bounds[-2]:bounds[-1]], all_counts[bounds[-2]:bounds[-1]]
-    clicks = int(label_counts[label_ids == 1].sum())
-    kinds = field_kinds(m)
-    out_fields, dense = {}, {}
-    for c, f in enumerate(fields):
-        lo, hi = bounds[c + 1], bounds[c + 2]
-        ids, cnt = all_ids[lo:hi], all_counts[lo:hi]
-        seen = None
-        if previous is not None:
-            seen = pd.Index(ids).isin(previous["id"].to_numpy(np.int64)[previous["field"].to_numpy() == c])
-        out_fields[f] = {"kind": kinds[f], **_field_stats(ids, cnt, rows, feature_id(f, MISSING_TOKEN),
-                                                          min_count, seen)}
+        raise ValueError(f"dataset {manifest.dataset!r}, date {date}: the feature day has 0 rows")
+    kinds = manifest.kinds
+    fields, dense = {}, {}
+    for f in manifest.fields:
+        ids, cnt = counts.fields[f]
+        fields[f] = {"kind": kinds[f], **_field_stats(ids, cnt, rows, feature_id(f, MISSING_TOKEN), min_count)}
         if kinds[f] == "dense":
-            dense[f] = _dense_histogram(f, len(m["dense"][f]["boundaries"]) + 1, ids, cnt)
-    distinct_rows = bounds[1] - bounds[0]
-    return {
-        "dataset": spec.name, "date": date, "stats_version": STATS_VERSION,
-        "manifest_digest": (m.get("record") or {}).get("digest"),
-        "rows": rows, "label_rate": clicks / rows,
-        "duplicate_rows": rows - int(distinct_rows), "duplicate_rate": (rows - int(distinct_rows)) / rows,
-        "min_count": min_count, "previous_date": previous_date,
-        "fields": out_fields, "dense": dense,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+            dense[f] = _dense_histogram(f, len(manifest.dense[f]["boundaries"]) + 1, ids, cnt)
+    duplicates = rows - counts.distinct_rows
+    return {"dataset": manifest.dataset, "date": date, "stats_version": STATS_VERSION,
+            "manifest_digest": manifest.digest, "rows": rows, "label_rate": counts.clicks / rows,
+            "duplicate_rows": duplicates, "duplicate_rate": duplicates / rows, "min_count": min_count,
+            "fields": fields, "dense": dense}
 
 
-def write_day_stats(spec: DatasetSpec, manifest, lake: Lake, date: str, *,
-                    previous_date: str | None | Literal["auto"] = "auto", min_count: int = 5,
-                    client=None, force: bool = False) -> StatsResult:
-    """Compute and write ``stats/<dataset>/dt=<date>/stats.json`` (skip when its record is current)."""
+def new_ids(today: dict[str, tuple[np.ndarray, np.ndarray]], previous: dict[str, np.ndarray],
+            rows: int) -> dict[str, dict[str, float]]:
+    """``{field: {"new_id_rate", "new_id_share"}}`` of a day's counts against the previous day's IDs.
+
+    ``today``: field -> (IDs, counts); ``previous``: field -> the previous day's distinct IDs. A field
+    the previous day did not have is left out (not measured).
+    """
+    out = {}
+    for f, (ids, cnt) in today.items():
+        if f not in previous:
+            continue
+        present = ids != feature_id(f, MISSING_TOKEN)
+        new = ~pd.Index(ids[present]).isin(previous[f])
+        out[f] = {"new_id_rate": float(cnt[present][new].sum() / rows),
+                  "new_id_share": float(new.mean()) if new.size else 0.0}
+    return out
+
+
+# --- the stats folder -----------------------------------------------------------------------------
+
+def stats_record(manifest: Manifest, lake: Lake, date: str, min_count: int) -> dict:
+    """The completion record statistics of this feature day (as it is now) would carry."""
+    config = json.dumps({"manifest": manifest.digest, "min_count": min_count, "stats_version": STATS_VERSION},
+                        sort_keys=True)
+    return make_record("stats", {"features": fingerprint(lake.features(manifest.dataset, date))},
+                       hashlib.sha256(config.encode()).hexdigest()[:16])
+
+
+def _counts_table(counts: Counts) -> pa.Table:
+    names = list(counts.fields)
+    sizes = [len(counts.fields[f][0]) for f in names]
+    return pa.table({
+        "field": pa.DictionaryArray.from_arrays(np.repeat(np.arange(len(names), dtype=np.int32), sizes), names),
+        "id": np.concatenate([counts.fields[f][0] for f in names]) if names else np.zeros(0, np.int64),
+        "count": np.concatenate([counts.fields[f][1] for f in names]) if names else np.zeros(0, np.int64),
+    })
+
+
+def write_stats(counts: Counts, manifest: Manifest, lake: Lake, date: str, *,
+                min_count: int = MIN_COUNT) -> StatsResult:
+    """Write ``stats/<dataset>/dt=<date>/`` (stats.json, counts.parquet) from the day's counts."""
     start = time.perf_counter()
-    m = _manifest_dict(manifest)
-    if previous_date == "auto":
-        previous_date = previous_feature_date(lake, spec.name, date)
-    folder = lake.features(spec.name, date)
-    if read_record(folder) is None:
-        raise FileNotFoundError(f"dataset {spec.name!r}, date {date}: no complete feature day at {folder} "
-                                "(run `dea features` first)")
-    inputs = {"features": fingerprint(folder)}
-    if previous_date is not None:
-        inputs["previous"] = fingerprint(lake.features(spec.name, previous_date))
-    config = json.dumps({"manifest": (m.get("record") or {}).get("digest") or m.get("config_hash"),
-                         "min_count": min_count, "stats_version": STATS_VERSION}, sort_keys=True)
-    record = make_record("stats", inputs, hashlib.sha256(config.encode()).hexdigest()[:16])
-    out = lake.stats(spec.name, date)
-    if not force and up_to_date(out, record):
-        log.info("stats of %s %s are up to date: nothing to do", spec.name, date)
-        return StatsResult(spec.name, date, out, read_day_stats(lake, spec.name, date),
-                           time.perf_counter() - start, skipped=True)
-    stats = compute_day_stats(spec, m, lake, date, previous_date=previous_date, min_count=min_count,
-                              client=client)
+    record = stats_record(manifest, lake, date, min_count)
+    stats = day_stats(counts, manifest, date, min_count=min_count)
+    out = lake.stats(manifest.dataset, date)
     with atomic_dir(out) as tmp:
         write_json_atomic(tmp / STATS_FILE, stats)
+        pq.write_table(_counts_table(counts), tmp / COUNTS_FILE, compression="zstd", use_dictionary=["field"])
         write_record(tmp, {**record, "rows": stats["rows"]})
-    seconds = time.perf_counter() - start
-    log.info("stats of %s %s: %d rows in %.1f s -> %s", spec.name, date, stats["rows"], seconds, out)
-    return StatsResult(spec.name, date, out, stats, seconds, skipped=False)
+    return StatsResult(manifest.dataset, date, out, stats, time.perf_counter() - start, skipped=False)
 
 
-def read_day_stats(lake: Lake, dataset: str, date: str) -> dict | None:
-    """The statistics of a complete stats day, or None."""
+def write_day_stats(manifest: Manifest, lake: Lake, date: str, *, min_count: int = MIN_COUNT, client=None,
+                    force: bool = False) -> StatsResult:
+    """Statistics of a stored feature day (a Dask pass over its files); nothing when they are current."""
+    start = time.perf_counter()
+    out = lake.stats(manifest.dataset, date)
+    if not force and up_to_date(out, stats_record(manifest, lake, date, min_count)):
+        log.info("stats of %s %s are up to date: nothing to do", manifest.dataset, date)
+        return StatsResult(manifest.dataset, date, out, read_day_stats(lake, manifest.dataset, date),
+                           time.perf_counter() - start, skipped=True)
+    result = write_stats(stored_counts(manifest, lake, date, client), manifest, lake, date, min_count=min_count)
+    result.seconds = time.perf_counter() - start
+    log.info("stats of %s %s: %d rows in %.1f s -> %s", manifest.dataset, date, result.stats["rows"],
+             result.seconds, out)
+    return result
+
+
+def compute_day_stats(manifest: Manifest, lake: Lake, date: str, *, min_count: int = MIN_COUNT,
+                      client=None) -> dict:
+    """The statistics of a stored feature day, computed (Dask) and returned, not written."""
+    return day_stats(stored_counts(manifest, lake, date, client), manifest, date, min_count=min_count)
+
+
+def read_day_stats(lake: Lake, dataset: str, date: str, *, features: str | None = None) -> dict | None:
+    """The statistics of a complete stats day, or None; with ``features`` (the feature day's
+    fingerprint) only when they were computed from exactly that table."""
     folder = lake.stats(dataset, date)
-    if read_record(folder) is None or not (folder / STATS_FILE).exists():
+    record = read_record(folder)
+    if record is None or not (folder / STATS_FILE).exists():
+        return None
+    if features is not None and record.get("inputs", {}).get("features") != features:
         return None
     return json.loads((folder / STATS_FILE).read_text())
+
+
+def read_day_counts(lake: Lake, dataset: str, date: str, *,
+                    with_counts: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray] | np.ndarray] | None:
+    """``{field: (IDs, counts)}`` of a stats day's ``counts.parquet`` (``{field: IDs}`` without
+    ``with_counts``), or None when the day has none (statistics written before version 2)."""
+    folder = lake.stats(dataset, date)
+    if read_record(folder) is None or not (folder / COUNTS_FILE).exists():
+        return None
+    table = pq.read_table(folder / COUNTS_FILE, columns=["field", "id", "count"] if with_counts else ["field", "id"])
+    field = table.column("field").combine_chunks()
+    codes, names = field.indices.to_numpy(), field.dictionary.to_pylist()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    ids = table.column("id").to_numpy()[order]
+    cnt = table.column("count").to_numpy()[order] if with_counts else None
+    return {f: (ids[lo:hi], cnt[lo:hi]) if with_counts else ids[lo:hi]
+            for f, lo, hi in zip(names, bounds[:-1], bounds[1:])}
 
 
 # --- derived estimates ------------------------------------------------------------------------

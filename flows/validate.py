@@ -18,7 +18,6 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_link_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows.cluster import flow_client  # noqa: E402
 from flows.guard import dataset_lock  # noqa: E402
 from flows.params import DaskParams, Day  # noqa: E402
 from flows.reports import artifact_key, publish  # noqa: E402
@@ -59,10 +58,10 @@ def gate_failure_message(result) -> str:
 
 
 @task(retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def gate(day: Day, override: str | None, force: bool, client):
+def gate(day: Day, override: str | None, force: bool):
     from validation.gate import run_gate
 
-    return run_gate(day.spec, day.lake, day.date, override=override, client=client, force=force)
+    return run_gate(day.spec, day.lake, day.date, override=override, force=force)
 
 
 @flow(name="validate")
@@ -72,8 +71,8 @@ def validate_flow(dataset: str = "synthetic", date: dt.date | None = None, overr
     """Gate the feature day ``date``; Failed when the verdict is ``fail`` (unless ``override``)."""
     log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)
-    with dataset_lock(day.lake, day.dataset), flow_client(cluster) as client:
-        result = gate(day, override, force, client)
+    with dataset_lock(day.lake, day.dataset):      # the gate reads statistics: no Dask cluster needed
+        result = gate(day, override, force)
     docs = result.data_docs
     link = f"[Data Docs]({docs.as_uri()})" if docs else "Data Docs: not written"
     publish(artifact_key("gate", day.dataset), f"{result.summary}\n\n{link} · verdict `{result.verdict_path}`",

@@ -1,6 +1,7 @@
 """The feature stage on small hand-made raw days: outputs, skipping, serving parity, bad input."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,8 @@ import pytest
 
 from features import pipeline
 from features.hashing import MISSING_TOKEN, feature_id
-from features.lake import COMPLETE, Lake, atomic_dir, make_record, write_record
+from features.lake import COMPLETE, Lake, atomic_dir, fingerprint, make_record, read_record, write_record
+from features.stats import compute_day_stats, read_day_counts, read_day_stats, stored_counts
 from features.spec import DatasetSpec
 
 DAYS = ["2026-03-01", "2026-03-02"]
@@ -82,9 +84,45 @@ def test_rerun_with_unchanged_inputs_does_nothing_and_force_recomputes(lake):
     assert again.skipped and again.rows == first.rows
     assert (lake.features("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns == mtime
     assert not pipeline.transform(spec, lake, DAYS[0], manifest, force=True).skipped
-    # New raw data for the day -> recomputed.
+    # New raw data for the day -> recomputed, and so are its statistics.
     write_raw(lake, DAYS[0], raw_frame(n=100, seed=9))
     assert pipeline.transform(spec, lake, DAYS[0], manifest).rows == 100
+    features = fingerprint(lake.features("toy", DAYS[0]))
+    assert read_day_stats(lake, "toy", DAYS[0], features=features)["rows"] == 100
+
+
+def test_transform_writes_the_days_statistics_in_the_same_pass(lake):
+    """The statistics and count table the transform tasks produce (2 raw files, counts merged) are
+    exactly those of a separate pass over the stored feature table, keyed by its fingerprint."""
+    spec = make_spec(gate={"min_count": 3})
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    pipeline.transform(spec, lake, DAYS[1], manifest)
+    stats = read_day_stats(lake, "toy", DAYS[1])
+    assert stats == compute_day_stats(manifest, lake, DAYS[1], min_count=3)
+    assert stats["rows"] == 3000 and stats["min_count"] == 3
+    counts, direct = read_day_counts(lake, "toy", DAYS[1]), stored_counts(manifest, lake, DAYS[1])
+    for f in spec.fields:
+        assert counts[f][0].tolist() == direct.fields[f][0].tolist()
+        assert counts[f][1].tolist() == direct.fields[f][1].tolist()
+    record = read_record(lake.stats("toy", DAYS[1]))
+    assert record["inputs"] == {"features": fingerprint(lake.features("toy", DAYS[1]))}
+
+
+def test_a_skipped_transform_writes_statistics_a_feature_day_lacks(lake):
+    """A feature day written before the transform wrote statistics gets them on the next
+    transform, from the stored table; the feature table itself is not rewritten."""
+    spec = make_spec()
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    pipeline.transform(spec, lake, DAYS[0], manifest)
+    written = read_day_stats(lake, "toy", DAYS[0])
+    shutil.rmtree(lake.stats("toy", DAYS[0]))
+    mtime = (lake.features("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns
+    assert pipeline.transform(spec, lake, DAYS[0], manifest).skipped
+    assert (lake.features("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns == mtime
+    assert read_day_stats(lake, "toy", DAYS[0]) == written
+    stats_mtime = (lake.stats("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns
+    assert pipeline.transform(spec, lake, DAYS[0], manifest).skipped                  # current: left alone
+    assert (lake.stats("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns == stats_mtime
 
 
 def test_refit_on_another_window_changes_the_manifest(lake):
@@ -114,6 +152,7 @@ def test_transform_runs_on_a_local_cluster(lake, tmp_path):
         a, b = on_cluster[name].combine_chunks(), in_process[name].combine_chunks()
         assert a.type == b.type and a.equals(b), name
     assert on_cluster.equals(in_process)
+    assert read_day_stats(lake, "toy", DAYS[1]) == compute_day_stats(manifest, lake, DAYS[1])
     local = Lake(tmp_path / "no-cluster")
     write_raw(local, DAYS[0], raw_frame(seed=0))
     assert pipeline.fit(spec, local, DAYS[:1]).dense == manifest.dense

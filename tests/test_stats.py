@@ -1,4 +1,5 @@
-"""features.stats: every statistic of a small feature day against a brute-force pandas computation."""
+"""features.stats: every statistic of a small feature day against a brute-force pandas computation;
+the counts the transform tasks merge, the count tables the gate reads, the stats folder's record."""
 
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.hashing import MISSING_TOKEN, feature_id, feature_ids
-from features.lake import Lake, atomic_dir, make_record, write_record
-from features.spec import DatasetSpec
-from features.stats import (compute_day_stats, expected_distinct_pairs, rank_frequency, read_day_stats,
+from features.lake import Lake, atomic_dir, fingerprint, make_record, write_record
+from features.manifest import Manifest
+from features.stats import (COUNTS_FILE, compute_day_stats, expected_distinct_pairs, merge_counts, new_ids,
+                            rank_frequency, read_day_counts, read_day_stats, stored_counts, table_counts,
                             write_day_stats)
 
-SPEC = DatasetSpec(name="toy", label="click", sparse=["a", "b"], dense=[{"name": "x", "buckets": 4}],
-                   cross=[("a", "b")], source={"kind": "synthetic"})
-MANIFEST = {"dataset": "toy", "fields": ["a", "b", "x", "a_x_b"], "sparse": ["a", "b"],
-            "dense": {"x": {"boundaries": [0.0, 1.0, 2.0], "log1p": False, "buckets": 4}},
-            "cross": [["a", "b"]], "passthrough": ["p_true"], "record": {"digest": "toy-manifest"}}
+
+def _manifest(fields: list[str], sparse: list[str], dense: dict, cross: list, passthrough: list[str]) -> Manifest:
+    return Manifest(dataset="toy", fields=fields, sparse=sparse, dense=dense, cross=cross, label="click", group=None,
+                    passthrough=passthrough, missing="token", hash_spec_version=1, hash_seed=0, config_hash="toy",
+                    fit_dates=[], spec={}, record={"digest": "toy-manifest"})
+
+
+MANIFEST = _manifest(["a", "b", "x", "a_x_b"], ["a", "b"],
+                     {"x": {"boundaries": [0.0, 1.0, 2.0], "log1p": False, "buckets": 4}}, [("a", "b")], ["p_true"])
 N = 6_000
 
 
@@ -61,7 +67,7 @@ def lake(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stats(lake):
-    return compute_day_stats(SPEC, MANIFEST, lake, "2026-03-02")
+    return compute_day_stats(MANIFEST, lake, "2026-03-02")
 
 
 def _read(lake, date) -> pd.DataFrame:
@@ -73,13 +79,13 @@ def test_stats_day_level(lake, stats):
     assert stats["rows"] == len(df) == N + N // 10
     assert stats["label_rate"] == pytest.approx(df.label.mean())
     assert stats["duplicate_rows"] == df.duplicated().sum() >= N // 10
-    assert stats["previous_date"] == "2026-03-01"
-    assert stats["manifest_digest"] == "toy-manifest"
+    assert stats["manifest_digest"] == "toy-manifest" and stats["min_count"] == 5
+    assert "previous_date" not in stats            # day-over-day rates are the gate's (it picks yesterday)
 
 
 @pytest.mark.parametrize("field", ["a", "b", "x", "a_x_b"])
 def test_stats_per_field_match_pandas(lake, stats, field):
-    df, prev = _read(lake, "2026-03-02"), _read(lake, "2026-03-01")
+    df = _read(lake, "2026-03-02")
     col = df[field]
     missing = feature_id(field, MISSING_TOKEN)
     vc = col[col != missing].value_counts()
@@ -93,17 +99,48 @@ def test_stats_per_field_match_pandas(lake, stats, field):
     assert s["tail_share"] == pytest.approx(vc[vc < 5].sum() / R)
     p = col.value_counts(normalize=True).to_numpy()
     assert s["entropy_bits"] == pytest.approx(-(p * np.log2(p)).sum())
-    new = ~vc.index.isin(prev[field].unique())
-    assert s["new_id_rate"] == pytest.approx(vc[new].sum() / R)
-    assert s["new_id_share"] == pytest.approx(new.mean())
+    assert "new_id_rate" not in s
     assert sum(s["rank_frequency"]["rows"]) == vc.sum()
     assert s["kind"] == {"a": "sparse", "b": "sparse", "x": "dense", "a_x_b": "cross"}[field]
 
 
-def test_stats_new_ids_are_measured_against_the_previous_day(stats):
+@pytest.mark.parametrize("field", ["a", "b", "x", "a_x_b"])
+def test_new_ids_of_two_days_count_tables_match_pandas(lake, field):
+    df, prev = _read(lake, "2026-03-02"), _read(lake, "2026-03-01")
+    today = stored_counts(MANIFEST, lake, "2026-03-02")
+    before = {f: ids for f, (ids, _) in stored_counts(MANIFEST, lake, "2026-03-01").fields.items()}
+    got = new_ids(today.fields, before, today.rows)[field]
+    col = df[field]
+    vc = col[col != feature_id(field, MISSING_TOKEN)].value_counts()
+    new = ~vc.index.isin(prev[field].unique())
+    assert got["new_id_rate"] == pytest.approx(vc[new].sum() / len(df))
+    assert got["new_id_share"] == pytest.approx(new.mean())
+
+
+def test_new_ids_are_measured_against_the_previous_day(lake):
+    today = stored_counts(MANIFEST, lake, "2026-03-02")
+    before = {f: ids for f, (ids, _) in stored_counts(MANIFEST, lake, "2026-03-01").fields.items()}
+    rates = new_ids(today.fields, before, today.rows)
     # day 2 shifts field a's IDs by 3: every value above the old maximum is new, most rows are not
-    assert 0 < stats["fields"]["a"]["new_id_rate"] < 0.2
-    assert stats["fields"]["b"]["new_id_rate"] < 0.01
+    assert 0 < rates["a"]["new_id_rate"] < 0.2
+    assert rates["b"]["new_id_rate"] < 0.01
+    present = float((_read(lake, "2026-03-02").a != feature_id("a", MISSING_TOKEN)).mean())
+    nothing_seen = new_ids(today.fields, {**before, "a": before["a"][:0]}, today.rows)["a"]
+    assert nothing_seen["new_id_rate"] == pytest.approx(present) and nothing_seen["new_id_share"] == 1.0
+    assert "a" not in new_ids(today.fields, {"b": before["b"]}, today.rows)   # a field yesterday lacked: not measured
+
+
+def test_counts_merged_over_files_equal_the_counts_of_the_whole_table(lake):
+    df = _read(lake, "2026-03-02")
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    whole = table_counts(table, MANIFEST)
+    merged = merge_counts([table_counts(table.slice(i, 1000), MANIFEST) for i in range(0, table.num_rows, 1000)])
+    assert merged.rows == whole.rows == len(df) and merged.clicks == whole.clicks == int(df.label.sum())
+    assert merged.distinct_rows == whole.distinct_rows == len(df.drop_duplicates())
+    for f in MANIFEST.fields:
+        vc = df[f].value_counts(sort=False)                   # order of first appearance, like the merge
+        assert merged.fields[f][0].tolist() == vc.index.tolist() == whole.fields[f][0].tolist()
+        assert merged.fields[f][1].tolist() == vc.tolist()
 
 
 def test_stats_dense_histogram_maps_bucket_ids_back(lake, stats):
@@ -121,20 +158,32 @@ def test_stats_rank_frequency_bins():
     assert rank_frequency(np.array([], dtype=np.int64))["rank"] == []
 
 
-def test_stats_write_skips_when_up_to_date_and_first_day_has_no_new_ids(lake):
-    first = write_day_stats(SPEC, MANIFEST, lake, "2026-03-01")
-    assert not first.skipped and first.stats["previous_date"] is None
-    assert first.stats["fields"]["a"]["new_id_rate"] is None
+def test_stats_folder_holds_the_statistics_and_the_count_table_keyed_by_the_feature_day(lake):
+    first = write_day_stats(MANIFEST, lake, "2026-03-01")
+    assert not first.skipped
     assert read_day_stats(lake, "toy", "2026-03-01") == first.stats
-    assert write_day_stats(SPEC, MANIFEST, lake, "2026-03-01").skipped
-    assert not write_day_stats(SPEC, MANIFEST, lake, "2026-03-01", min_count=3).skipped   # settings changed
-    _write(lake, "2026-03-01", _day(1), raw="v2")                                         # input changed
-    assert not write_day_stats(SPEC, MANIFEST, lake, "2026-03-01", min_count=3).skipped
+    counts = read_day_counts(lake, "toy", "2026-03-01")
+    direct = stored_counts(MANIFEST, lake, "2026-03-01")
+    assert list(counts) == MANIFEST.fields
+    for f in MANIFEST.fields:
+        assert sorted(zip(*map(list, counts[f]))) == sorted(zip(*map(list, direct.fields[f])))
+    assert read_day_counts(lake, "toy", "2026-03-01", with_counts=False)["a"].tolist() == counts["a"][0].tolist()
+    assert (lake.stats("toy", "2026-03-01") / COUNTS_FILE).exists()
+    features = fingerprint(lake.features("toy", "2026-03-01"))
+    assert read_day_stats(lake, "toy", "2026-03-01", features=features) == first.stats
+    assert read_day_stats(lake, "toy", "2026-03-01", features="rec:other") is None   # of another table: none
+
+    assert write_day_stats(MANIFEST, lake, "2026-03-01").skipped
+    assert not write_day_stats(MANIFEST, lake, "2026-03-01", min_count=3).skipped   # settings changed
+    _write(lake, "2026-03-01", _day(1), raw="v2")                                     # the feature day changed
+    assert read_day_stats(lake, "toy", "2026-03-01", features=fingerprint(lake.features("toy", "2026-03-01"))) is None
+    assert not write_day_stats(MANIFEST, lake, "2026-03-01", min_count=3).skipped
+    assert read_day_counts(lake, "toy", "2026-04-01") is None
 
 
 def test_stats_missing_feature_day_names_dataset_and_date(lake):
     with pytest.raises(FileNotFoundError, match=r"dataset 'toy', date 2026-04-01: no complete feature day"):
-        compute_day_stats(SPEC, MANIFEST, lake, "2026-04-01")
+        compute_day_stats(MANIFEST, lake, "2026-04-01")
 
 
 def test_stats_expected_distinct_pairs_close_to_exact(tmp_path):
@@ -145,9 +194,7 @@ def test_stats_expected_distinct_pairs_close_to_exact(tmp_path):
                           "label": np.zeros(R, np.int8)})
     lake = Lake(tmp_path)
     _write(lake, "2026-03-01", frame)
-    manifest = {"fields": ["a", "b"], "sparse": ["a", "b"], "dense": {}, "passthrough": []}
-    spec = DatasetSpec(name="toy", label="click", sparse=["a", "b"], source={"kind": "synthetic"})
-    stats = compute_day_stats(spec, manifest, lake, "2026-03-01")
+    stats = compute_day_stats(_manifest(["a", "b"], ["a", "b"], {}, [], []), lake, "2026-03-01")
     exact = 2 * len(frame[["a", "b"]].drop_duplicates())            # ordered pairs (a, b) and (b, a)
     assert expected_distinct_pairs(stats) == pytest.approx(exact, rel=0.1)
 
@@ -157,5 +204,5 @@ def test_stats_on_a_distributed_client_match_the_threaded_run(lake, stats):
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        on_client = compute_day_stats(SPEC, MANIFEST, lake, "2026-03-02", client=client)
-    assert {k: v for k, v in on_client.items() if k != "seconds"} == {k: v for k, v in stats.items() if k != "seconds"}
+        on_client = compute_day_stats(MANIFEST, lake, "2026-03-02", client=client)
+    assert on_client == stats

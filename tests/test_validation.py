@@ -19,7 +19,6 @@ import pytest
 from features import pipeline, synthetic
 from features.lake import Lake, atomic_dir, make_record, write_record
 from features.spec import load_spec
-from features.stats import write_day_stats
 from validation import gate_config, read_verdict, reference_window, run_gate
 from validation.checks import psi
 
@@ -62,8 +61,7 @@ def base(tmp_path_factory, spec) -> Lake:
         _write_raw(lake, spec, d, _clean(spec, d))
     manifest = pipeline.fit(spec, lake, REFERENCE[:3])
     for d in REFERENCE:
-        pipeline.transform(spec, lake, d, manifest)
-        write_day_stats(spec, manifest, lake, d)
+        pipeline.transform(spec, lake, d, manifest)          # writes the day's statistics too
     return lake
 
 
@@ -172,6 +170,7 @@ def test_gate_first_day_has_no_reference_and_warns(base, spec, tmp_path):
     lake = Lake(tmp_path / "lake")
     shutil.copytree(base.root / "raw", lake.root / "raw")
     shutil.copytree(base.root / "features", lake.root / "features")
+    shutil.copytree(base.root / "stats", lake.root / "stats")          # the feature stage's statistics
     result = run_gate(spec, lake, REFERENCE[0], reports=False)
 
     assert result.verdict == "warn"
@@ -208,8 +207,7 @@ def test_gate_override_is_logged_and_failed_days_leave_the_reference(lake, spec)
     failed = run_gate(spec, lake, DAY, reports=False)
     assert failed.verdict == "fail"
     cfg = gate_config(spec)
-    manifest = json.loads(lake.manifest(spec.name).read_text())
-    dates, _ = reference_window(spec, lake, "2026-01-06", cfg, manifest)
+    dates, _ = reference_window(spec, lake, "2026-01-06", cfg)
     assert DAY not in dates and dates == REFERENCE
 
     result = run_gate(spec, lake, DAY, override="campaign paused all clicks on purpose", reports=False)
@@ -218,7 +216,7 @@ def test_gate_override_is_logged_and_failed_days_leave_the_reference(lake, spec)
     assert result.doc["override"]["reason"] == "campaign paused all clicks on purpose"
     assert result.doc["override"]["user"]
     assert "Manual override" in result.summary_path.read_text()
-    dates, _ = reference_window(spec, lake, "2026-01-06", cfg, manifest)
+    dates, _ = reference_window(spec, lake, "2026-01-06", cfg)
     assert dates[-1] == DAY                                           # a person judged it acceptable
 
 
@@ -291,8 +289,12 @@ def test_a_failed_day_is_not_the_next_days_yesterday(lake, spec):
     assert result.verdict == "pass", result.failing
     new = result.check("new_id_rate.brand")
     assert new["status"] == "pass" and new["observed"] < 0.1, new          # 1.0 against the failed day
-    stats = json.loads((lake.stats(spec.name, nxt) / "stats.json").read_text())
-    assert stats["previous_date"] == REFERENCE[-1]                     # the failed DAY is skipped
+    assert result.doc["day_over_day"]["previous_date"] == REFERENCE[-1]    # the failed DAY is skipped
+    assert result.doc["day_over_day"]["fields"]["brand"]["new_id_rate"] == new["observed"]
+    # as a reference day later, its new-ID rates are measured the same way (against REFERENCE[-1])
+    dates, reference = reference_window(spec, lake, "2026-01-07", gate_config(spec))
+    assert dates == [*REFERENCE, nxt] and reference[-1]["previous_date"] == REFERENCE[-1]
+    assert reference[-1]["fields"]["brand"]["new_id_rate"] == new["observed"]
     assert DAY not in result.doc["reference_dates"]
 
 
@@ -332,3 +334,74 @@ def test_a_bound_no_value_can_meet_is_a_configuration_error(lake, spec):
                                               r".*deployments/configs/synthetic\.yaml"):
         run_gate(strict, lake, DAY, reports=False)
     assert read_verdict(lake, spec.name, DAY) is None
+
+
+# --- the gate reads the statistics the feature stage wrote ---------------------------------------------
+
+def test_the_gate_computes_no_statistics(lake, spec, monkeypatch):
+    """Every statistic the gate checks was written by the feature stage: with every way of
+    computing statistics broken, a clean day still passes, from what is stored."""
+    from features import stats
+    from validation import gate
+
+    assert _land(lake, spec, DAY, _clean(spec)) is None
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the gate computed statistics")
+
+    for name in ("table_counts", "merge_counts", "stored_counts", "write_stats", "write_day_stats",
+                 "compute_day_stats", "day_stats"):
+        for module in (stats, gate):
+            monkeypatch.setattr(module, name, forbidden, raising=False)
+    result = run_gate(spec, lake, DAY, reports=False)
+    assert result.verdict == "pass", result.failing
+    assert result.doc["inputs"]["stats"].startswith("rec:")
+    assert result.doc["day_over_day"]["previous_date"] == REFERENCE[-1]
+
+
+def test_a_feature_day_without_statistics_fails_and_says_what_to_run(lake, spec):
+    """A feature day written before the feature stage wrote statistics: the gate does not compute
+    them; it fails stats_complete naming the command, which (``dea features``) writes them."""
+    assert _land(lake, spec, DAY, _clean(spec)) is None
+    shutil.rmtree(lake.stats(spec.name, DAY))
+    result = run_gate(spec, lake, DAY, reports=False)
+    assert result.verdict == "fail"
+    note = result.check("stats_complete")["note"]
+    assert result.check("stats_complete")["status"] == "fail"
+    assert "no statistics of the feature day" in note and "dea features --dataset synthetic --dates 2026-01-05" in note
+    assert pipeline.transform(spec, lake, DAY, pipeline.Manifest.load(lake.manifest(spec.name))).skipped
+    assert run_gate(spec, lake, DAY, reports=False).verdict == "pass"        # statistics written: checked again
+
+
+def test_a_reference_day_without_statistics_is_left_out_and_named(lake, spec):
+    shutil.rmtree(lake.stats(spec.name, REFERENCE[1]))
+    assert _land(lake, spec, DAY, _clean(spec)) is None
+    result = run_gate(spec, lake, DAY, reports=False)
+
+    assert result.verdict == "pass", result.failing
+    assert result.doc["reference_dates"] == [REFERENCE[0], *REFERENCE[2:]]
+    assert any(f"feature day(s) {REFERENCE[1]}" in n and f"--dates {REFERENCE[1]}" in n for n in result.doc["notes"])
+    _, reference = reference_window(spec, lake, DAY, gate_config(spec))
+    assert reference[1]["fields"]["item_id"]["new_id_rate"] is None          # its yesterday has no counts
+
+
+def test_a_feature_file_altered_after_its_statistics_is_not_trusted(lake, spec):
+    """The statistics describe the bytes the feature day's record vouches for; a file changed since
+    (same record) fails features_complete, naming the file, instead of passing on stale numbers."""
+    assert _land(lake, spec, DAY, _clean(spec)) is None
+    assert run_gate(spec, lake, DAY, reports=False).verdict == "pass"
+    part = next(lake.features(spec.name, DAY).glob("*.parquet"))
+    table = pq.read_table(part)
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label",
+                                    pa.array(np.ones(table.num_rows, np.int8))), part)
+    result = run_gate(spec, lake, DAY, reports=False)
+    assert not result.skipped and result.verdict == "fail"
+    assert result.check("features_complete")["status"] == "fail"
+    assert str(part) in result.check("features_complete")["note"]
+
+
+def test_the_tail_threshold_of_the_statistics_is_the_gates():
+    from features.stats import MIN_COUNT
+    from validation.config import GateConfig
+
+    assert MIN_COUNT == GateConfig().min_count

@@ -223,64 +223,79 @@ def _metric(stats: dict, kind: str, field: str | None):
     return stats["fields"].get(field, {}).get(kind)
 
 
-def metric_checks(spec, manifest: dict, cfg: GateConfig, stats: dict, reference: list[dict],
-                  availability: dict[str, tuple[bool, str]]) -> tuple[list[Check], dict[str, Any]]:
-    """Checks on the one-row metrics table, and that row (column name = check name)."""
-    row: dict[str, Any] = {}
-    checks: list[Check] = []
+def availability_checks(availability: dict[str, tuple[bool, str]]) -> tuple[list[Check], dict[str, Any]]:
+    """One check per input (raw day, feature day, statistics): 1.0 when it could be read."""
+    checks, row = [], {}
     for name in AVAILABILITY:
         ok, why = availability[name]
         row[name] = 1.0 if ok else 0.0
         checks.append(Check(name, name, "metrics", "error", "ExpectColumnMaxToBeBetween",
                             {"column": name, "min_value": 1.0, "max_value": 1.0}, low=1.0, high=1.0,
                             observed=row[name], basis="always", note=why))
-    if stats is None:
-        return checks, row
+    return checks, row
 
-    def add(kind: str, value, fld: str | None = None, name: str | None = None, gx_type="ExpectColumnMaxToBeBetween",
-            details: dict | None = None) -> None:
-        name = name or (kind if fld is None else f"{kind}.{fld}")
-        bound = cfg.bound(kind, fld)
-        refs = [_metric(r, kind, fld) for r in reference] if kind not in ("psi", "combo_collision_rate") else []
-        lo, hi, basis = bound.resolve(refs)
-        lo = None if lo is None or lo <= 0 else lo            # every metric is >= 0: no lower bound
-        if lo is not None and hi is not None and lo > hi:
-            key = f"gate.fields.{fld}.{kind}" if fld in cfg.fields and kind in cfg.fields[fld] else f"gate.{kind}"
-            raise GateConfigError(
-                f"dataset {spec.name!r}: the bound of {name} is empty, [{lo:.4g}, {hi:.4g}] ({basis}): no value "
-                f"can pass. The spec's max is below what the reference window allows; raise {key}.max or lower "
-                f"its slack/ratio in deployments/configs/{spec.name}.yaml")
-        check = Check(name, kind, "metrics", bound.severity, gx_type, field=fld, low=lo, high=hi, basis=basis,
-                      observed=value, details=details or {})
-        if value is None:
-            check.status = "skipped"
-            check.note = "not measured (no previous day)" if kind == "new_id_rate" else "not measured"
-        elif lo is None and hi is None:
-            check.status = "skipped"
-            check.note = ("no bound set" if not bound.relative else
-                          "no reference value" if reference else "no reference window")
-        else:
-            row[name] = float(value)
-            check.kwargs = {"column": name, "min_value": lo, "max_value": hi}
-        checks.append(check)
 
-    add("rows", stats["rows"])
-    add("label_rate", stats["label_rate"])
-    add("duplicate_rate", stats["duplicate_rate"])
+def bounded_check(spec, cfg: GateConfig, reference: list[dict], kind: str, value, fld: str | None = None, *,
+                  gx_type: str = "ExpectColumnMaxToBeBetween", details: dict | None = None,
+                  unmeasured: str = "not measured") -> Check:
+    """The check of one metric on the metrics table, its bound resolved against the reference."""
+    name = kind if fld is None else f"{kind}.{fld}"
+    bound = cfg.bound(kind, fld)
+    refs = [_metric(r, kind, fld) for r in reference] if kind not in ("psi", "combo_collision_rate") else []
+    lo, hi, basis = bound.resolve(refs)
+    lo = None if lo is None or lo <= 0 else lo            # every metric is >= 0: no lower bound
+    if lo is not None and hi is not None and lo > hi:
+        key = f"gate.fields.{fld}.{kind}" if fld in cfg.fields and kind in cfg.fields[fld] else f"gate.{kind}"
+        raise GateConfigError(
+            f"dataset {spec.name!r}: the bound of {name} is empty, [{lo:.4g}, {hi:.4g}] ({basis}): no value "
+            f"can pass. The spec's max is below what the reference window allows; raise {key}.max or lower "
+            f"its slack/ratio in deployments/configs/{spec.name}.yaml")
+    check = Check(name, kind, "metrics", bound.severity, gx_type, field=fld, low=lo, high=hi, basis=basis,
+                  observed=value, details=details or {})
+    if value is None:
+        check.status, check.note = "skipped", unmeasured
+    elif lo is None and hi is None:
+        check.status = "skipped"
+        check.note = ("no bound set" if not bound.relative else
+                      "no reference value" if reference else "no reference window")
+    else:
+        check.kwargs = {"column": name, "min_value": lo, "max_value": hi}
+    return check
+
+
+def _field_metrics(stats: dict, reference: list[dict]):
+    """``(kind, value, field, gx_type, why_unmeasured)`` of every per-field metric checked on the
+    metrics table (KL is checked on the bucket sample, see ``bucket_checks``)."""
+    new_ids = f"not measured ({stats.get('new_id_note') or 'no previous day'})"
     for f, s in stats["fields"].items():
         for kind in FIELD_KINDS[s["kind"]]:
-            if kind == "kl":
-                continue                                   # on the bucket sample, see bucket_checks
             if kind == "psi":
                 ref = reference_histogram(f, stats, reference)
                 value = None if ref is None else psi(bucket_shares(stats["dense"][f]), ref)
-                add("psi", value, f, gx_type="ExpectColumnBucketPsiToBeLessThan")
-                if ref is None:
-                    checks[-1].status, checks[-1].note = "skipped", "no reference window"
-                continue
-            add(kind, s.get(kind), f)
+                yield "psi", value, f, "ExpectColumnBucketPsiToBeLessThan", "no reference window"
+            elif kind != "kl":
+                yield (kind, s.get(kind), f, "ExpectColumnMaxToBeBetween",
+                       new_ids if kind == "new_id_rate" else "not measured")
+
+
+def metric_checks(spec, cfg: GateConfig, stats: dict | None, reference: list[dict],
+                  availability: dict[str, tuple[bool, str]]) -> tuple[list[Check], dict[str, Any]]:
+    """Checks on the one-row metrics table, and that row (column name = check name)."""
+    checks, row = availability_checks(availability)
+    if stats is None:
+        return checks, row
     collision = combo_collision(stats, cfg.combo)
-    add("combo_collision_rate", collision["all_collision_rate"], details=collision)
+    metrics = [("rows", stats["rows"], None, "ExpectColumnMaxToBeBetween", "not measured"),
+               ("label_rate", stats["label_rate"], None, "ExpectColumnMaxToBeBetween", "not measured"),
+               ("duplicate_rate", stats["duplicate_rate"], None, "ExpectColumnMaxToBeBetween", "not measured"),
+               *_field_metrics(stats, reference)]
+    for kind, value, fld, gx_type, unmeasured in metrics:
+        checks.append(bounded_check(spec, cfg, reference, kind, value, fld, gx_type=gx_type, unmeasured=unmeasured))
+    checks.append(bounded_check(spec, cfg, reference, "combo_collision_rate", collision["all_collision_rate"],
+                                details=collision))
+    for check in checks[len(AVAILABILITY):]:
+        if check.kwargs:
+            row[check.name] = float(check.observed)
     return checks, row
 
 
@@ -305,13 +320,13 @@ def bucket_checks(cfg: GateConfig, stats: dict | None, reference: list[dict],
     return checks
 
 
-def build_checks(spec, manifest: dict | None, cfg: GateConfig, *, schema: pd.DataFrame | None,
+def build_checks(spec, cfg: GateConfig, *, schema: pd.DataFrame | None,
                  raw_sample: pd.DataFrame | None, stats: dict | None, reference: list[dict],
                  bucket_sample: pd.DataFrame | None,
                  availability: dict[str, tuple[bool, str]]) -> tuple[list[Check], dict[str, Any]]:
     """Every check of a day, and the metrics row they read."""
     checks = schema_checks(spec, schema, raw_sample)
-    mchecks, row = metric_checks(spec, manifest or {}, cfg, stats, reference, availability)
+    mchecks, row = metric_checks(spec, cfg, stats, reference, availability)
     checks += mchecks
     checks += bucket_checks(cfg, stats, reference, bucket_sample)
     return checks, row

@@ -16,14 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="let a failing day through; the reason, user and time are logged in the verdict")
     p.add_argument("--force", action="store_true", help="run again even when the verdict is up to date")
     p.add_argument("--no-reports", action="store_true", help="skip Data Docs and plots (verdict and summary only)")
-    p.add_argument("--dask", metavar="ADDRESS", help="existing Dask scheduler for the statistics "
-                                                     "(default: threads in this process)")
     p.set_defaults(func=cmd_validate)
 
 
 def cmd_validate(args) -> int:
-    import contextlib
-
     from features.lake import Lake
     from features.spec import load_spec
     from flows.guard import dataset_lock
@@ -37,15 +33,8 @@ def cmd_validate(args) -> int:
         if not days:
             raise FileNotFoundError(f"dataset {spec.name!r}: no raw days in {lake.raw(spec.name)}; give --date")
         date = days[-1]
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(dataset_lock(lake, spec.name))
-        client = None
-        if args.dask:
-            from features.cluster import dask_client
-
-            client = stack.enter_context(dask_client(args.dask))
-        result = run_gate(spec, lake, date, override=args.override, client=client, reports=not args.no_reports,
-                          force=args.force)
+    with dataset_lock(lake, spec.name):
+        result = run_gate(spec, lake, date, override=args.override, reports=not args.no_reports, force=args.force)
     doc = result.doc
     ref = doc["reference_dates"]
     counts = doc["counts"]
