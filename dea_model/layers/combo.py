@@ -93,8 +93,8 @@ class ComboIDScores(nn.Module):
             never hashed or gathered and A_m's diagonal is 0.
         symmetric: unordered pairs i < j, scored once and mirrored (A_m symmetric); no diagonal.
         gate_on: "score" scales the pair MLP's output by the gate, which lets the MLP run once per
-            codeword (:func:`codebook_tables`; few pairs: :func:`codebook_scores`); "codeword" scales the codeword before the MLP, as
-            Eq. 6-7 write it (:func:`pair_scores`). The same function when k = 0.
+            codeword (:func:`codebook_tables`; few pairs: :func:`codebook_scores`); "codeword" scales the
+            codeword before the MLP, as Eq. 6-7 write it (:func:`pair_scores`). The same function when k = 0.
         seed: base of the codebook seeds (:func:`codebook_seeds`); stored in ``seeds``.
     """
 
