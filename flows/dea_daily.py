@@ -59,12 +59,12 @@ def dea_daily(dataset: str = "synthetic", date: dt.date | None = None, window: i
 
     with dataset_lock(day.lake, dataset):
         stage("ingest", ingest_flow, window=window)
-        with flow_client(cluster):  # one Dask cluster for the feature and statistics work
+        with flow_client(cluster):  # one Dask cluster for the feature tables and their statistics
             try:
                 stage("features", features_flow, window=window, cluster=cluster)
             except DayNotBuilt as e:  # the gate below records the day as failed, naming the bad file
                 log.error("%s", e)
-            stage("validate", validate_flow, override=gate_override, cluster=cluster)
+        stage("validate", validate_flow, override=gate_override)
         stage("train", train_flow, **model)
         stage("evaluate", evaluate_flow, **model, promotion=promotion)
         registered = stage("register", register_flow, **model, promotion=promotion)

@@ -10,17 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flows import settings
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
-settings.apply()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from flows.cluster import flow_client  # noqa: E402
-from flows.guard import dataset_lock  # noqa: E402
-from flows.params import DaskParams, Day  # noqa: E402
-from flows.reports import artifact_key, publish, table  # noqa: E402
+from flows.cluster import flow_client
+from flows.guard import dataset_lock
+from flows.params import DaskParams, Day
+from flows.reports import artifact_key, publish, table
 
 
 class DayNotBuilt(RuntimeError):

@@ -10,18 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flows import settings
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact
+from prefect.cache_policies import NO_CACHE
 
-settings.apply()
-
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_link_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from flows.guard import dataset_lock  # noqa: E402
-from flows.params import DaskParams, Day  # noqa: E402
-from flows.reports import artifact_key, publish  # noqa: E402
-from validation.checks import AVAILABILITY  # noqa: E402
+from flows.guard import dataset_lock
+from flows.params import Day
+from flows.reports import artifact_key, publish
+from validation.checks import AVAILABILITY
 
 
 class GateFailed(RuntimeError):
@@ -66,8 +62,7 @@ def gate(day: Day, override: str | None, force: bool):
 
 @flow(name="validate")
 def validate_flow(dataset: str = "synthetic", date: dt.date | None = None, override: str | None = None,
-                  force: bool = False, home: str | None = None, spec_overrides: dict[str, Any] | None = None,
-                  cluster: DaskParams = DaskParams()) -> dict:
+                  force: bool = False, home: str | None = None, spec_overrides: dict[str, Any] | None = None) -> dict:
     """Gate the feature day ``date``; Failed when the verdict is ``fail`` (unless ``override``)."""
     log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)
