@@ -14,7 +14,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: run test test-fast setup bench lock clean
+.PHONY: run test test-fast setup bench mutate lock clean
 
 run: $(STAMP)
 	$(BIN)/dea run
@@ -39,6 +39,28 @@ $(STAMP): pyproject.toml $(LOCK)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test,bench]'
 	$(BIN)/python benchmarks/features_throughput.py --out benchmarks/results/features_throughput.json
+
+# Mutation testing of the critical code (mutmut, the `mutation` extra; not part of `make test`/CI):
+# hashing.py, cross_ids of pipeline.py, metrics.py, the promotion rule and aliases of registry.py, the
+# DEA block and the collapse-avoiding mask. Config in pyproject.toml [tool.mutmut]: each mutant runs
+# only the tests of that selection that call the mutated function. Mutants and results go to
+# ./mutants/ (git-ignored by its own .gitignore); `mutmut show NAME` prints one mutant's diff,
+# `mutmut browse` is the interactive view. One module: `make mutate MUTANTS='dea_model.metrics.*'`.
+# Results and the survivors' verdicts: benchmarks/results/mutation.md.
+MUTATE_REGISTRY := decide _finite promoted_by
+MUTATE_ALIASES  := resolve _parse _exists _dangling _last_good alias_problems _state aliases champion \
+                   champion_history log _lock _write _edit _note set_alias promote rollback remove _rebuilt repair
+MUTANTS ?= 'features.hashing.*' 'features.pipeline.x_cross_ids__mutmut_*' 'dea_model.metrics.*' \
+           $(foreach f,$(MUTATE_REGISTRY),'dea_model.registry.x_$(f)__mutmut_*') \
+           $(foreach f,$(MUTATE_ALIASES),'dea_model.registry.x?Registry?$(f)__mutmut_*') \
+           'dea_model.models.dea.*' 'dea_model.layers.attention.*'
+MUTATE_JOBS ?= 2
+
+mutate: $(STAMP)
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test,mutation]'
+	mkdir -p mutants && printf '*\n' > mutants/.gitignore
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	$(BIN)/mutmut results | { grep -v ': not checked' || true; }   # the survivors (other pipeline.py functions: not run)
 
 # Regenerate constraints.txt: a fresh temporary venv, $(TORCH) first, then the project with every
 # extra resolved WITHOUT constraints (the newest versions pyproject.toml allows), then `pip freeze`

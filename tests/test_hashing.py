@@ -231,3 +231,73 @@ def test_transform_table_with_a_huge_sparse_value():
     assert out["user_x_item"].to_pylist() == [feature_id("user_x_item", f"{a}:{b}")
                                               for a, b in zip(expected_user, expected_item)]
     assert item_ids[items[7]] in expected_item
+
+
+# --- edges the mutation run found unpinned (benchmarks/results/mutation.md) ---------------------
+
+def test_float_tokens_in_float32_and_at_the_integer_limit():
+    """Tokens of floats: an integral value below 2^53 is the integer's text in any float width;
+    float32 values keep their own shortest text (3.1, not float64's 3.0999999046325684); from 2^53 on
+    (no longer every integer) the float's own text; NaN is missing whether or not Arrow marks it null."""
+    f32 = pa.array([3.0, 3.1, float("nan"), -0.0, 1234567.0], pa.float32())
+    assert feature_ids("f", f32).tolist() == [feature_id("f", t) for t in ("3", "3.1", MISSING_TOKEN, "0", "1234567")]
+    f64 = pa.array([1234567890123.0, 2.0**53 - 1, 2.0**53, -(2.0**53), 1.5, float("nan"), None], pa.float64())
+    assert feature_ids("f", f64).tolist() == [feature_id("f", t) for t in (
+        "1234567890123", "9007199254740991", "9.007199254740992e+15", "-9.007199254740992e+15", "1.5",
+        MISSING_TOKEN, MISSING_TOKEN)]
+
+
+def test_boolean_tokens_are_0_and_1():
+    assert feature_ids("f", pa.array([True, False, None])).tolist() == [
+        feature_id("f", "1"), feature_id("f", "0"), feature_id("f", MISSING_TOKEN)]
+    assert feature_ids("f", np.array([True, False])).tolist() == [feature_id("f", "1"), feature_id("f", "0")]
+
+
+def test_pandas_object_column_with_nan_for_missing():
+    # pandas marks a missing string as NaN in an object column: it is missing, not a float among strings
+    expected = [feature_id("f", "a"), feature_id("f", MISSING_TOKEN), feature_id("f", MISSING_TOKEN), feature_id("f", "b")]
+    column = pd.Series(["a", np.nan, None, "b"], dtype=object)
+    for values in (column, column.to_numpy(), column.tolist()):          # also as NumPy / Python objects
+        assert feature_ids("f", values).tolist() == expected
+
+
+def test_hash64_tokens_null_and_empty_are_missing():
+    got = hash64_tokens("f", pa.array(["a", None, "", "b"], pa.string()))
+    assert got.tolist() == [feature_id("f", "a"), feature_id("f", MISSING_TOKEN), feature_id("f", MISSING_TOKEN),
+                            feature_id("f", "b")]
+
+
+def test_bucket_ids_infer_the_bucket_count_and_accept_an_empty_day():
+    buckets, missing = np.array([0, 3, 1, 3]), np.array([False, False, True, False])
+    expected = [feature_id("x", "b0"), feature_id("x", "b3"), feature_id("x", MISSING_TOKEN), feature_id("x", "b3")]
+    assert bucket_ids("x", buckets, missing).tolist() == expected            # n_buckets from the data
+    assert bucket_ids("x", buckets, missing, n_buckets=6).tolist() == expected
+    empty = bucket_ids("x", np.array([], np.int64), np.array([], bool))
+    assert empty.tolist() == [] and empty.dtype == np.int64
+
+
+def test_vectorised_murmur_memory_is_a_small_multiple_of_the_data():
+    """The padded copy of the data is bytes, not a wider dtype: the peak stays a few times the data
+    (8 MB of 100-byte keys, all on the vectorised path), whatever the number of keys."""
+    tokens = pa.array([f"{i:08d}" + "v" * 92 for i in range(80_000)], pa.string())
+    data_bytes = tokens.buffers()[2].size
+    ids, peak = traced_peak(lambda: hash64_tokens("item", tokens))
+    assert peak < 4 * data_bytes, f"peak {peak / MB:.1f} MB for {data_bytes / MB:.1f} MB of keys"
+    assert ids[12345] == feature_id("item", f"{12345:08d}" + "v" * 92)
+
+
+def test_cross_ids_of_many_pairs_and_of_an_empty_day():
+    """Every row's cross ID is the spec's, whatever the order and repetition of the pairs (small
+    vocabularies on each side, so pairs repeat and share sides); no rows, no IDs."""
+    from features.pipeline import cross_ids
+
+    rng = np.random.default_rng(11)
+    vocab_a = np.array([0, -1, 2**63 - 1, -(2**63), 17, 42], np.int64)
+    vocab_b = np.array([5, -5, 99, 2**62], np.int64)
+    a, b = rng.choice(vocab_a, 400), rng.choice(vocab_b, 400)
+    expected = [feature_id("a_x_b", f"{x}:{y}") for x, y in zip(a.tolist(), b.tolist())]
+    assert cross_ids("a_x_b", a, b).tolist() == expected
+    assert cross_ids("a_x_b", a[::-1], b[::-1]).tolist() == expected[::-1]
+    assert cross_ids("a_x_b", a[:1], b[:1]).tolist() == expected[:1]
+    empty = cross_ids("a_x_b", np.array([], np.int64), np.array([], np.int64))
+    assert empty.tolist() == [] and empty.dtype == np.int64

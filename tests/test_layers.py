@@ -521,3 +521,42 @@ def test_fm_interaction_equals_pairwise_sum():
     e = randn(3, 5, 4)
     brute = sum((e[:, i] * e[:, j]).sum(-1) for i, j in itertools.combinations(range(5), 2))
     torch.testing.assert_close(fm_interaction(e), brute)
+
+
+# --- edges the mutation run found unpinned (benchmarks/results/mutation.md) -------------------------
+
+def test_collapse_avoiding_keeps_scores_tied_with_the_threshold():
+    """keep = |S| ≥ τ: when every off-diagonal |S| equals the mean (values exact in binary, so the
+    float32 mean is exact too), every pair is kept, whatever its sign: nothing collapses to empty rows."""
+    n = 4
+    off = ~torch.eye(n, dtype=torch.bool)
+    s = torch.full((2, 3, n, n), 0.5)
+    s[:, :, off] *= torch.tensor([1.0, -1.0]).repeat(6)
+    s[1] *= 4                                                                  # per head: τ = 0.5 and 2.0
+    assert CollapseAvoiding(heads=2)(s).all()
+
+
+def test_collapse_avoiding_defaults_are_the_models():
+    """CollapseAvoiding(heads) = DEA's defaults: c = 1 (τ is the plain mean) and a running τ with
+    momentum 0.99 that eval uses."""
+    from dea_model.models.dea import DEAConfig
+
+    ca = CollapseAvoiding(heads=1)
+    cfg = DEAConfig()
+    assert (ca.multiplier, ca.momentum, ca.running) == (cfg.tau_multiplier, cfg.tau_momentum, cfg.tau_running) \
+        == (1.0, 0.99, True)
+    first, second = randn(1, 4, 5, 5, seed=3), 5 * randn(1, 4, 5, 5, seed=4)
+    off = ~torch.eye(5, dtype=torch.bool)
+    mean1, mean2 = first.abs()[:, :, off].mean(), second.abs()[:, :, off].mean()
+    assert torch.equal(ca(first)[:, :, off], first.abs()[:, :, off] >= mean1)  # c = 1
+    ca(second)
+    torch.testing.assert_close(ca.tau_mean, (0.99 * mean1 + 0.01 * mean2).reshape(1))
+
+
+def test_collapse_avoiding_threshold_of_bf16_scores():
+    """Under bf16 autocast S is bf16: the sums behind τ run in float32, so a large diagonal (a token's
+    similarity with itself) cannot swamp the off-diagonal mean (bf16 would round 1 + 1 + 1 + 256 to 260:
+    τ = 1.5, both pairs masked); τ is then compared in the scores' precision (254.5 rounds to 254)."""
+    for rows, in [([[1, 1], [-1, 256]],), ([[1, 254], [-255, 1]],)]:
+        s = torch.tensor([[rows]], dtype=torch.bfloat16)                       # (H=1, B=1, 2, 2)
+        assert CollapseAvoiding(heads=1)(s).all()

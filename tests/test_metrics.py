@@ -1,3 +1,4 @@
+import os
 import time
 import warnings
 
@@ -133,3 +134,95 @@ def test_constant_group_gives_nan_gauc_without_warning():
 def test_non_finite_scores_are_an_error():
     with pytest.raises(ValueError, match="non-finite"):
         metrics.auc([0, 1], [0.1, np.nan])
+
+
+# --- edges the mutation run found unpinned (benchmarks/results/mutation.md) ---------------------
+
+def test_empty_and_one_row_inputs():
+    """No rows: every metric that can be defined is NaN/empty (no exception, no stray warning but
+    AUC's own); one row: one group of one impression, not a valid GAUC group."""
+    with pytest.warns(RuntimeWarning, match="single class"):
+        assert np.isnan(metrics.auc([], []))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(metrics.calibration([], []))
+        aucs, n, valid = metrics.group_aucs([], [], [])
+        assert (aucs.shape, n.shape, valid.shape) == ((0,), (0,), (0,))
+        assert (aucs.dtype, n.dtype, valid.dtype) == (np.float64, np.int64, np.bool_)  # as for non-empty input
+        g, coverage, groups = metrics.gauc_stats([], [], [])
+        assert np.isnan(g) and (coverage, groups) == (0.0, 0)
+        aucs, n, valid = metrics.group_aucs([1], [0.5], [7])
+        assert np.isnan(aucs).tolist() == [True] and n.tolist() == [1] and valid.tolist() == [False]
+        full = metrics.group_aucs([0, 1], [0.2, 0.7], [7, 7])
+        assert (full[0].dtype, full[1].dtype, full[2].dtype) == (np.float64, np.int64, np.bool_)
+
+
+def test_single_class_groups_give_no_numpy_warnings_and_zero_coverage():
+    y, p, g = [1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4], [1, 1, 2, 2]      # every group holds one class
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                              # 0/0 inside np.where must stay silent
+        aucs, n, valid = metrics.group_aucs(y, p, g)
+        assert np.isnan(aucs).all() and n.tolist() == [2, 2] and not valid.any()
+        value, coverage, groups = metrics.gauc_stats(y, p, g)
+        assert np.isnan(value) and coverage == 0.0 and groups == 2
+        m = metrics.ctr_metrics(y, p, g)
+    assert np.isnan(m["gauc"]) and m["gauc_coverage"] == 0.0 and m["groups"] == 2
+
+
+def test_undefined_metric_warnings_name_the_metric_and_point_at_the_caller():
+    with pytest.warns(RuntimeWarning) as record:
+        metrics.auc([1, 1], [0.1, 0.2])
+        metrics.gauc([0, 1, 0], [0.1, 0.2, 0.3], [1, 2, 3])
+    assert [str(w.message) for w in record] == [
+        "AUC is undefined with a single class; returning NaN",
+        "GAUC is undefined: no group holds both clicks and non-clicks; returning NaN"]
+    # stacklevel: a line outside the library (the caller's; under mutmut its trampoline's one frame up)
+    assert not [w.filename for w in record if w.filename.endswith(os.path.join("dea_model", "metrics.py"))]
+
+
+def test_ctr_metrics_keys_and_defaults_without_groups():
+    expected_keys = {"rows", "ctr", "auc", "logloss", "calibration", "gauc", "gauc_coverage", "groups"}
+    for groups in (None, np.full(4, 5)):                            # no group field / a constant group
+        m = metrics.ctr_metrics([0, 1, 0, 0], [0.2, 0.7, 0.3, 0.6], groups)
+        assert set(m) == expected_keys
+        assert m["rows"] == 4 and m["ctr"] == 0.25 and m["auc"] == 1.0
+        assert np.isnan(m["gauc"]) and m["gauc_coverage"] == 0.0 and m["groups"] == 0
+
+
+def test_ctr_metrics_of_one_impression_with_a_group():
+    with pytest.warns(RuntimeWarning, match="single class"):
+        m = metrics.ctr_metrics([1], [0.25], [42])
+    assert m["rows"] == 1 and m["ctr"] == 1.0 and m["calibration"] == 0.25
+    assert np.isnan(m["gauc"]) and m["groups"] == 0                 # one group is a constant group
+
+
+def test_logloss_clips_both_ends_and_needs_no_second_class():
+    assert metrics.logloss([1, 0], [0.0, 1.0]) == pytest.approx(-np.log(1e-7), rel=1e-9)   # finite, clipped at 1e-7
+    assert metrics.logloss([0, 0], [0.1, 0.2]) == pytest.approx(-np.mean(np.log([0.9, 0.8])))
+    assert metrics.logloss([1], [0.5]) == pytest.approx(np.log(2))
+
+
+def test_calibration_without_positives_is_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(metrics.calibration([0, 0, 0], [0.1, 0.2, 0.3]))
+    assert metrics.calibration([0, 1, 0, 1], [0.25, 0.25, 0.25, 0.25]) == 0.5
+
+
+def test_float32_scores_are_evaluated_in_float64():
+    """A model hands over float32 probabilities: the metrics are those of the same values in float64."""
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 20_000)
+    g = rng.integers(0, 50, 20_000)
+    p32 = rng.random(20_000, dtype=np.float32)
+    m32, m64 = metrics.ctr_metrics(y, p32, g), metrics.ctr_metrics(y, p32.astype(np.float64), g)
+    assert m32 == m64
+
+
+def test_length_and_finiteness_errors_say_what_differs():
+    with pytest.raises(ValueError, match=r"^labels \(3\) and scores \(2\) differ in length$"):
+        metrics.auc([0, 1, 0], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"^groups \(2\) and labels \(3\) differ in length$"):
+        metrics.gauc([0, 1, 0], [0.1, 0.2, 0.3], [1, 2])
+    with pytest.raises(ValueError, match=r"^scores hold 2 non-finite values$"):
+        metrics.logloss([0, 1, 0], [np.inf, 0.2, np.nan])

@@ -509,3 +509,60 @@ def test_overfits_tiny_dataset(name):
     model.eval()
     with torch.no_grad():
         assert roc_auc_score(labels.numpy(), model(ids).numpy()) > 0.99
+
+
+# --- edges the mutation run found unpinned (benchmarks/results/mutation.md) -------------------------
+
+@pytest.mark.parametrize("key", ["embedding_dim", "embedding_rows", "layers", "heads", "attention_dim",
+                                 "codebook_size", "pair_hidden", "tau_multiplier", "fusion_hidden"])
+def test_dea_config_names_a_non_positive_hyperparameter(key):
+    with pytest.raises(ValueError, match=rf"^model 'dea': {key} must be > 0, got 0$"):
+        build_model("dea", 4, **{key: 0})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(diag="none"), r"^model 'dea': diag='none' is not one of \('keep', 'zero', 'neg_inf'\)$"),
+    (dict(gate_on="pair"), r"^model 'dea': gate_on='pair' is not one of \('score', 'codeword'\)$"),
+    (dict(symmetric=True, diag="keep"), r"^model 'dea': symmetric=True mirrors the Combo-ID scores around a "
+                                         r"removed diagonal; use diag=zero or neg_inf$"),
+    (dict(siamese=-1), r"^model 'dea': siamese must be ≥ 0, got -1$"),
+    (dict(attention_dim=10, heads=3), r"^model 'dea': attention_dim 10 is not a multiple of heads 3$"),
+])
+def test_dea_config_errors_say_what_is_wrong(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        build_model("dea", 4, **overrides)
+    assert build_model("dea", 4, symmetric=True, diag="neg_inf").cfg.symmetric   # symmetric is fine without keep
+
+
+def test_dea_blocks_get_the_configs_tau_fusion_and_dropout_settings():
+    model = build("dea", tau_multiplier=1.5, tau_momentum=0.9, tau_running=False, fusion_hidden=5, dropout=0.25,
+                  parallel_dnn=True)
+    for block in model.blocks:
+        assert (block.collapse.multiplier, block.collapse.momentum, block.collapse.running) == (1.5, 0.9, False)
+        assert block.fusion.g_in_weight.shape[-1] == 5                    # the multiply fusion's hidden width
+    for dnn in (model.head, model.parallel_dnn):
+        assert [m.p for m in dnn if isinstance(m, torch.nn.Dropout)] == [0.25] * len(SMALL["dea"]["dnn_hidden"])
+    ids = ids_batch()
+    model.eval()
+    assert torch.equal(model(ids), model(ids))
+    model.train()
+    assert not torch.equal(model(ids), model(ids))                         # dropout is on in training
+
+
+@pytest.mark.parametrize("combo, collapse, fused", [(True, True, True), (True, False, False), (False, True, False)])
+def test_dea_has_fusion_parameters_only_when_both_attentions_are_on(combo, collapse, fused):
+    model = build("dea", combo=combo, collapse=collapse)
+    assert any(".fusion." in k for k in model.state_dict()) is fused       # the saved state_dict's keys
+
+
+def test_dea_codebook_seed_addresses_the_codebooks():
+    from dea_model.layers.hashing import to_int32
+
+    base = randomise(build("dea")).eval()
+    other = build("dea", codebook_seed=7).eval()
+    siamese = base.cfg.siamese
+    assert other.combo.seeds.tolist() == [to_int32(s) for s in codebook_seeds(7, siamese + 1)]
+    assert base.combo.seeds.tolist() == [to_int32(s) for s in codebook_seeds(base.cfg.codebook_seed, siamese + 1)]
+    other.load_state_dict({k: v for k, v in base.state_dict().items() if not k.endswith("seeds")}, strict=False)
+    ids = ids_batch()
+    assert not torch.equal(base(ids), other(ids))                           # same weights, other addresses

@@ -132,3 +132,83 @@ def test_promotion_rule_min_gain_and_bad_metrics():
     assert decide({"auc": 0.7, "gauc": 0.615}, {"auc": 0.7, "gauc": 0.60}, min_gain=0.01).promote
     with pytest.raises(RegistryError, match="candidate metrics have no finite 'auc'"):
         decide({"auc": math.nan}, {"auc": 0.7})
+
+
+# --- edges the mutation run found unpinned (benchmarks/results/mutation.md) ---------------------
+
+def test_promotion_rule_boundaries_are_inclusive_for_auc_and_strict_for_the_key():
+    # a_c >= a_b - auc_tolerance promotes at equality (values exact in binary); k_c > k_b + min_gain is strict
+    assert decide({"auc": 0.5, "gauc": 0.75}, {"auc": 0.75, "gauc": 0.5}, auc_tolerance=0.25).promote
+    assert not decide({"auc": 0.5, "gauc": 0.75}, {"auc": 0.75, "gauc": 0.5}, auc_tolerance=0.125).promote
+    assert not decide({"auc": 0.75, "gauc": 0.75}, {"auc": 0.75, "gauc": 0.5}, min_gain=0.25).promote
+    with pytest.raises(RegistryError, match=r"^champion metrics have no finite 'auc': \{'auc': nan\}$"):
+        decide({"auc": 0.7}, {"auc": math.nan})
+
+
+def test_alias_log_records_every_change_exactly(reg, tmp_path):
+    import re
+
+    for s in range(3):
+        reg.register(_trained(tmp_path, s), metrics={"auc": 0.6}, lineage={})
+    reg.promote("v0001")
+    reg.set_alias("challenger", "v0002")
+    reg.promote("v0002", "beat v0001")
+    reg.rollback()
+    assert reg.aliases() == {"champion": "v0001"} and reg.champion().version == "v0001"
+    reg.set_alias("shadow", "3", "canary")
+    log = reg.log()
+    assert [{k: v for k, v in e.items() if k != "at"} for e in log] == [
+        {"action": "promote", "alias": "champion", "version": "v0001", "reason": "manual"},
+        {"action": "set", "alias": "challenger", "version": "v0002", "reason": ""},
+        {"action": "promote", "alias": "champion", "version": "v0002", "reason": "beat v0001"},
+        {"action": "rollback", "alias": "champion", "version": "v0001", "reason": "manual rollback (was v0002)"},
+        {"action": "set", "alias": "shadow", "version": "v0003", "reason": "canary"}]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", e["at"]) for e in log)   # UTC, seconds
+
+
+def test_promoting_the_champion_again_keeps_one_history_entry(reg, tmp_path):
+    for s in range(2):
+        reg.register(_trained(tmp_path, s), metrics={"auc": 0.6}, lineage={})
+    assert reg.champion_history() == []
+    reg.promote("v0001")
+    reg.promote("v0002")
+    reg.promote("champion", "re-confirmed")
+    assert reg.champion_history() == ["v0001", "v0002"]
+    assert reg.rollback().version == "v0001" and reg.champion_history() == ["v0001"]
+
+
+def test_reserved_and_champion_aliases_are_refused_without_a_write(reg, tmp_path):
+    reg.register(_trained(tmp_path, 0), metrics={"auc": 0.6}, lineage={})
+    reg.promote("v0001")
+    before = (reg.root / "aliases.json").read_text()
+    with pytest.raises(RegistryError, match=r"^use promote\(\) / rollback\(\) to move 'champion' \(they keep its history\)$"):
+        reg.set_alias("champion", "v0001")
+    for reserved in ("champions", "log"):
+        with pytest.raises(RegistryError, match=rf"^'{reserved}' is reserved$"):
+            reg.set_alias(reserved, "v0001")
+    assert (reg.root / "aliases.json").read_text() == before
+
+
+def test_remove_deletes_unaliased_versions_and_prunes_the_champion_history(reg, tmp_path):
+    for s in range(4):
+        reg.register(_trained(tmp_path, s), metrics={"auc": 0.6}, lineage={})
+    reg.promote("v0001")
+    reg.promote("v0002")
+    reg.set_alias("challenger", "v0003")
+    reg.remove([], "retention")                                     # nothing to do: nothing logged
+    assert len(reg.log()) == 3
+    for held in (["v0002"], ["v0003"], ["v0004", "champion"]):      # an alias names it: refused whole
+        with pytest.raises(RegistryError, match=r"^model 'dea': cannot remove \['v000[23]'\]: an alias points at it$"):
+            reg.remove(held, "retention")
+    assert reg.versions() == ["v0001", "v0002", "v0003", "v0004"] and len(reg.log()) == 3
+    reg.remove(["v0004", "1"], "retention: keep 2")
+    assert reg.versions() == ["v0002", "v0003"]
+    assert sorted(p.name for p in reg.root.iterdir() if not p.name.startswith("aliases")) == [".aliases.lock", "v0002", "v0003"]
+    assert reg.champion_history() == ["v0002"]                      # a rollback can no longer target v0001
+    assert [{k: v for k, v in e.items() if k != "at"} for e in reg.log()[-2:]] == [
+        {"action": "remove", "alias": "-", "version": "v0001", "reason": "retention: keep 2"},
+        {"action": "remove", "alias": "-", "version": "v0004", "reason": "retention: keep 2"}]
+    with pytest.raises(RegistryError, match="no previous champion"):
+        reg.rollback()
+    with pytest.raises(RegistryError, match="no version 'v0004'"):
+        reg.remove(["v0004"], "again")

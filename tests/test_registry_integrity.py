@@ -4,6 +4,7 @@ repaired (last-good copy, else rebuilt from lineage), ``dea registry verify``, h
 from __future__ import annotations
 
 import errno
+import re
 import json
 import os
 import shutil
@@ -358,3 +359,147 @@ def test_verify_reports_a_damaged_alias_file_and_old_versions(reg, tmp_path, cap
     out = capsys.readouterr().out
     assert f"model 'dea': {reg.root / 'aliases.json'} is not valid JSON" in out
     assert "1 version(s) registered before records carried checksums, not checked: v0001" in out
+
+
+# --- edges the mutation run found unpinned (benchmarks/results/mutation.md) ---------------------
+
+BROKEN_NAME = r"aliases\.broken-\d{8}T\d{6}-[0-9a-f]{4}\.json"     # aliases.broken-<local time>-<4 hex>.json
+
+
+def _undecided(lineage_decisions: list[str | None], reg, tmp_path) -> None:
+    for s, decision in enumerate(lineage_decisions, 1):
+        reg.register(_trained(tmp_path, s), metrics={"auc": 0.7}, lineage={} if decision is None else {"decision": decision})
+
+
+def test_an_alias_file_without_history_or_log_reads_as_empty(reg, tmp_path):
+    _undecided([None, None], reg, tmp_path)
+    (reg.root / "aliases.json").write_text('{"champion": "v0001"}')    # written by hand, or by an older version
+    assert reg.aliases() == {"champion": "v0001"} and reg.champion_history() == [] and reg.log() == []
+    reg.promote("v0002")
+    assert reg.champion_history() == ["v0002"] and [e["action"] for e in reg.log()] == ["promote"]
+
+
+@pytest.mark.parametrize("state, problem", [
+    ({"champions": "v0001"}, "has a 'champions' entry that is not a list of versions or a 'log' that is not a list"),
+    ({"champions": ["v0001", 1]}, "has a 'champions' entry that is not a list of versions or a 'log' that is not a list"),
+    ({"champions": [], "log": {}}, "has a 'champions' entry that is not a list of versions or a 'log' that is not a list"),
+    ({"champion": 3, "challenger": "v0001", "shadow": None}, "has aliases that are not version names: ['champion', 'shadow']"),
+])
+def test_malformed_alias_entries_are_named(reg, tmp_path, state, problem):
+    _undecided([None], reg, tmp_path)
+    path = reg.root / "aliases.json"
+    path.write_text(json.dumps(state))
+    assert reg.alias_problems() == [f"{path} {problem}"]
+    with pytest.raises(RegistryError, match="repair"):
+        reg.aliases()
+
+
+def test_the_damaged_aliases_error_is_one_line_naming_every_problem_and_the_fix(reg, tmp_path):
+    _two_promoted(reg, tmp_path)
+    path = reg.root / "aliases.json"
+    (reg.root / LAST_GOOD).unlink()
+    path.write_text(json.dumps({"champion": "v0007", "challenger": "v0008", "champions": ["v0001"], "log": []}))
+    with pytest.raises(RegistryError) as e:
+        reg.aliases()
+    assert str(e.value) == (
+        f"model 'dea': alias 'champion' in {path} points at version 'v0007', which does not exist; "
+        f"alias 'challenger' in {path} points at version 'v0008', which does not exist (versions: ['v0001', 'v0002']); "
+        "repair it with `dea registry --model dea repair` (rebuilds the aliases from the versions' lineage; "
+        "--dry-run shows what it changes)")
+
+
+def test_an_invalid_alias_change_names_the_alias_file_and_every_missing_version(reg, tmp_path, monkeypatch):
+    _two_promoted(reg, tmp_path)
+    monkeypatch.setattr(Registry, "resolve", lambda self, v: "v0009")    # the version vanished meanwhile
+    with pytest.raises(RegistryError) as e:
+        reg.promote("v0009")
+    path = reg.root / "aliases.json"
+    assert str(e.value) == (
+        f"model 'dea': alias change not saved: alias 'champion' in {path} points at version 'v0009', which does "
+        f"not exist; champion history entry 'v0009' in {path} names a version that does not exist "
+        "(versions: ['v0001', 'v0002'])")
+
+
+def test_repair_of_a_healthy_registry_says_whether_a_last_good_copy_exists(reg, tmp_path):
+    _two_promoted(reg, tmp_path)
+    path, lg = reg.root / "aliases.json", reg.root / LAST_GOOD
+    assert reg.repair() == [f"model 'dea': {path} is valid: nothing to repair"]
+    lg.unlink()
+    assert reg.repair() == [f"model 'dea': {path} is valid: nothing to repair; no last-good copy yet "
+                            f"({lg} is written on the next alias change)"]
+
+
+def test_repair_rebuild_report_dry_run_then_for_real(reg, tmp_path):
+    """Three promoted (v1, v2, v4) and three kept (v3, v5, v6) registrations; the alias file names two
+    missing versions and its last-good copy is unusable (two missing entries too): the report says
+    exactly what is wrong and what is rebuilt; the dry run writes nothing; the real run keeps the damaged
+    bytes and the readable log."""
+    champion = {"auc": 0.70, "gauc": 0.60}
+    yes, no = decide({"auc": 0.71, "gauc": 0.61}, champion).reason, decide({"auc": 0.69, "gauc": 0.59}, champion).reason
+    _undecided([decide(champion, None).reason, yes, no, yes, no, no], reg, tmp_path)
+    path, lg = reg.root / "aliases.json", reg.root / LAST_GOOD
+    old_log = [{"at": "2026-01-01T06:00:00+00:00", "action": "promote", "alias": "champion", "version": "v0007",
+                "reason": "manual"}]
+    damaged = json.dumps({"champion": "v0007", "challenger": "v0008", "champions": ["v0007"], "log": old_log})
+    path.write_text(damaged)
+    lg.write_text(json.dumps({"champion": "v0009", "champions": ["v0009"], "log": []}))
+    problems = reg.alias_problems()
+    assert len(problems) == 3
+    listing = sorted(p.name for p in reg.root.iterdir())
+    versions = "(versions: ['v0001', 'v0002', 'v0003', 'v0004', 'v0005', 'v0006'])"
+    why_not = (f"alias 'champion' in {lg} points at version 'v0009', which does not exist; champion history "
+               f"entry 'v0009' in {lg} names a version that does not exist {versions}")
+    said = ("champion v0004 (the latest version whose registration decision promoted it), champion history "
+            "['v0001', 'v0002', 'v0004']; challenger v0006 (the latest version not promoted)")
+
+    def expected(would: bool, broken: str) -> list[str]:
+        w = (lambda verb, past: f"would {verb}") if would else (lambda verb, past: past)
+        return [f"model 'dea': {'; '.join(problems)}", f"no usable last-good copy ({why_not})",
+                f"{w('rebuild', 'rebuilt')} {path} from the versions' lineage: {said}; {w('keep', 'kept')} the 1 log "
+                "entries that were readable",
+                f"{w('keep', 'kept')} the damaged file as {reg.root / broken}",
+                f"{w('log', 'logged')} the repair in {path} (and {w('save', 'saved')} it as {lg})"]
+
+    lines = reg.repair(dry_run=True)
+    broken = Path(lines[3].rsplit(" ", 1)[1]).name
+    assert re.fullmatch(BROKEN_NAME, broken) and lines == expected(True, broken)
+    assert sorted(p.name for p in reg.root.iterdir() if p.name != ".aliases.lock") == listing  # the lock only
+    assert path.read_text() == damaged
+    lines = reg.repair()
+    broken = Path(lines[3].rsplit(" ", 1)[1]).name
+    assert re.fullmatch(BROKEN_NAME, broken) and lines == expected(False, broken)
+    assert (reg.root / broken).read_text() == damaged
+    assert reg.aliases() == {"champion": "v0004", "challenger": "v0006"}
+    assert reg.champion_history() == ["v0001", "v0002", "v0004"]
+    log = reg.log()
+    assert log[:-1] == old_log and {k: log[-1][k] for k in ("action", "alias", "version")} == {
+        "action": "repair", "alias": "champion", "version": "v0004"}
+    assert log[-1]["reason"] == f"repair: {'; '.join(problems)}; rebuilt from the versions' lineage: {said}"
+    assert json.loads(lg.read_text()) == json.loads(path.read_text())
+
+
+def test_repair_rebuild_without_any_promotion_reports_no_champion(reg, tmp_path):
+    _undecided([None, "already registered: skipped"], reg, tmp_path)
+    (reg.root / "aliases.json").write_text("[]")
+    lines = reg.repair(reason="after disk failure")
+    assert lines[2].startswith(f"rebuilt {reg.root / 'aliases.json'} from the versions' lineage: no champion (no "
+                               "version's registration decision promoted it); kept the 0 log entries")
+    assert reg.aliases() == {} and reg.log()[-1]["reason"].startswith("after disk failure: ")
+
+
+@pytest.mark.parametrize("promote", [True, False])
+def test_repair_restore_report_names_champion_history_and_other_aliases(reg, tmp_path, promote):
+    _undecided([None, None], reg, tmp_path)
+    if promote:
+        reg.promote("v0001")
+        reg.promote("v0002")
+    reg.set_alias("challenger", "v0001", "manual")
+    reg.set_alias("shadow", "v0002", "canary")
+    path, lg = reg.root / "aliases.json", reg.root / LAST_GOOD
+    path.write_text("nonsense")
+    lines = reg.repair()
+    champion, history = ("v0002", ["v0001", "v0002"]) if promote else ("none", [])
+    assert lines[1] == (f"restored {path} from its last-good copy {lg}: champion {champion}, champion history "
+                        f"{history}, other aliases {{'challenger': 'v0001', 'shadow': 'v0002'}}")
+    assert reg.log()[-1]["reason"] == f"repair: {reg.root / 'aliases.json'} is not valid JSON " \
+        f"(Expecting value: line 1 column 1 (char 0)); restored from the last-good copy {lg}"
