@@ -9,6 +9,7 @@ while the feature stage is writing; every process they start is killed in a ``fi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -34,7 +35,7 @@ def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = 
             return value
         if proc is not None and proc.poll() is not None:
             break
-        time.sleep(0.1)
+        time.sleep(0.01)
     tail = log.read_text()[-3000:] if log and log.exists() else ""
     raise AssertionError(f"{what} within {timeout:.0f} s (exit {proc and proc.poll()}):\n{tail}")
 
@@ -43,10 +44,16 @@ def _temporaries(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.startswith((".tmp-", ".old-"))] if root.exists() else []
 
 
+def _writing_features(root: Path) -> bool:
+    """A feature day is being written (cheap enough to poll every few milliseconds)."""
+    folder = root / "features" / "synthetic"
+    return folder.is_dir() and any(e.name.startswith(".tmp-") for e in os.scandir(folder))
+
+
 def _start_run(home: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "DEA_HOME": str(home), "PREFECT_HOME": str(home / "prefect"), "DEA_DASK_ADDRESS": ""}
     env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([DEA, "run", "--date", "2026-01-05", "--rows", "60000", "--workers", "1",
+    return subprocess.Popen([DEA, "run", "--date", "2026-01-05", "--rows", "100000", "--workers", "1",
                              "--set", "model=fm", "--set", "epochs=1"],
                             env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
@@ -57,23 +64,28 @@ def _dask_worker(tree: list[psutil.Process]) -> bool:
             return " ".join(p.cmdline())
         except psutil.Error:
             return ""
-    return any("spawn_main" in cmd(p) for p in tree)
+    return any("spawn_main" in cmd(p) or cmd(p).startswith("dask worker") for p in tree)   # setproctitle renames it
 
 
+@contextlib.contextmanager
 def _killed_mid_write(tmp_path: Path, sig: int):
-    """Start ``dea run``, wait until Dask workers run and a temporary folder exists, send ``sig``.
-
-    Returns (the process, its descendants just before the signal, the lake root, the log).
-    """
+    """Start ``dea run``, wait until Dask workers run and a temporary folder exists, send ``sig``;
+    yield (the process, its descendants just before the signal, the lake root, the log). Whatever
+    the test asserts, every process is gone afterwards."""
     home, log = tmp_path / "lake", tmp_path / "dea-run.log"
-    proc = _start_run(home, log)
-    me = psutil.Process(proc.pid)
-    tree = _wait(lambda: (t := me.children(recursive=True)) and _dask_worker(t) and _temporaries(home) and t,
-                 240, "no Dask worker and temporary folder", proc, log)
-    names = {" ".join(p.cmdline()[1:]) for p in tree if p.is_running()}
-    assert any("prefect server start" in n for n in names), names      # the command's private server
-    proc.send_signal(sig)
-    return proc, tree, home, log
+    proc, tree = _start_run(home, log), []
+    try:
+        me = psutil.Process(proc.pid)
+        tree = _wait(lambda: _writing_features(home) and (t := me.children(recursive=True)) and _dask_worker(t) and t,
+                     240, "no Dask worker writing a feature day", proc, log)
+        names = {" ".join(p.cmdline()[1:]) for p in tree if p.is_running()}
+        assert any("prefect server start" in n for n in names), names      # the command's private server
+        proc.send_signal(sig)
+        yield proc, tree, home, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _gone(tree, timeout=1)
 
 
 def _gone(tree: list[psutil.Process], timeout: float = 30.0) -> list[psutil.Process]:
@@ -87,9 +99,7 @@ def _gone(tree: list[psutil.Process], timeout: float = 30.0) -> list[psutil.Proc
 @pytest.mark.integration
 @pytest.mark.slow
 def test_kill_9_leaves_no_process_and_the_next_run_removes_its_temporaries(tmp_path):
-    proc, tree = None, []
-    try:
-        proc, tree, home, log = _killed_mid_write(tmp_path, signal.SIGKILL)
+    with _killed_mid_write(tmp_path, signal.SIGKILL) as (proc, tree, home, log):
         assert proc.wait(30) == -signal.SIGKILL
         alive = _gone(tree)
         assert alive == [], f"left running after kill -9: {[p.pid for p in alive]}"
@@ -98,27 +108,17 @@ def test_kill_9_leaves_no_process_and_the_next_run_removes_its_temporaries(tmp_p
         with dataset_lock(Lake(home), "synthetic"):                  # what the next run of the dataset does first
             assert stale_temporaries(Lake(home), "synthetic") == []
         assert not any(p.exists() for p in left)
-    finally:
-        if proc and proc.poll() is None:
-            proc.kill()
-        _gone(tree, timeout=1)
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_sigterm_unwinds_removes_its_temporaries_and_stops_its_children(tmp_path):
-    proc, tree = None, []
-    try:
-        proc, tree, home, log = _killed_mid_write(tmp_path, signal.SIGTERM)
+    with _killed_mid_write(tmp_path, signal.SIGTERM) as (proc, tree, home, log):
         assert proc.wait(60) == 128 + signal.SIGTERM, log.read_text()[-3000:]
         alive = _gone(tree)
         assert alive == [], f"left running after SIGTERM: {[p.pid for p in alive]}"
         assert _temporaries(home) == []                              # finally blocks ran
         assert "Traceback" not in log.read_text()
-    finally:
-        if proc and proc.poll() is None:
-            proc.kill()
-        _gone(tree, timeout=1)
 
 
 HOLD = """
