@@ -482,6 +482,7 @@ def test_repair_rebuild_without_any_promotion_reports_no_champion(reg, tmp_path)
     _undecided([None, "already registered: skipped"], reg, tmp_path)
     (reg.root / "aliases.json").write_text("[]")
     lines = reg.repair(reason="after disk failure")
+    assert lines[1] == f"no usable last-good copy (there is no last-good copy {reg.root / LAST_GOOD})"
     assert lines[2].startswith(f"rebuilt {reg.root / 'aliases.json'} from the versions' lineage: no champion (no "
                                "version's registration decision promoted it); kept the 0 log entries")
     assert reg.aliases() == {} and reg.log()[-1]["reason"].startswith("after disk failure: ")
