@@ -71,11 +71,11 @@ lock:
 	$(PYTHON) -m venv "$$tmp/venv"; py="$$tmp/venv/bin/python"; \
 	$$py -m pip install -q --upgrade pip; \
 	$$py -m pip install -q '$(TORCH)'; \
-	$$py -m pip install -q -e '.[test,bench]'; \
+	$$py -m pip install -q -e '.[test,bench,mutation]'; \
 	$$py -m pip check; \
 	{ echo "# The exact versions the test suite passes with (Python $$($$py -c 'import platform; print(platform.python_version())'), Linux); pyproject.toml keeps the ranges."; \
-	  echo "# Every install in the Makefile uses it (pip install -c $(LOCK) ...: setup, test, run, bench)."; \
-	  echo "# Made by \`make lock\`: a fresh temporary venv, $(TORCH) first, then -e '.[test,bench]' resolved"; \
+	  echo "# Every install in the Makefile uses it (pip install -c $(LOCK) ...: setup, test, run, bench, mutate)."; \
+	  echo "# Made by \`make lock\`: a fresh temporary venv, $(TORCH) first, then -e '.[test,bench,mutation]' resolved"; \
 	  echo "# WITHOUT constraints, then \`pip freeze\` minus the project itself (torch without its local label such"; \
 	  echo "# as +cpu, so the CPU wheel and PyPI's build both satisfy it). Run \`make test\` before committing it."; \
 	  $$py -m pip freeze --exclude-editable | grep -v -i -e '^dea-platform' -e '^#' -e '^-e ' \
