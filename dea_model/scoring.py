@@ -7,7 +7,6 @@ does): ``features_for_model`` gives it the day transformed with that manifest.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -152,16 +151,16 @@ def features_for_model(spec: DatasetSpec, lake: Lake, date: str, model_manifest:
     """
     from features import pipeline
 
-    wanted = pipeline.Manifest.load(model_manifest)
+    wanted = Manifest.load(model_manifest)
     current = lake.manifest(spec.name)
-    if not (current.exists() and pipeline.Manifest.load(current).digest == wanted.digest):
+    if not (current.exists() and Manifest.load(current).digest == wanted.digest):
         own = Lake(Path(scratch))
         raw = own.raw(spec.name, date)
         raw.parent.mkdir(parents=True, exist_ok=True)
         if not raw.exists():
             os.symlink(lake.raw(spec.name, date), raw, target_is_directory=True)
         if not own.manifest(spec.name).exists():
-            write_json_atomic(own.manifest(spec.name), json.loads(Path(model_manifest).read_text()))
+            write_json_atomic(own.manifest(spec.name), wanted.model_dump(mode="json"))
         lake = own
     pipeline.transform(spec, lake, date, wanted)
     return lake
