@@ -36,7 +36,17 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
             yield client
         return
     n_workers = n_workers or max(1, min(4, os.cpu_count() or 1))
+    environ = dict(os.environ)
     with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
                       memory_limit=memory_limit, dashboard_address=None) as cluster, Client(cluster) as client:
+        _restore(environ)  # the nannies set OMP_NUM_THREADS=1 & co. for their workers in *this* process too
         log.info("Dask: LocalCluster with %d worker(s) x %d thread(s)", n_workers, threads_per_worker)
         yield client
+
+
+def _restore(environ: dict[str, str]) -> None:
+    """Put back the environment a LocalCluster changed in the calling process: its ``OMP_NUM_THREADS=1``
+    would otherwise make a torch imported later train on one thread."""
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)

@@ -207,3 +207,17 @@ def test_prefects_home_follows_the_lake_unless_the_user_set_it(tmp_path, monkeyp
     monkeypatch.setattr(settings, "_DEFAULTED", set())
     settings.apply(tmp_path / "cli-lake")
     assert os.environ["PREFECT_HOME"] == str(tmp_path / "mine")
+
+
+@pytest.mark.integration
+def test_a_local_cluster_leaves_this_process_environment_alone(monkeypatch):
+    """Dask's nannies set OMP_NUM_THREADS=1 for their workers, and did so in the caller's process too:
+    a torch imported after the feature stage then trained on one thread (the DEA run of `dea run`
+    took 89 s instead of 56 s on 2 cores)."""
+    from features.cluster import dask_client
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with dask_client(n_workers=1) as client:
+        assert set(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}   # workers: one thread
+        assert "OMP_NUM_THREADS" not in os.environ
+    assert "OMP_NUM_THREADS" not in os.environ
