@@ -45,7 +45,7 @@ from torch import nn
 import common  # first: the set-up every benchmark shares (benchmarks/common.py)
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
-from dea_model.data import day_files, load_days, split_days
+from dea_model.data import load_days, split_days
 from dea_model.device import resolve_device
 from dea_model.scoring import oracle_metrics
 from dea_model.train import train
@@ -202,7 +202,7 @@ def seen_group_metrics(scores: tuple[np.ndarray, np.ndarray, np.ndarray], lake: 
     """
     p, y, g = scores
     trained = np.unique(np.concatenate([pq.read_table(f, columns=["group"]).column("group").to_numpy()
-                                        for d in train_dates for f in day_files(lake, dataset, d)]))
+                                        for d in train_dates for f in lake.day_files("features", dataset, d)]))
     unseen = ~np.isin(g, trained)
     out = {"unseen_group_share": float(unseen.mean())}
     for part, rows in (("seen", ~unseen), ("unseen", unseen)):

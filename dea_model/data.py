@@ -50,19 +50,6 @@ class Batches(Protocol):
 
 # --- reading ------------------------------------------------------------------------------------
 
-def day_files(lake: Lake, dataset: str, date: str) -> list[Path]:
-    """Parquet files of one complete feature day (error when the day is absent or incomplete)."""
-    folder = lake.features(dataset, date)
-    if not (folder / "_COMPLETE.json").exists():
-        have = lake.dates("features", dataset)
-        raise FileNotFoundError(f"dataset {dataset!r} has no complete feature day {date} at {folder}; "
-                                f"complete days: {have[:3] + ['...'] + have[-3:] if len(have) > 6 else have}")
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"feature day {folder} holds no Parquet files")
-    return files
-
-
 def _read(f: Path, fields: list[str], where: str, row_group: int | None = None) -> tuple[np.ndarray, ...]:
     """One file (or one of its row groups) -> (ids [N, n] int64, label [N] float32, group [N] int64)."""
     pf = pq.ParquetFile(f)
@@ -129,7 +116,7 @@ def load_days(lake: Lake, dataset: str, dates: list[str], fields: list[str] | No
     fields = list(fields or Manifest.of(lake, dataset).fields)
     parts = []
     for date in dates:
-        for f in day_files(lake, dataset, date):
+        for f in lake.day_files("features", dataset, date):
             parts.append(_read(f, fields, f"dataset {dataset!r} day {date} file {f}"))
     if not parts:
         raise ValueError(f"dataset {dataset!r}: no dates given to load")
@@ -153,7 +140,7 @@ class StreamingDays:
         self.units: list[tuple[Path, int, str]] = []     # (file, row group, date)
         self.rows = 0
         for date in dates:
-            for f in day_files(lake, dataset, date):
+            for f in lake.day_files("features", dataset, date):
                 meta = pq.ParquetFile(f).metadata
                 self.units += [(f, i, date) for i in range(meta.num_row_groups)]
                 self.rows += meta.num_rows
@@ -197,7 +184,7 @@ def _cut(ids: np.ndarray, label: np.ndarray, group: np.ndarray, perm: np.ndarray
 
 def estimate_bytes(lake: Lake, dataset: str, dates: list[str], n_fields: int) -> int:
     """In-memory size of the days as tensors, from Parquet footers only (no data read)."""
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for d in dates for f in day_files(lake, dataset, d))
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for d in dates for f in lake.day_files("features", dataset, d))
     return rows * (8 * n_fields + 4 + 8)
 
 
@@ -205,7 +192,7 @@ def label_rate(lake: Lake, dataset: str, dates: list[str]) -> float:
     """Mean label (CTR) over the days, reading only the label column."""
     clicks = rows = 0
     for d in dates:
-        for f in day_files(lake, dataset, d):
+        for f in lake.day_files("features", dataset, d):
             label = pq.read_table(f, columns=[LABEL]).column(LABEL)
             clicks, rows = clicks + (pc.sum(label).as_py() or 0), rows + len(label)
     return clicks / rows if rows else float("nan")

@@ -20,7 +20,7 @@ from torch import nn
 from dea_model import calibration, models, vocabulary
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
-from dea_model.data import Batches, day_files, label_rate, open_days
+from dea_model.data import Batches, label_rate, open_days
 from dea_model.device import autocast, resolve_device, to_device, use_bf16
 from dea_model.runs import CONFIG, WEIGHTS, read
 from features.lake import Lake, atomic_dir, make_record, write_json_atomic, write_record
@@ -115,7 +115,7 @@ def evaluate(model_dir: str | Path, lake: Lake, dataset: str, date: str, *, devi
 
 
 def _columns(lake: Lake, dataset: str, dates: list[str], columns: list[str]) -> dict[str, np.ndarray]:
-    files = [str(f) for d in dates for f in day_files(lake, dataset, d)]
+    files = [str(f) for d in dates for f in lake.day_files("features", dataset, d)]
     table = pds.dataset(files, format="parquet").to_table(columns=columns)
     return {c: table[c].to_numpy() for c in columns}
 
@@ -123,7 +123,7 @@ def _columns(lake: Lake, dataset: str, dates: list[str], columns: list[str]) -> 
 def oracle_metrics(lake: Lake, dataset: str, date: str) -> dict | None:
     """Metrics of the rows' true click probability (synthetic ``p_true``): the ceiling of any model;
     None when the day has no ``p_true`` column."""
-    files = day_files(lake, dataset, date)
+    files = lake.day_files("features", dataset, date)
     if "p_true" not in pq.read_schema(files[0]).names:
         return None
     cols = _columns(lake, dataset, [date], ["label", "group", "p_true"])

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 COMPLETE = "_COMPLETE.json"
+DAYS = {"raw": ("raw", "dea ingest"), "features": ("feature", "dea features")}   # a stage's day, what writes it
 
 
 def code_version() -> str:
@@ -95,6 +96,22 @@ class Lake:
     @staticmethod
     def _day(base: Path, date: str | None) -> Path:
         return base if date is None else base / f"dt={parse_date(date).isoformat()}"
+
+    def day_files(self, stage: str, dataset: str, date: str) -> list[Path]:
+        """The Parquet files of a complete day of ``stage`` (``raw``, ``features``), sorted; an error
+        naming the dataset, date, folder and what to run when the day is missing, incomplete or empty."""
+        folder = self._day(self.root / stage / dataset, date)
+        where = f"dataset {dataset!r}, date {date}"
+        if not (folder / COMPLETE).exists():
+            have = self.dates(stage, dataset)
+            shown = have if len(have) <= 6 else have[:3] + ["..."] + have[-3:]
+            noun, command = DAYS.get(stage, (stage, f"the {stage} stage"))
+            raise FileNotFoundError(f"{where}: no complete {noun} day at {folder} (run `{command}` first); "
+                                    f"complete days: {shown}")
+        files = sorted(folder.glob("*.parquet"))
+        if not files:
+            raise ValueError(f"{where}: {DAYS.get(stage, (stage,))[0]} day {folder} holds no Parquet files")
+        return files
 
     def dates(self, stage: str, dataset: str) -> list[str]:
         """Complete days of a stage (``raw``, ``features``, ``stats``, ``validation``), sorted."""

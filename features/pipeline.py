@@ -55,11 +55,7 @@ def raw_day_files(spec: DatasetSpec, lake: Lake, date: str) -> list[Path]:
     """Parquet files of a complete raw day, their schemas checked against the spec."""
     folder = lake.raw(spec.name, date)
     where = f"dataset {spec.name!r}, date {date}"
-    if read_record(folder) is None:
-        raise FileNotFoundError(f"{where}: no complete raw day at {folder} (run `dea ingest` first)")
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise ValueError(f"{where}: raw day {folder} holds no Parquet files")
+    files = lake.day_files("raw", spec.name, date)
     rows = 0
     for f in files:
         try:

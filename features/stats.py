@@ -162,13 +162,7 @@ def stored_counts(manifest: Manifest, lake: Lake, date: str, client=None) -> Cou
     """
     import dask
 
-    folder = lake.features(manifest.dataset, date)
-    where = f"dataset {manifest.dataset!r}, date {date}"
-    if read_record(folder) is None:
-        raise FileNotFoundError(f"{where}: no complete feature day at {folder} (run `dea features` first)")
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"{where}: feature day {folder} holds no Parquet files")
+    files = lake.day_files("features", manifest.dataset, date)
     columns = list(dict.fromkeys([*manifest.fields, "label", *manifest.passthrough]))
     merged = merge_tree([dask.delayed(_file_counts)(f, columns, manifest) for f in files])
     return client.compute(merged).result() if client is not None else merged.compute()

@@ -2,14 +2,12 @@ import hashlib
 import json
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 
 from dea_model import data
-from features.hashing import feature_ids
-from features.lake import Lake, atomic_dir, date_range, make_record, write_json_atomic, write_record
+from features.lake import Lake, write_json_atomic
 from features.manifest import Manifest
 from helpers import FIELDS, toy_manifest, write_feature_days  # shared with other test files
 
@@ -72,7 +70,7 @@ def test_open_days_streams_above_the_budget(tmp_path):
 
 def test_errors_name_dataset_date_and_field(tmp_path):
     lake, dates = write_feature_days(tmp_path, days=1, rows=50)
-    with pytest.raises(FileNotFoundError, match=r"'toy' has no complete feature day 2026-03-01"):
+    with pytest.raises(FileNotFoundError, match=r"dataset 'toy', date 2026-03-01: no complete feature day"):
         data.load_days(lake, "toy", ["2026-03-01"])
     with pytest.raises(FileNotFoundError, match="no feature manifest"):
         data.load_days(lake, "other", dates)

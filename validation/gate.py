@@ -238,12 +238,7 @@ def _raw_inputs(spec: DatasetSpec, lake: Lake, date: str, rows: int) -> tuple[pd
     """Schema table (one row per raw file) and the first ``rows`` rows of the raw day."""
     import pyarrow.parquet as pq
 
-    folder = lake.raw(spec.name, date)
-    if read_record(folder) is None:
-        raise FileNotFoundError(f"no complete raw day at {folder}")
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise ValueError(f"raw day {folder} holds no Parquet files")
+    files = lake.day_files("raw", spec.name, date)
     schemas, batches, taken = [], [], 0
     for f in files:
         try:
