@@ -330,14 +330,9 @@ def test_all_ten_systems_train_through_dea_train(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def paper_tables():
-    import importlib.util
-    from pathlib import Path
+    import paper_tables   # benchmarks/ is on sys.path (tests/conftest.py)
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "paper_tables.py"
-    spec = importlib.util.spec_from_file_location("paper_tables", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return paper_tables
 
 
 def test_information_abundance_by_frequency_decile_sees_a_collapsed_head(paper_tables):

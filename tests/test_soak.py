@@ -7,19 +7,14 @@ lake is within its retention bound (``benchmarks/soak.py``; the committed two-we
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_three_days_with_a_bad_one_in_the_middle(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    import soak
+def test_three_days_with_a_bad_one_in_the_middle(tmp_path):
+    import soak           # benchmarks/ is on sys.path (tests/conftest.py)
 
     out = tmp_path / "soak.json"
     code = soak.main(["--days", "3", "--rows", "4000", "--model", "fm", "--epochs", "1", "--bad", "gate@2",
@@ -33,4 +28,3 @@ def test_three_days_with_a_bad_one_in_the_middle(tmp_path, monkeypatch):
     last = result["days"][-1]
     assert "gc" in last and last["lake_mb"] <= last["bound_mb"]
     assert all(d["champion"] == "v0001" or "promotion" in d for d in result["days"])
-    sys.modules.pop("soak", None)

@@ -210,13 +210,8 @@ def test_cli_train_then_evaluate(lake, tmp_path, capsys):
 
 
 def _quality_benchmark():
-    import importlib.util
-    from pathlib import Path
+    import quality        # benchmarks/ is on sys.path (tests/conftest.py)
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
-    spec = importlib.util.spec_from_file_location("quality_bench", path)
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
     return quality
 
 
