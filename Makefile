@@ -37,7 +37,6 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[test,bench]'
 	$(BIN)/python benchmarks/features_throughput.py --out benchmarks/results/features_throughput.json
 
 # Mutation testing of the critical code (mutmut, the `mutation` extra; not part of `make test`/CI):
@@ -71,11 +70,11 @@ lock:
 	$(PYTHON) -m venv "$$tmp/venv"; py="$$tmp/venv/bin/python"; \
 	$$py -m pip install -q --upgrade pip; \
 	$$py -m pip install -q '$(TORCH)'; \
-	$$py -m pip install -q -e '.[test,bench,mutation]'; \
+	$$py -m pip install -q -e '.[test,mutation]'; \
 	$$py -m pip check; \
 	{ echo "# The exact versions the test suite passes with (Python $$($$py -c 'import platform; print(platform.python_version())'), Linux); pyproject.toml keeps the ranges."; \
 	  echo "# Every install in the Makefile uses it (pip install -c $(LOCK) ...: setup, test, run, bench, mutate)."; \
-	  echo "# Made by \`make lock\`: a fresh temporary venv, $(TORCH) first, then -e '.[test,bench,mutation]' resolved"; \
+	  echo "# Made by \`make lock\`: a fresh temporary venv, $(TORCH) first, then -e '.[test,mutation]' resolved"; \
 	  echo "# WITHOUT constraints, then \`pip freeze\` minus the project itself (torch without its local label such"; \
 	  echo "# as +cpu, so the CPU wheel and PyPI's build both satisfy it). Run \`make test\` before committing it."; \
 	  $$py -m pip freeze --exclude-editable | grep -v -i -e '^dea-platform' -e '^#' -e '^-e ' \

@@ -52,14 +52,13 @@ def evaluate_candidate(spec: DatasetSpec, lake: Lake, date: str, model_dir: Path
     record = make_record("evaluate", {"candidate": fingerprint(model_dir),
                                       "features": fingerprint(lake.features(spec.name, date)),
                                       "champion": champion.version if champion else "none"}, "")
-    if not force and (up_to_date(out, record) or _registered_since(out, record, registry, date)):
+    if not force and (up_to_date(out, record) or _registered_since(model_dir, record, registry, date)):
         return json.loads((out / EVALUATION).read_text()), True
     result = {"dataset": spec.name, "date": date, "model_dir": str(model_dir),
               "candidate": evaluate(model_dir, lake, spec.name, date), "champion": None,
               "baselines": baselines(lake, spec.name, train_dates, date)}
     if champion is not None:
-        features = features_for_model(spec, lake, date, champion.path / "manifest.json",
-                                      out.with_name(f"{champion.name}-{champion.version}.features"))
+        features = features_for_model(spec, lake, date, champion)
         result["champion"] = {"version": champion.version, **evaluate(champion.path, features, spec.name, date)}
     with atomic_dir(out) as tmp:
         write_json_atomic(tmp / EVALUATION, result)
@@ -67,14 +66,13 @@ def evaluate_candidate(spec: DatasetSpec, lake: Lake, date: str, model_dir: Path
     return result, False
 
 
-def _registered_since(out: Path, record: dict, registry: Registry, date: str) -> bool:
-    """True when ``out`` evaluated this very candidate on this day, and the candidate has been
-    registered since (so the champion it was judged against has moved because of it)."""
-    old = read_record(out)
+def _registered_since(model_dir: Path, record: dict, registry: Registry, date: str) -> bool:
+    """True when the stored evaluation is of this very candidate on this day, and the candidate has
+    been registered since (so the champion it was judged against has moved because of it)."""
+    old = read_record(eval_dir(model_dir))
     if old is None or any(old["inputs"][k] != record["inputs"][k] for k in ("candidate", "features")):
         return False
-    run = old["inputs"]["candidate"].removeprefix("rec:").split("+")[0]   # the run record's digest
-    return registry.find_run(run, date) is not None
+    return registry.find_run(run_digest(model_dir), date) is not None
 
 
 def read_evaluation(model_dir: Path, date: str, dataset: str) -> dict:

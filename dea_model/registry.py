@@ -16,7 +16,7 @@ a crash never leaves a half-registered version. The training folder's files are 
 version when both are on one filesystem (copied otherwise), so a version does not store its run's
 weights a second time; stages rewrite a folder through a new one and a rename, so the version keeps
 the old inode when its run is retrained or deleted. The version's ``_COMPLETE.json`` records the
-SHA-256 of every file; ``load_weights`` (used by ``load_state_dict`` and ``train.load_model``)
+SHA-256 of every file; ``load_weights`` (used by ``load_state_dict`` and ``scoring.load_model``)
 refuses a ``model.pt`` or ``config.json`` that no longer matches, and a ``model.pt`` that pickles
 anything but tensors. ``verify`` checks every version.
 
@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dea_model.runs import CONFIG, EVALUATION, WEIGHTS
-from features.lake import (COMPLETE, Lake, make_record, read_record, verify_checksums, write_json_atomic,
+from features.lake import (COMPLETE, Lake, make_record, read_record, remove_tree, verify_checksums, write_json_atomic,
                            write_record)
 
 ALIASES = "aliases.json"
@@ -495,10 +495,8 @@ class Registry:
             state["champions"] = [v for v in state["champions"] if v not in doomed]
             for v in sorted(doomed):
                 self._note(state, "remove", "-", v, reason)
-        for v in sorted(doomed):  # hidden first: a crash leaves a .old- folder the next run removes
-            hidden = self.root / f".old-{v}-{uuid.uuid4().hex[:8]}"
-            os.rename(self.root / v, hidden)
-            shutil.rmtree(hidden)
+        for v in sorted(doomed):
+            remove_tree(self.root / v)
 
     # --- repair -----------------------------------------------------------------------------
 

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dea_model.registry import Registry
-from features.lake import Lake, parse_date
+from features.lake import Lake, parse_date, remove_tree
 from features.spec import DatasetSpec
 from validation.config import gate_config
-from validation.gate import gate_failed
+from validation.gate import accepted_days
 
 DATA_STAGES = ("raw", "features", "stats", "validation", "predictions")
 
@@ -75,8 +73,7 @@ def needed_days(spec: DatasetSpec, lake: Lake, newest: str, window: int) -> list
     """The days the next run needs: the newest, and the last ``max(window, reference_days)`` days
     before it with a feature table whose gate did not fail."""
     k = max(window, gate_config(spec).reference_days)
-    accepted = [d for d in lake.dates("features", spec.name) if d < newest and not gate_failed(lake, spec.name, d)]
-    return sorted(accepted[-k:] + [newest])
+    return accepted_days(lake, spec.name, newest)[-k:] + [newest]
 
 
 def plan_gc(spec: DatasetSpec, lake: Lake, *, window: int = 3, model: str | None = None,
@@ -152,9 +149,7 @@ def apply_gc(plan: GcPlan, lake: Lake, reason: str = "retention") -> int:
     Registry(lake, plan.model).remove(versions, f"{reason}: dea gc")
     for r in plan.removals:
         if r.kind != "model version" and r.path.exists():
-            hidden = r.path.with_name(f".old-{r.path.name}-{uuid.uuid4().hex[:8]}")
-            os.rename(r.path, hidden)
-            shutil.rmtree(hidden) if hidden.is_dir() else hidden.unlink()
+            remove_tree(r.path)
     return plan.freed_bytes
 
 

@@ -140,42 +140,43 @@ def baselines(lake: Lake, dataset: str, train_dates: list[str], date: str) -> di
     return out | ({"oracle": oracle} if oracle else {})
 
 
-def features_for_model(spec: DatasetSpec, lake: Lake, date: str, model_manifest: Path, scratch: Path) -> Lake:
-    """A lake holding the feature day ``date`` built with a model's own manifest.
+def features_for_model(spec: DatasetSpec, lake: Lake, date: str, version) -> Lake:
+    """A lake holding the feature day ``date`` in the IDs of a registered ``version``'s own manifest
+    (``dea_model.registry.ModelVersion``).
 
     The lake's manifest is refitted as the training window moves, so a model trained on an older
-    window (the champion) reads other bucket IDs than today's tables hold. When the model's
-    manifest is the lake's, the day is transformed in the lake (a no-op when current); otherwise
-    the raw day (linked, not copied) is transformed with the model's manifest into the lake
-    ``scratch``, kept there and reused.
+    window (the champion) reads other bucket IDs than today's tables hold. When the version's
+    manifest is the lake's, the day is the lake's own (transformed if needed, a no-op when current);
+    otherwise the raw day (linked, not copied) is transformed with the version's manifest into a
+    scratch lake ``runs/<dataset>/dt=<date>/<name>-<version>.features``, kept there and reused.
     """
     from features import pipeline
 
-    wanted = Manifest.load(model_manifest)
+    wanted = Manifest.load(version.path / "manifest.json")
     current = lake.manifest(spec.name)
-    if not (current.exists() and Manifest.load(current).digest == wanted.digest):
-        own = Lake(Path(scratch))
-        raw = own.raw(spec.name, date)
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        if not raw.exists():
-            os.symlink(lake.raw(spec.name, date), raw, target_is_directory=True)
-        if not own.manifest(spec.name).exists():
-            write_json_atomic(own.manifest(spec.name), wanted.model_dump(mode="json"))
-        lake = own
-    pipeline.transform(spec, lake, date, wanted)
-    return lake
+    if current.exists() and Manifest.load(current).digest == wanted.digest:
+        pipeline.transform(spec, lake, date, wanted)
+        return lake
+    own = Lake(lake.runs() / spec.name / f"dt={date}" / f"{version.name}-{version.version}.features")
+    raw = own.raw(spec.name, date)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    if not raw.exists():
+        os.symlink(lake.raw(spec.name, date), raw, target_is_directory=True)
+    if not own.manifest(spec.name).exists():
+        write_json_atomic(own.manifest(spec.name), wanted.model_dump(mode="json"))
+    pipeline.transform(spec, own, date, wanted, statistics=False)
+    return own
 
 
 def write_predictions(version, spec: DatasetSpec, lake: Lake, date: str) -> tuple[Path, pa.Table]:
     """Score ``date`` with a registered ``version`` (``dea_model.registry.ModelVersion``) and write
     ``predictions/<dataset>/dt=<date>/part-00000.parquet`` (label, group, dt, p_click) atomically."""
-    scratch = lake.runs() / spec.name / f"dt={date}" / f"{version.name}-{version.version}.features"
-    features = features_for_model(spec, lake, date, version.path / "manifest.json", scratch)
+    features = features_for_model(spec, lake, date, version)
     probs = predict(version.path, features, spec.name, date)
-    files = sorted(str(f) for f in features.features(spec.name, date).glob("*.parquet"))  # predict's order
+    files = [str(f) for f in features.day_files("features", spec.name, date)]          # predict's order
     table = pds.dataset(files, format="parquet").to_table(columns=["label", "group", "dt"])
     table = table.append_column("p_click", pa.array(probs, pa.float64()))
-    out = lake.root / "predictions" / spec.name / f"dt={date}"
+    out = lake.predictions(spec.name, date)
     with atomic_dir(out) as tmp:
         pq.write_table(table, tmp / "part-00000.parquet")
         write_record(tmp, make_record("predict", {"model": f"{version.name}/{version.version}"}, "",

@@ -86,6 +86,9 @@ class Lake:
     def validation(self, dataset: str, date: str | None = None) -> Path:
         return self._day(self.root / "validation" / dataset, date)
 
+    def predictions(self, dataset: str, date: str | None = None) -> Path:
+        return self._day(self.root / "predictions" / dataset, date)
+
     def models(self, name: str) -> Path:
         return self.root / "models" / name
 
@@ -148,6 +151,17 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_tree(path: Path) -> None:
+    """Remove a folder (or a file) crash-safely: renamed to a hidden ``.old-*`` sibling first, so a
+    crash mid-way leaves a temporary the next run of the dataset removes, never a half-deleted folder."""
+    hidden = Path(path).with_name(f".old-{Path(path).name}-{uuid.uuid4().hex[:8]}")
+    os.rename(path, hidden)
+    if hidden.is_dir() and not hidden.is_symlink():
+        shutil.rmtree(hidden)
+    else:
+        hidden.unlink()
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
     path = Path(path)
@@ -163,7 +177,7 @@ TEMPORARY_PREFIXES = (".tmp-", ".old-")     # atomic_dir / write_json_atomic / R
 def dataset_folders(lake: Lake, dataset: str) -> list[Path]:
     """Every folder that holds outputs of ``dataset`` (what its runs write under its lock)."""
     stages = [lake.raw(dataset), lake.features(dataset), lake.stats(dataset), lake.validation(dataset),
-              lake.runs() / dataset, lake.root / "predictions" / dataset, lake.models(dataset)]
+              lake.runs() / dataset, lake.predictions(dataset), lake.models(dataset)]
     return [p for p in stages if p.is_dir()]
 
 

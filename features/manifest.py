@@ -57,7 +57,7 @@ class Manifest(BaseModel):
         """Hash of what fixes the meaning of a feature ID: fields, hash spec, spec config, buckets.
 
         A model trained on one signature gives garbage on another: registered models store it and
-        ``train.check_features`` compares it. The value is the SHA-256 (16 hex digits) of the
+        ``scoring.check_features`` compares it. The value is the SHA-256 (16 hex digits) of the
         sorted-key JSON of ``SIGNATURE_KEYS`` as the manifest file holds them; never change it.
         """
         stored = self.model_dump(mode="json")

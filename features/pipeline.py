@@ -213,12 +213,13 @@ def _write_features(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest
 
 
 def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
-              force: bool = False) -> TransformResult:
+              force: bool = False, statistics: bool = True) -> TransformResult:
     """Write the feature table of one raw day and its statistics (``features.stats``), one Dask task
     per raw file: the tasks count the IDs they write, so the statistics cost no second pass.
 
     Skips when the feature day is up to date; its statistics are then computed from the stored
     table only when they are missing or stale (days written before the transform wrote them).
+    ``statistics=False``: the table only (a model's scratch features, which nothing gates).
     """
     start = time.perf_counter()
     if manifest.config_hash != spec.config_hash():
@@ -232,10 +233,12 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
     if not force and up_to_date(out, record):
         rows = read_record(out).get("rows", 0)
         log.info("features of %s %s are up to date (%d rows): nothing to do", spec.name, date, rows)
-        stats.write_day_stats(manifest, lake, date, min_count=min_count)
+        if statistics:
+            stats.write_day_stats(manifest, lake, date, min_count=min_count)
         return TransformResult(spec.name, date, out, rows, time.perf_counter() - start, skipped=True)
     counts = _write_features(spec, lake, date, manifest, files, record)
-    stats.write_stats(counts, manifest, lake, date, min_count=min_count)
+    if statistics:
+        stats.write_stats(counts, manifest, lake, date, min_count=min_count)
     seconds = time.perf_counter() - start
     log.info("features of %s %s: %d rows in %.1f s -> %s (statistics -> %s)", spec.name, date, counts.rows,
              seconds, out, lake.stats(spec.name, date))

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 STATS_VERSION = 2           # 2: the feature stage writes them, with counts.parquet; no new-ID rates
 STATS_FILE = "stats.json"
 COUNTS_FILE = "counts.parquet"
-MIN_COUNT = 5               # default tail threshold: validation.config.GateConfig.min_count's default
+MIN_COUNT = 5               # default tail threshold (the gate's ``min_count`` default is this one)
 
 
 @dataclass

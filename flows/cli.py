@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_exits():
             settings.apply(args.home)          # the lake is known now: Prefect's home follows it
-            if args.command in WRITERS:
+            if args.command in WRITERS or getattr(args, "writes", False):
                 settings.check_writable(args.home)
             return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, PermissionError) as e:  # user errors: one line, no traceback

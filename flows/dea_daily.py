@@ -5,7 +5,7 @@ subflow (the same flows the per-stage deployments run) and skips when its output
 a re-run after a crash picks up where it stopped and a re-run of a finished day does nothing. A
 failing gate (bad data, or a raw day that cannot even be turned into features) ends the run Failed
 before training; the champion only moves when the candidate wins. A failed day stays contained:
-later runs train, validate and compare new IDs without it (``Day.window``, ``last_accepted_day``).
+later runs train, validate and compare new IDs without it (``Day.window``, ``validation.gate.accepted_days``).
 The dataset's lock is held for the whole run.
 """
 

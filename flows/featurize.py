@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -60,7 +61,8 @@ def features_flow(dataset: str = "synthetic", date: dt.date | None = None, windo
         results = [transform_day(day, d, manifest, force) for d in fit_dates]
         try:
             results.append(transform_day(day, day.date, manifest, force))
-        except Exception as e:  # noqa: BLE001 — the date's own data is bad: the gate records it
+        except (ValueError, OSError, pa.ArrowException) as e:   # the date's own data is bad: the gate records it
+            # (a code bug or a lost worker is not the day's fault: it fails the run and the day stays eligible)
             raise DayNotBuilt(f"dataset {day.dataset!r}, date {day.date}: the feature table was not built: {e}") from None
     for r in results:
         log.info("features %s %s: %s (%d rows, %.1f s)", r.dataset, r.date,

@@ -23,10 +23,9 @@ from flows.reports import artifact_key, publish, table
 
 
 @task(cache_policy=NO_CACHE)
-def fit_model(cfg: TrainConfig, day: Day, window: int, out) -> dict:
+def fit_model(cfg: TrainConfig, day: Day, train_dates: list[str], valid_date: str, out) -> dict:
     from dea_model.train import train
 
-    train_dates, valid_date = day.split(window)
     return train(cfg, day.lake, day.dataset, train_dates, valid_date, out).metrics
 
 
@@ -53,7 +52,7 @@ def train_flow(dataset: str = "synthetic", date: dt.date | None = None, window: 
         skipped = not force and up_to_date(out, runs.train_record(day.lake, day.dataset, train_dates, valid_date, cfg))
         if skipped:
             log.info("model %s is up to date with its feature days and config: training skipped", out)
-        metrics = runs.read(out, runs.METRICS) if skipped else fit_model(cfg, day, window, out)
+        metrics = runs.read(out, runs.METRICS) if skipped else fit_model(cfg, day, train_dates, valid_date, out)
     valid = metrics["valid"]
     log.info("candidate %s: valid %s AUC %.4f GAUC %.4f logloss %.4f (best epoch %d of %d)", cfg.model,
              metrics["valid_date"], valid["auc"], valid["gauc"], valid["logloss"], metrics["best_epoch"],

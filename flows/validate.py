@@ -24,17 +24,6 @@ class GateFailed(RuntimeError):
     """The gate blocked the day; the message names the failing expectations and the report."""
 
 
-def read_verdict(day: Day) -> dict | None:
-    """The stored verdict of the date, reduced to what a model's lineage needs."""
-    from validation.gate import VERDICT_FILE, read_verdict as stored
-
-    doc = stored(day.lake, day.dataset, day.date)
-    if doc is None:
-        return None
-    return {"verdict": doc["verdict"], "checks_verdict": doc["checks_verdict"], "override": doc["override"],
-            "path": str(day.lake.validation(day.dataset, day.date) / VERDICT_FILE)}
-
-
 def gate_failure_message(result) -> str:
     """Why the day is blocked, where the report is, and how a person accepts it (data present) or not."""
     notes = [f"{c['expectation']}: {c['note']}" for c in result.failing if c["severity"] == "error" and c.get("note")]

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from features.stats import MIN_COUNT
+
 Severity = Literal["error", "warning"]
 
 #: metric kinds checked per field, by field kind (the rest are per day)
@@ -104,7 +106,8 @@ class GateConfig(_Strict):
 
     reference_days: int = Field(7, ge=1)
     sample_rows: int = Field(20_000, ge=100)       # raw and feature row samples that GX sees
-    min_count: int = Field(5, ge=1)                # tail: IDs seen fewer times than this in a day
+    min_count: int = Field(MIN_COUNT, ge=1)        # tail: IDs seen fewer times than this in a day (the
+                                                   # feature stage counts with it: features.stats)
     seed: int = 0                                  # of the feature-day sample
 
     rows: Bound = Bound(min=1, ratio=(0.25, 4.0))

@@ -26,7 +26,7 @@ Semantics:
   without statistics (written before the feature stage wrote them) is no reference day; a note
   names it and the command that computes its statistics.
 - Day-over-day checks (new IDs) compare the day's stored ID counts with those of the last day
-  whose gate did not fail (``last_accepted_day``), never with a failed one; the reference days'
+  whose gate did not fail (``accepted_days``), never with a failed one; the reference days'
   new-ID rates are measured the same way (each against its own last accepted day).
 - Statistics and verdicts are keyed by the fingerprints of what they read, which include the
   digest of the feature table's bytes: a feature day rewritten with other contents is re-checked.
@@ -44,6 +44,7 @@ Semantics:
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import getpass
 import hashlib
@@ -138,18 +139,11 @@ def accepted_days(lake: Lake, dataset: str, before: str) -> list[str]:
     return [d for d in lake.dates("features", dataset) if d < before and not gate_failed(lake, dataset, d)]
 
 
-def last_accepted_day(lake: Lake, dataset: str, date: str) -> str | None:
-    """The latest complete feature day before ``date`` whose gate did not fail: "yesterday" for
-    the day-over-day checks (new IDs), so a failed day never becomes the next day's yardstick."""
-    for d in reversed(lake.dates("features", dataset)):
-        if d < date and not gate_failed(lake, dataset, d):
-            return d
-    return None
-
-
 def _day_before(days: list[str], date: str) -> str | None:
-    earlier = [d for d in days if d < date]
-    return earlier[-1] if earlier else None
+    """The last of ``days`` (sorted) before ``date``: "yesterday" for the day-over-day checks when
+    ``days`` are the accepted days, so a failed day never becomes the next day's yardstick."""
+    i = bisect.bisect_left(days, date)
+    return days[i - 1] if i else None
 
 
 # --- statistics, read ------------------------------------------------------------------------------
@@ -312,7 +306,7 @@ def gather_inputs(spec: DatasetSpec, lake: Lake, date: str, cfg: GateConfig) -> 
         or (None, None)
     g.manifest = g.attempt("features_complete", lambda: _feature_day(spec, lake, date))
     accepted = accepted_days(lake, spec.name, date)
-    g.previous_date = accepted[-1] if accepted else None              # = last_accepted_day
+    g.previous_date = _day_before(accepted, date)
     g.reference_dates, g.reference = reference_window(spec, lake, date, cfg, accepted)
     read = {d for d in [g.previous_date, *g.reference_dates, *(r["previous_date"] for r in g.reference)] if d}
     usable = "" if g.availability["features_complete"][0] else "+unusable"

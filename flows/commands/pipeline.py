@@ -106,7 +106,7 @@ def _report(result: dict) -> None:
 
 
 @contextlib.contextmanager
-def _prefect(args) -> Iterator[None]:
+def _prefect() -> Iterator[None]:
     """A Prefect server for this command (``PREFECT_API_URL``'s, or a private one that dies with
     this process, see ``flows.server``), before Prefect is imported."""
     from flows import server
@@ -116,7 +116,7 @@ def _prefect(args) -> Iterator[None]:
 
 
 def cmd_run(args) -> int:
-    with _prefect(args):
+    with _prefect():
         return _run(args)
 
 
@@ -139,7 +139,7 @@ def _run(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    with _prefect(args):
+    with _prefect():
         return _backfill(args)
 
 

@@ -4,8 +4,10 @@ and scoring a day with the champion."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+from typing import Iterator
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = actions.add_parser("promote", help="make a version the champion")
     a.add_argument("version")
     a.add_argument("--reason", default="manual promotion")
-    a.set_defaults(func=cmd_promote)
+    a.set_defaults(func=cmd_promote, writes=True)
     a = actions.add_parser("rollback", help="give the champion alias back to the previous champion")
     a.add_argument("--reason", default="manual rollback")
-    a.set_defaults(func=cmd_rollback)
+    a.set_defaults(func=cmd_rollback, writes=True)
     a = actions.add_parser("verify", help="check every version's files against the SHA-256 in its record, and "
                                           "the aliases file; one line per problem, exit 1 when any")
     a.add_argument("version", nargs="?", help="only this version (v0003, 3 or an alias; default: all)")
@@ -34,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                           "restore its last-good copy, else rebuild it from the versions' lineage")
     a.add_argument("--dry-run", action="store_true", help="print what it would change, change nothing")
     a.add_argument("--reason", default="manual repair")
-    a.set_defaults(func=cmd_repair)
+    a.set_defaults(func=cmd_repair, writes=True)
 
     p = sub.add_parser("predict", help="score a day with the champion and write predictions as Parquet")
     p.add_argument("--dataset", required=True)
@@ -49,6 +51,17 @@ def _registry(args):
     from features.lake import Lake
 
     return Registry(Lake.default(args.home), args.model or args.dataset)
+
+
+@contextlib.contextmanager
+def _editing(args) -> Iterator:
+    """The registry, under the lock of the dataset of its name: a run of that dataset (which removes
+    stale temporaries when it takes the lock) never sees an alias write half-done."""
+    from flows.guard import dataset_lock
+
+    reg = _registry(args)
+    with dataset_lock(reg.lake, reg.name):
+        yield reg
 
 
 def _num(x) -> str:
@@ -84,18 +97,18 @@ def cmd_show(args) -> int:
 
 
 def cmd_promote(args) -> int:
-    reg = _registry(args)
-    before = reg.champion()
-    v = reg.promote(args.version, args.reason)
+    with _editing(args) as reg:
+        before = reg.champion()
+        v = reg.promote(args.version, args.reason)
     print(f"{reg.name}: champion {before.version if before else 'none'} -> {v.version} ({args.reason}); "
           f"aliases in {reg.root / 'aliases.json'}")
     return 0
 
 
 def cmd_rollback(args) -> int:
-    reg = _registry(args)
-    before = reg.champion()
-    v = reg.rollback(args.reason)
+    with _editing(args) as reg:
+        before = reg.champion()
+        v = reg.rollback(args.reason)
     print(f"{reg.name}: champion {before.version} -> {v.version} (rolled back); aliases in {reg.root / 'aliases.json'}")
     return 0
 
@@ -114,8 +127,9 @@ def cmd_verify(args) -> int:
 
 
 def cmd_repair(args) -> int:
-    reg = _registry(args)
-    for line in reg.repair(dry_run=args.dry_run, reason=args.reason):
+    with _editing(args) as reg:
+        lines = reg.repair(dry_run=args.dry_run, reason=args.reason)
+    for line in lines:
         print(line)
     return 0
 
