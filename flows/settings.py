@@ -72,3 +72,15 @@ def apply(lake_root: str | os.PathLike | None = None) -> dict[str, str]:
     with contextlib.suppress(OSError):  # Prefect makes one level only; an unwritable home is check_writable's to report
         Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)
     return added
+
+
+#: where ``dea reports`` serves the lake's reports by default (Data Docs, gate plots, training curves)
+REPORTS_HOST, REPORTS_PORT = "127.0.0.1", 4201
+
+
+def reports_url(lake_root: Path, path: str | os.PathLike) -> str:
+    """The http address of a file of the lake as ``dea reports`` serves it: ``$DEA_REPORTS_URL``
+    (default ``http://127.0.0.1:4201``) + the path relative to the lake root."""
+    base = os.environ.get("DEA_REPORTS_URL") or f"http://{REPORTS_HOST}:{REPORTS_PORT}"
+    relative = Path(path).resolve().relative_to(Path(lake_root).resolve()).as_posix()
+    return f"{base.rstrip('/')}/{relative}"
