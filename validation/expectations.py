@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from validation.checks import Check  # noqa: E402
+from validation.offline_docs import make_offline  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -93,5 +94,8 @@ def run_suites(folder: Path, suite_prefix: str, checks: list[Check], tables: dic
     if not docs:
         return None
     context.build_data_docs()
-    index = folder / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    return index if index.exists() else None
+    site = folder / "gx" / "uncommitted" / "data_docs" / "local_site"
+    if not (site / "index.html").exists():
+        return None
+    make_offline(site)                   # vendored JS/CSS instead of CDNs: the pages render with no network
+    return site / "index.html"
