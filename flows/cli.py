@@ -16,7 +16,7 @@ from typing import Iterator
 
 from flows import settings
 
-COMMAND_MODULES = ("data", "validate", "model", "registry", "pipeline", "maintenance")
+COMMAND_MODULES = ("data", "validate", "model", "registry", "pipeline", "maintenance", "reports")
 WRITERS = {"synth", "ingest", "features", "validate", "train", "run", "backfill", "predict", "gc"}
 
 
