@@ -1,9 +1,10 @@
 """A headless Chromium for tests that open a page of ours (the reports, the Prefect UI) and check
 what a person would see, with every request to an outside host blocked and recorded.
 
-    from browser import chromium
+    from browser import chromium, require_chromium
 
     def test_page():
+        require_chromium()                         # optional: the same skip, before costly set-up
         with chromium() as browser:                # skips the test when Chromium or Playwright is absent
             page = browser.new_page()              # 1280x800; outside requests blocked and recorded
             page.goto("http://127.0.0.1:4201/")
@@ -80,16 +81,24 @@ class Browser:
         return page
 
 
+def require_chromium() -> None:
+    """Skip the calling test (or fixture: call it before costly set-up) when Chromium or Playwright
+    is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium; or set $DEA_CHROMIUM)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("SKIPPED: Python Playwright is not installed (pip install -c constraints.txt -e '.[test]')")
+
+
 @contextlib.contextmanager
 def chromium(timeout_ms: int = 15_000) -> Iterator[Browser]:
     """A headless Chromium for the block; skips the calling test when Chromium or Playwright is
     missing. ``timeout_ms``: Playwright's default wait for each action and navigation."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"SKIPPED: no Chromium at {CHROMIUM} (apt-get install chromium; or set $DEA_CHROMIUM)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("SKIPPED: Python Playwright is not installed (pip install -c constraints.txt -e '.[test]')")
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:

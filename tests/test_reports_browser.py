@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import chromium
+from browser import chromium, require_chromium
 from prefect_server import stop
 
 from flows.report_server import make_server
@@ -38,7 +38,9 @@ DAY = DAYS[-1]
 
 @pytest.fixture(scope="module")
 def gated_lake(tmp_path_factory) -> Path:
-    """A lake with two synthetic feature days and the gate's reports of the second."""
+    """A lake with two synthetic feature days and the gate's reports of the second (for the browser
+    test only: skipped first when there is no browser)."""
+    require_chromium()
     from features import pipeline
     from features.lake import Lake
     from features.spec import load_spec
