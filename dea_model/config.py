@@ -16,6 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
+def _registered_models(schema: dict[str, Any]) -> None:
+    """``model``'s choices in a form (JSON schema ``enum``): the registry's names, read when the
+    schema is built (the registry imports torch, which this module does not need)."""
+    from dea_model.models import available
+
+    schema["enum"] = available()
+
+
 class TrainConfig(BaseModel):
     """Everything that decides a training run besides the data.
 
@@ -29,33 +37,41 @@ class TrainConfig(BaseModel):
     the tables'), otherwise on every row each step.
     """
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(),
+                              field_title_generator=lambda name, info: name)   # form labels: the field names
 
-    model: str = "dea"
-    hparams: dict[str, Any] = Field(default_factory=dict)   # passed to build_model(name, n_fields, **hparams)
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(4096, ge=1)
-    eval_batch_size: int = Field(8192, ge=1)                # DEA at 65536 rows: ~19 GB of pair tensors on CUDA
-    lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
-    embedding_weight_decay: float = Field(0.0, ge=0)
-    codebook_weight_decay: float = Field(0.0, ge=0)
-    sparse_embeddings: bool = True                           # row-sparse grads + lazy Adam on embedding tables
-    grad_clip: float | None = Field(None, gt=0)              # max global grad norm; None: no clipping
-    patience: int = Field(2, ge=1)                           # epochs without a better valid AUC
-    calibrate: bool = True                                   # Platt-scale the logit on the valid day
-    min_id_count: int = Field(0, ge=0)                       # IDs seen fewer times in training -> OOV; 0: off
-    seed: int = 2025
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = False                                    # torch.compile the model for training
-    bf16: bool = True                                        # bf16 autocast on CUDA
-    bf16_cpu: bool = False                                   # bf16 autocast on CPU too (AVX512-BF16 / AMX)
-    memory_budget_gb: float = Field(4.0, gt=0)               # train days larger than this stream by file
-    shuffle_buffer_rows: int = Field(1_000_000, ge=1)        # streaming shuffle buffer
-    check_every: int = Field(50, ge=1)                       # steps between loss checks (a GPU sync)
-    progress: bool = True                                    # tqdm progress bar
-    plot: bool = True                                        # also write curve.png
+    model: str = Field("dea", description="architecture, from the model registry (dea_model.models)",
+                       json_schema_extra=_registered_models)
+    hparams: dict[str, Any] = Field(default_factory=dict, description="the model's hyperparameters, passed to "
+                                    "build_model(model, n_fields, **hparams); an unknown one is an error")
+    epochs: int = Field(10, ge=1, description="most epochs to train (early stopping may end sooner)")
+    batch_size: int = Field(4096, ge=1, description="training rows per step")
+    eval_batch_size: int = Field(8192, ge=1, description="rows per scoring batch (DEA at 65536 rows: ~19 GB of "
+                                                         "pair tensors on CUDA)")
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    optimizer: Literal["adam", "adamw"] = Field("adam", description="adam, or adamw (decoupled weight decay)")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay of the dense network")
+    embedding_weight_decay: float = Field(0.0, ge=0, description="weight decay of the hashed feature tables "
+                                                                 "(usually 0)")
+    codebook_weight_decay: float = Field(0.0, ge=0, description="weight decay of DEA's Combo-ID codebooks "
+                                                                "(usually 0)")
+    sparse_embeddings: bool = Field(True, description="row-sparse gradients and lazy Adam on the embedding "
+                                                      "tables: a step costs the rows a batch looks up")
+    grad_clip: float | None = Field(None, gt=0, description="largest global gradient norm; empty = no clipping")
+    patience: int = Field(2, ge=1, description="epochs without a better validation AUC before stopping")
+    calibrate: bool = Field(True, description="Platt-scale the logit on the validation day")
+    min_id_count: int = Field(0, ge=0, description="IDs seen fewer times in training map to the OOV ID; 0 = off")
+    seed: int = Field(2025, description="random seed of initialisation and shuffling")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when present, else CPU")
+    compile: bool = Field(False, description="torch.compile the model for training")
+    bf16: bool = Field(True, description="bf16 autocast on CUDA")
+    bf16_cpu: bool = Field(False, description="bf16 autocast on the CPU too (AVX512-BF16 / AMX)")
+    memory_budget_gb: float = Field(4.0, gt=0, description="training days larger than this (GB) stream from "
+                                                           "disk, file by file")
+    shuffle_buffer_rows: int = Field(1_000_000, ge=1, description="rows of the streaming shuffle buffer")
+    check_every: int = Field(50, ge=1, description="steps between loss checks (each one a GPU sync)")
+    progress: bool = Field(True, description="tqdm progress bar (always off in flows)")
+    plot: bool = Field(True, description="also write curve.png")
 
     def config_hash(self) -> str:
         """Hash of what changes the trained weights (not progress/plot/check cadence)."""

@@ -8,24 +8,27 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 
-from dea_model.config import TrainConfig
 from features.lake import parse_date
 from flows.dea_daily import dea_daily
 from flows.evaluate import evaluate_flow
 from flows.featurize import features_flow
 from flows.ingest import ingest_flow
-from flows.params import DAILY_TRAIN, DaskParams, Promotion
+from flows.params import (DAILY_TRAIN, Cluster, DaskParams, DatasetName, Force, Home, Promotion, PromotionRule,
+                          SpecOverrides, Training, Window, doc)
 from flows.register import register_flow
 from flows.train import train_flow
 from flows.validate import validate_flow
 
 FLOWS = {"dea-daily": dea_daily, "ingest": ingest_flow, "features": features_flow, "validate": validate_flow,
          "train": train_flow, "evaluate": evaluate_flow, "register": register_flow}
-Stage = Literal["dea-daily", "ingest", "features", "validate", "train", "evaluate", "register"]
+Stage = Annotated[Literal["dea-daily", "ingest", "features", "validate", "train", "evaluate", "register"],
+                  doc("what runs for each date: dea-daily, or one of its stages")]
+Start = Annotated[dt.date, doc("first date, YYYY-MM-DD")]
+End = Annotated[dt.date, doc("last date, YYYY-MM-DD (included)")]
 
 
 def dates_between(start: dt.date | str, end: dt.date | str) -> list[str]:
@@ -36,10 +39,10 @@ def dates_between(start: dt.date | str, end: dt.date | str) -> list[str]:
 
 
 @flow(name="backfill")
-def backfill(start: dt.date, end: dt.date, dataset: str = "synthetic", stage: Stage = "dea-daily",
-             window: int = 3, train: TrainConfig = DAILY_TRAIN, promotion: Promotion = Promotion(),
-             cluster: DaskParams = DaskParams(), force: bool = False, home: str | None = None,
-             spec_overrides: dict[str, Any] | None = None) -> list[dict]:
+def backfill(start: Start, end: End, dataset: DatasetName = "synthetic", stage: Stage = "dea-daily",
+             window: Window = 3, train: Training = DAILY_TRAIN, promotion: PromotionRule = Promotion(),
+             cluster: Cluster = DaskParams(), force: Force = False, home: Home = None,
+             spec_overrides: SpecOverrides = None) -> list[dict]:
     """Run ``stage`` for each date from ``start`` to ``end`` (both included), in order."""
     log = get_run_logger()
     run = FLOWS[stage]

@@ -11,20 +11,18 @@ The dataset's lock is held for the whole run.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from dea_model.config import TrainConfig
 from flows.cluster import flow_client
 from flows.evaluate import evaluate_flow
 from flows.featurize import DayNotBuilt, features_flow
 from flows.guard import dataset_lock
 from flows.ingest import ingest_flow
-from flows.params import DAILY_TRAIN, DaskParams, Day, Promotion
+from flows.params import (DAILY_TRAIN, Cluster, DaskParams, DatasetName, Day, Force, GateOverride, Home, Promotion,
+                          PromotionRule, RunDate, SpecOverrides, Training, Window)
 from flows.register import register_flow
 from flows.reports import artifact_key
 from flows.train import train_flow
@@ -34,11 +32,10 @@ STAGES = ("ingest", "features", "validate", "train", "evaluate", "register")
 
 
 @flow(name="dea-daily")
-def dea_daily(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-              train: TrainConfig = DAILY_TRAIN, promotion: Promotion = Promotion(),
-              cluster: DaskParams = DaskParams(), gate_override: str | None = None,
-              force: bool = False, home: str | None = None,
-              spec_overrides: dict[str, Any] | None = None) -> dict:
+def dea_daily(dataset: DatasetName = "synthetic", date: RunDate = None, window: Window = 3,
+              train: Training = DAILY_TRAIN, promotion: PromotionRule = Promotion(),
+              cluster: Cluster = DaskParams(), gate_override: GateOverride = None,
+              force: Force = False, home: Home = None, spec_overrides: SpecOverrides = None) -> dict:
     """Retrain on the ``window`` days before ``date`` (default: yesterday), gate ``date``, evaluate
     the candidate beside the champion on ``date`` and register it (champion only if it wins)."""
     log = get_run_logger()

@@ -9,17 +9,14 @@ candidate, the day and the champion are unchanged.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from dea_model import runs
-from dea_model.config import TrainConfig
 from dea_model.registry import Registry
 from flows.guard import dataset_lock
-from flows.params import DAILY_TRAIN, Day, Promotion
+from flows.params import (DAILY_TRAIN, DatasetName, Day, Force, Home, Promotion, PromotionRule, RunDate,
+                          SpecOverrides, Training, Window)
 from flows.reports import artifact_key, publish, table
 
 COLUMNS = ["model", "auc", "gauc", "logloss", "calibration", "rows"]
@@ -33,10 +30,9 @@ def score(day: Day, model_dir, registry: Registry, window: int, force: bool) -> 
 
 
 @flow(name="evaluate")
-def evaluate_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-                  train: TrainConfig = DAILY_TRAIN, promotion: Promotion = Promotion(),
-                  force: bool = False, home: str | None = None,
-                  spec_overrides: dict[str, Any] | None = None) -> dict:
+def evaluate_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window: Window = 3,
+                  train: Training = DAILY_TRAIN, promotion: PromotionRule = Promotion(),
+                  force: Force = False, home: Home = None, spec_overrides: SpecOverrides = None) -> dict:
     """Metrics of the candidate trained for ``date`` (``train`` config, ``window``) and of the
     champion of the dataset's registered model, both on ``date``."""
     log = get_run_logger()

@@ -7,16 +7,13 @@ package.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.cluster import flow_client
 from flows.guard import dataset_lock
-from flows.params import DaskParams, Day
+from flows.params import Cluster, DaskParams, DatasetName, Day, Force, Home, RunDate, SpecOverrides, Window
 from flows.reports import artifact_key, publish, table
 
 
@@ -40,10 +37,9 @@ def transform_day(day: Day, date: str, manifest, force: bool):
 
 
 @flow(name="features")
-def features_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-                  force: bool = False, home: str | None = None,
-                  spec_overrides: dict[str, Any] | None = None,
-                  cluster: DaskParams = DaskParams()) -> dict:
+def features_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window: Window = 3,
+                  force: Force = False, home: Home = None, spec_overrides: SpecOverrides = None,
+                  cluster: Cluster = DaskParams()) -> dict:
     """Fit ``features/<dataset>/manifest.json`` on the ``window`` days before ``date``, then write
     the feature tables of those days and of ``date``. Each step skips when its record is current."""
     from features.pipeline import Manifest

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 
@@ -11,12 +11,17 @@ from dea_model.retention import apply_gc, describe, lake_bytes, plan_gc
 from features.lake import Lake
 from features.spec import load_spec
 from flows.guard import dataset_lock
+from flows.params import DatasetName, Home, ModelName, SpecOverrides, doc
 from flows.reports import artifact_key, publish, table
 
 
+Apply = Annotated[bool, doc("remove what the policy no longer keeps; off = only report it (dry run)")]
+DailyWindow = Annotated[int, doc("the daily runs' training window: the days the next run needs are kept")]
+
+
 @flow(name="gc")
-def gc_flow(dataset: str = "synthetic", apply: bool = False, window: int = 3, model_name: str | None = None,
-            home: str | None = None, spec_overrides: dict[str, Any] | None = None) -> dict:
+def gc_flow(dataset: DatasetName = "synthetic", apply: Apply = False, window: DailyWindow = 3,
+            model_name: ModelName = None, home: Home = None, spec_overrides: SpecOverrides = None) -> dict:
     """Remove what the ``retention`` block of the dataset's spec no longer keeps (old data days, run
     folders, model versions); ``apply=False`` only reports it. ``window`` is the daily runs' window."""
     log = get_run_logger()

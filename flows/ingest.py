@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.guard import dataset_lock
-from flows.params import Day
+from flows.params import DatasetName, Day, Force, Home, RunDate, SpecOverrides, Window
 
 
 @task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
@@ -21,9 +18,8 @@ def land(day: Day, dates: list[str], force: bool):
 
 
 @flow(name="ingest")
-def ingest_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-                force: bool = False, home: str | None = None,
-                spec_overrides: dict[str, Any] | None = None) -> dict:
+def ingest_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window: Window = 3, force: Force = False,
+                home: Home = None, spec_overrides: SpecOverrides = None) -> dict:
     """Land ``window`` days before ``date`` and ``date`` in ``raw/<dataset>/`` (skips complete days)."""
     log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)

@@ -1,20 +1,53 @@
-"""Typed parameters shared by the flows (pydantic models: the Prefect UI renders them as forms)."""
+"""Typed parameters shared by the flows: the Prefect UI renders them as forms.
+
+Each parameter the flows share has one annotated type here, which carries its help text (and its
+choices): ``dataset: DatasetName = "synthetic"`` in every flow signature shows the same label, text
+and dropdown in every form.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from dea_model.config import TrainConfig
 from features.lake import Lake, parse_date, window_before
-from features.spec import DatasetSpec, load_spec
+from features.spec import DatasetSpec, available_specs, load_spec
+
+
+def doc(text: str, **schema: Any) -> FieldInfo:
+    """A flow parameter's help text (and other JSON-schema keys, e.g. ``enum``), for ``Annotated[T, doc(...)]``.
+
+    Prefect 3.8 rebuilds each flow parameter's ``Field`` with ``description=`` its docstring's ``Args:``
+    entry or None, which replaces a ``Field(description=...)`` of the annotation; pydantic merges
+    ``json_schema_extra`` instead, so the text reaches the form (tests/test_forms.py checks every flow).
+    """
+    return Field(description=text, json_schema_extra={"description": text, **schema})
+
+
+# The form offers the specs shipped in deployments/configs/ (read once, at import); a Python caller
+# may also pass a spec's path (``dea run --dataset my.yaml``), which ``load_spec`` checks first thing.
+DatasetName = Annotated[str, doc("dataset spec: deployments/configs/<dataset>.yaml", enum=available_specs())]
+RunDate = Annotated[dt.date | None, doc("YYYY-MM-DD; empty = yesterday, i.e. the day before the run's "
+                                        "scheduled start, in UTC")]
+Window = Annotated[int, doc("training window: the days before the date a model trains on, stepping over days "
+                            "whose gate failed; the last one is the validation day")]
+Force = Annotated[bool, doc("recompute even when the outputs are up to date")]
+Home = Annotated[str | None, doc("lake root on the worker; empty = $DEA_HOME, else ./.dea")]
+SpecOverrides = Annotated[dict[str, Any] | None, doc("top-level keys of the dataset spec replaced for this run, "
+                                                      'e.g. {"gate": {...}} or {"source": {...}}')]
+GateOverride = Annotated[str | None, doc("accept the day although its gate failed: the reason, logged in the "
+                                         "verdict (after reading the report); missing or unreadable data is "
+                                         "never accepted")]
+ModelName = Annotated[str | None, doc("registered model, models/<name>/ in the lake; empty = the dataset's name")]
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", field_title_generator=lambda name, info: name)
 
 
 # The daily retrain's default: a few epochs, early stopping on the window's last day.
@@ -28,9 +61,10 @@ class Promotion(_Params):
     (both evaluated on the run's date); the first model is always promoted.
     """
 
-    model_name: str | None = None         # registry name, models/<name>/; None: the dataset's name
-    auc_tolerance: float = Field(0.002, ge=0)
-    min_gain: float = Field(0.0, ge=0)
+    model_name: ModelName = None
+    auc_tolerance: float = Field(0.002, ge=0, description="how much AUC a candidate may lose to the champion "
+                                                          "and still be promoted")
+    min_gain: float = Field(0.0, ge=0, description="how much GAUC a candidate must gain over the champion")
 
     def name_for(self, dataset: str) -> str:
         """One champion per dataset unless a name is given: a model only fits its dataset's IDs."""
@@ -40,8 +74,26 @@ class Promotion(_Params):
 class DaskParams(_Params):
     """Where feature work runs: an existing scheduler (``tcp://host:8786``) or a LocalCluster."""
 
-    address: str | None = None           # None: $DEA_DASK_ADDRESS, else a LocalCluster
-    n_workers: int | None = Field(None, ge=1)
+    address: str | None = Field(None, description="Dask scheduler, tcp://host:8786; empty = $DEA_DASK_ADDRESS, "
+                                                  "else a LocalCluster")
+    n_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes; empty = the cores, "
+                                                          "at most 4")
+
+
+def _registered(cfg: TrainConfig) -> TrainConfig:
+    """A flow's ``train.model`` must be in the model registry: a typo fails the run before any stage,
+    not at training. (``TrainConfig`` itself takes any name: tests train stand-in models.)"""
+    from dea_model.models import REGISTRY, available
+
+    if cfg.model not in REGISTRY:
+        raise ValueError(f"unknown model {cfg.model!r}; available: {', '.join(available())}")
+    return cfg
+
+
+Training = Annotated[TrainConfig, AfterValidator(_registered),
+                     doc("the candidate's training config: model, hparams, epochs, lr, ...")]
+PromotionRule = Annotated[Promotion, doc("the registered model the candidate joins, and when it becomes champion")]
+Cluster = Annotated[DaskParams, doc("where feature work runs: a Dask scheduler, else a LocalCluster")]
 
 
 def resolve_date(date: dt.date | str | None) -> str:

@@ -8,17 +8,14 @@ Skipped when this training run was already registered for this date.
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from prefect import flow, get_run_logger, runtime
 
 from dea_model import runs
 from dea_model.candidates import read_evaluation, register_candidate
-from dea_model.config import TrainConfig
 from dea_model.registry import Registry
 from flows.guard import dataset_lock
-from flows.params import DAILY_TRAIN, Day, Promotion
+from flows.params import (DAILY_TRAIN, DatasetName, Day, Force, Home, Promotion, PromotionRule, RunDate,
+                          SpecOverrides, Training, Window)
 from flows.reports import artifact_key, publish, table
 
 
@@ -30,10 +27,9 @@ def _registry_table(registry: Registry) -> str:
 
 
 @flow(name="register")
-def register_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-                  train: TrainConfig = DAILY_TRAIN, promotion: Promotion = Promotion(),
-                  force: bool = False, home: str | None = None,
-                  spec_overrides: dict[str, Any] | None = None) -> dict:
+def register_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window: Window = 3,
+                  train: Training = DAILY_TRAIN, promotion: PromotionRule = Promotion(),
+                  force: Force = False, home: Home = None, spec_overrides: SpecOverrides = None) -> dict:
     """Register the candidate trained for ``date`` and promote it when it beats the champion."""
     log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)

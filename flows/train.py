@@ -8,9 +8,6 @@ config (``dea_model.runs.train_record``).
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -18,7 +15,7 @@ from dea_model import runs
 from dea_model.config import TrainConfig
 from features.lake import up_to_date
 from flows.guard import dataset_lock
-from flows.params import DAILY_TRAIN, Day
+from flows.params import DAILY_TRAIN, DatasetName, Day, Force, Home, RunDate, SpecOverrides, Training, Window
 from flows.reports import artifact_key, publish, table
 
 
@@ -39,9 +36,9 @@ def _calibration_line(metrics: dict) -> str:
 
 
 @flow(name="train")
-def train_flow(dataset: str = "synthetic", date: dt.date | None = None, window: int = 3,
-               train: TrainConfig = DAILY_TRAIN, force: bool = False, home: str | None = None,
-               spec_overrides: dict[str, Any] | None = None) -> dict:
+def train_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window: Window = 3,
+               train: Training = DAILY_TRAIN, force: Force = False, home: Home = None,
+               spec_overrides: SpecOverrides = None) -> dict:
     """Train ``train.model`` on the ``window`` feature days before ``date`` (skip when current)."""
     log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)

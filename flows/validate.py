@@ -7,15 +7,12 @@ reason, logged in the verdict) turns a fail into a warn for a day a person judge
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.guard import dataset_lock
-from flows.params import Day
+from flows.params import DatasetName, Day, Force, GateOverride, Home, RunDate, SpecOverrides
 from flows.reports import artifact_key, publish
 from validation.checks import AVAILABILITY
 
@@ -50,8 +47,8 @@ def gate(day: Day, override: str | None, force: bool):
 
 
 @flow(name="validate")
-def validate_flow(dataset: str = "synthetic", date: dt.date | None = None, override: str | None = None,
-                  force: bool = False, home: str | None = None, spec_overrides: dict[str, Any] | None = None) -> dict:
+def validate_flow(dataset: DatasetName = "synthetic", date: RunDate = None, override: GateOverride = None,
+                  force: Force = False, home: Home = None, spec_overrides: SpecOverrides = None) -> dict:
     """Gate the feature day ``date``; Failed when the verdict is ``fail`` (unless ``override``)."""
     log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)
