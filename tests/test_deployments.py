@@ -1,7 +1,8 @@
 """deployments/prefect.yaml as written: the daily retrain's schedule and concurrency, and every
-deployment's entrypoint importable, naming a flow whose name is the deployment's ``<flow>/`` prefix.
-(``gc/weekly``'s schedule: tests/test_retention.py; the scheduler really creating the 06:00 UTC runs:
-tests/test_integration_schedule.py.)"""
+deployment's entrypoint importable, naming a flow whose name is the deployment's ``<flow>/`` prefix,
+under a name and a description of its own. (``gc/weekly``'s schedule: tests/test_retention.py; the
+scheduler really creating the 06:00 UTC runs: tests/test_integration_schedule.py; the run forms of
+the deployed flows: tests/test_forms.py.)"""
 
 import importlib
 from pathlib import Path
@@ -17,13 +18,13 @@ PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
 EXPECTED = {
     "dea-daily/retrain": "flows/dea_daily.py:dea_daily",
     "gc/weekly": "flows/gc.py:gc_flow",
-    "ingest/ad-hoc": "flows/ingest.py:ingest_flow",
-    "features/ad-hoc": "flows/featurize.py:features_flow",
-    "validate/ad-hoc": "flows/validate.py:validate_flow",
-    "train/ad-hoc": "flows/train.py:train_flow",
-    "evaluate/ad-hoc": "flows/evaluate.py:evaluate_flow",
-    "register/ad-hoc": "flows/register.py:register_flow",
-    "backfill/ad-hoc": "flows/backfill.py:backfill",
+    "ingest/land-days": "flows/ingest.py:ingest_flow",
+    "features/build-days": "flows/featurize.py:features_flow",
+    "validate/gate-day": "flows/validate.py:validate_flow",
+    "train/train-candidate": "flows/train.py:train_flow",
+    "evaluate/score-candidate": "flows/evaluate.py:evaluate_flow",
+    "register/register-candidate": "flows/register.py:register_flow",
+    "backfill/date-range": "flows/backfill.py:backfill",
 }
 
 
@@ -65,10 +66,17 @@ def test_every_deployment_names_an_importable_flow_of_its_name(deployments):
     assert found == EXPECTED
 
 
-def test_every_stage_of_dea_daily_has_an_ad_hoc_deployment_without_a_schedule(deployments):
+def test_every_stage_of_dea_daily_has_an_unscheduled_deployment(deployments):
     from flows.dea_daily import STAGES
 
-    by_entrypoint = {d["entrypoint"]: d for d in deployments}
-    ad_hoc = {load_flow(e).name for e, d in by_entrypoint.items() if d["name"] == "ad-hoc"}
-    assert ad_hoc == set(STAGES) | {"backfill"}
-    assert all(not d.get("schedules") for d in deployments if d["name"] == "ad-hoc")
+    flows = [(load_flow(d["entrypoint"]).name, d) for d in deployments]
+    for name in (*STAGES, "backfill"):
+        assert any(f == name and not d.get("schedules") for f, d in flows), f"{name}: no unscheduled deployment"
+
+
+def test_every_deployment_has_a_name_and_a_description_of_its_own(deployments):
+    names = [d["name"] for d in deployments]
+    assert len(set(names)) == len(names), f"deployment names used twice: {sorted(n for n in names if names.count(n) > 1)}"
+    descriptions = [(d.get("description") or "").strip() for d in deployments]
+    assert all(descriptions), f"deployments without a description: {[n for n, t in zip(names, descriptions) if not t]}"
+    assert len(set(descriptions)) == len(descriptions)

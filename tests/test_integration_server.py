@@ -17,12 +17,13 @@ here (server, worker) is killed, with its process group, when the fixture ends
 from __future__ import annotations
 
 import json
-import re
+import urllib.error
 
 import pytest
 
 from dea_model.registry import Registry
 from features.lake import Lake
+from features.spec import available_specs
 from prefect_server import PrefectServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -60,12 +61,22 @@ def day1(server):
     return server.retrain(D1)
 
 
-def test_deployments_are_registered(server):
-    listed = server.cli("deployment", "ls")
-    assert listed.returncode == 0, listed.stderr
-    names = set(re.findall(r"([a-z-]+/(?:retrain|ad-hoc))", listed.stdout))
-    assert {"dea-daily/retrain", "ingest/ad-hoc", "features/ad-hoc", "validate/ad-hoc", "train/ad-hoc",
-            "evaluate/ad-hoc", "register/ad-hoc", "backfill/ad-hoc"} <= names
+def test_deployments_are_registered_with_their_descriptions_and_forms(server):
+    flows = {f["id"]: f["name"] for f in server.api("POST", "/flows/filter", {})}
+    deployments = {f"{flows[d['flow_id']]}/{d['name']}": d for d in server.api("POST", "/deployments/filter", {})}
+    assert set(deployments) == {"dea-daily/retrain", "gc/weekly", "ingest/land-days", "features/build-days",
+                                "validate/gate-day", "train/train-candidate", "evaluate/score-candidate",
+                                "register/register-candidate", "backfill/date-range"}
+    assert all(d["description"] for d in deployments.values())
+    retrain = deployments["dea-daily/retrain"]
+    form = retrain["parameter_openapi_schema"]                 # what the UI's run form is drawn from
+    assert form["properties"]["dataset"]["enum"] == available_specs()
+    assert "empty = yesterday" in form["properties"]["date"]["description"]
+    assert "fm" in form["definitions"]["TrainConfig"]["properties"]["model"]["enum"]
+    # the server itself refuses a run whose parameters the form would not allow (a typo in train.model)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        server.api("POST", f"/deployments/{retrain['id']}/create_flow_run", {"parameters": {"train": {"model": "fmm"}}})
+    assert refused.value.code in (409, 422)
 
 
 def test_retrain_completes_with_gate_report_and_champion(server, day1):
