@@ -12,9 +12,11 @@ The dataset's lock is held for the whole run.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.states import Failed
+from prefect.utilities.urls import url_for
 
 from flows.cluster import flow_client
 from flows.evaluate import evaluate_flow
@@ -24,11 +26,40 @@ from flows.ingest import ingest_flow
 from flows.params import (DAILY_TRAIN, Cluster, DaskParams, DatasetName, Day, Force, GateOverride, Home, Promotion,
                           PromotionRule, RunDate, SpecOverrides, Training, Window)
 from flows.register import register_flow
-from flows.reports import artifact_key
+from flows.reports import artifact_key, publish
+from flows.settings import reports_url
+from flows.summary import STAGES, DailySummary
 from flows.train import train_flow
 from flows.validate import validate_flow
 
-STAGES = ("ingest", "features", "validate", "train", "evaluate", "register")
+
+class StageFailed(RuntimeError):
+    """A stage of the run ended Failed; the message names the stage and says why."""
+
+
+def run_stage(summary: DailySummary, name: str, flow_fn, *, contained: type[Exception] | None = None,
+              **params) -> dict | None:
+    """Run one stage's subflow and record its outcome in ``summary``; raise ``StageFailed`` when it
+    fails, unless its exception is ``contained`` (then the run goes on and a later stage judges)."""
+    log = get_run_logger()
+    number = f"{STAGES.index(name) + 1}/{len(STAGES)}"
+    log.info("stage %s %s: started", number, name)
+    start = time.perf_counter()
+    state = flow_fn(**params, return_state=True)
+    stage = summary.stages[name]
+    stage.seconds = round(time.perf_counter() - start, 2)
+    stage.run_url = url_for("flow-run", obj_id=state.state_details.flow_run_id)
+    if state.is_failed() or state.is_crashed() or state.is_cancelled():
+        error = state.result(raise_on_failure=False)
+        stage.status, stage.message = "failed", state.message or str(error)
+        log.error("stage %s %s: failed after %.1f s", number, name, stage.seconds)
+        if contained and isinstance(error, contained):
+            return None
+        raise StageFailed(f"dea-daily {summary.dataset} {summary.date}: stage {name} failed: {stage.message}")
+    stage.result = state.result()
+    stage.status = "skipped" if stage.result.get("skipped") else "done"
+    log.info("stage %s %s: %s in %.1f s — %s", number, name, stage.status, stage.seconds, stage.detail)
+    return stage.result
 
 
 @flow(name="dea-daily")
@@ -38,36 +69,31 @@ def dea_daily(dataset: DatasetName = "synthetic", date: RunDate = None, window: 
               force: Force = False, home: Home = None, spec_overrides: SpecOverrides = None) -> dict:
     """Retrain on the ``window`` days before ``date`` (default: yesterday), gate ``date``, evaluate
     the candidate beside the champion on ``date`` and register it (champion only if it wins)."""
-    log = get_run_logger()
     day = Day.open(dataset, date, home, spec_overrides)
     common = {"dataset": dataset, "date": day.date, "force": force, "home": home, "spec_overrides": spec_overrides}
     model = {"window": window, "train": train}
-    progress = create_progress_artifact(0.0, key=artifact_key("dea-daily", dataset),
-                                        description=f"dea-daily stages done for {dataset} {day.date}")
-    results: dict[str, dict] = {}
-    seconds: dict[str, float] = {}
-
-    def stage(name: str, run, **kwargs) -> dict:
-        start = time.perf_counter()
-        results[name] = run(**common, **kwargs)
-        seconds[name] = round(time.perf_counter() - start, 2)
-        update_progress_artifact(progress, 100.0 * len(results) / len(STAGES))
-        return results[name]
-
-    with dataset_lock(day.lake, dataset):
-        stage("ingest", ingest_flow, window=window)
-        with flow_client(cluster):  # one Dask cluster for the feature tables and their statistics
-            try:
-                stage("features", features_flow, window=window, cluster=cluster)
-            except DayNotBuilt as e:  # the gate below records the day as failed, naming the bad file
-                log.error("%s", e)
-        stage("validate", validate_flow, override=gate_override)
-        stage("train", train_flow, **model)
-        stage("evaluate", evaluate_flow, **model, promotion=promotion)
-        registered = stage("register", register_flow, **model, promotion=promotion)
-    log.info("dea-daily %s %s done in %.1f s (%s); champion %s", dataset, day.date, sum(seconds.values()),
-             ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()), registered["champion"])
-    return {"dataset": dataset, "date": day.date, "seconds": seconds, **results}
+    summary = DailySummary(dataset, day.date, train.model)
+    try:
+        with dataset_lock(day.lake, dataset):
+            run_stage(summary, "ingest", ingest_flow, **common, window=window)
+            with flow_client(cluster):  # one Dask cluster for the feature tables and their statistics
+                # a day that cannot be built is contained: the gate records it as failed, naming the file
+                run_stage(summary, "features", features_flow, **common, window=window, cluster=cluster,
+                          contained=DayNotBuilt)
+            run_stage(summary, "validate", validate_flow, **common, override=gate_override)
+            run_stage(summary, "train", train_flow, **common, **model)
+            run_stage(summary, "evaluate", evaluate_flow, **common, **model, promotion=promotion)
+            run_stage(summary, "register", register_flow, **common, **model, promotion=promotion)
+    except StageFailed as failed:
+        return Failed(message=str(failed))
+    finally:
+        publish(artifact_key("dea-daily", dataset), summary.markdown(partial(reports_url, day.lake.root)),
+                f"dea-daily {dataset} {day.date}: verdict, stages, candidate vs champion, reports")
+    seconds = {s.name: s.seconds for s in summary.stages.values()}
+    get_run_logger().info("dea-daily %s %s done in %.1f s; champion %s", dataset, day.date, sum(seconds.values()),
+                          summary.result("register")["champion"])
+    return {"dataset": dataset, "date": day.date, "seconds": seconds,
+            **{s.name: s.result for s in summary.stages.values()}}
 
 
 if __name__ == "__main__":

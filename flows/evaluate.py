@@ -18,8 +18,7 @@ from flows.guard import dataset_lock
 from flows.params import (DAILY_TRAIN, DatasetName, Day, Force, Home, Promotion, PromotionRule, RunDate,
                           SpecOverrides, Training, Window)
 from flows.reports import artifact_key, publish, table
-
-COLUMNS = ["model", "auc", "gauc", "logloss", "calibration", "rows"]
+from flows.summary import EVALUATION_COLUMNS, evaluation_rows
 
 
 @task(cache_policy=NO_CACHE)
@@ -43,15 +42,12 @@ def evaluate_flow(dataset: DatasetName = "synthetic", date: RunDate = None, wind
         result, skipped = score(day, model_dir, registry, window, force)
     if skipped:
         log.info("evaluation of %s is up to date (same candidate, day and champion): skipped", model_dir)
-    rows = [{"model": f"candidate ({train.model})", **result["candidate"]}]
-    if result["champion"]:
-        rows.append({"model": f"champion {result['champion']['version']}", **result["champion"]})
-    rows += [{"model": name, **m} for name, m in result["baselines"].items()]
+    rows = evaluation_rows(result, train.model)
     for r in rows:
         log.info("%s on %s: AUC %.4f GAUC %.4f logloss %.4f", r["model"], day.date, r["auc"], r["gauc"], r["logloss"])
     path = runs.eval_dir(model_dir) / runs.EVALUATION
     publish(artifact_key("evaluate", day.dataset),
-            f"# Evaluation on {day.dataset} {day.date}\n\n" + table(rows, COLUMNS) + f"\n\nCandidate `{model_dir}`.",
+            f"# Evaluation on {day.dataset} {day.date}\n\n" + table(rows, EVALUATION_COLUMNS) + f"\n\nCandidate `{model_dir}`.",
             f"candidate vs champion vs baselines on {day.dataset} {day.date}")
     return {"stage": "evaluate", "path": str(path), "skipped": skipped, **result}
 

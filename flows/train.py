@@ -17,6 +17,7 @@ from features.lake import up_to_date
 from flows.guard import dataset_lock
 from flows.params import DAILY_TRAIN, DatasetName, Day, Force, Home, RunDate, SpecOverrides, Training, Window
 from flows.reports import artifact_key, publish, table
+from flows.settings import reports_url
 
 
 @task(cache_policy=NO_CACHE)
@@ -54,13 +55,16 @@ def train_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window:
     log.info("candidate %s: valid %s AUC %.4f GAUC %.4f logloss %.4f (best epoch %d of %d)", cfg.model,
              metrics["valid_date"], valid["auc"], valid["gauc"], valid["logloss"], metrics["best_epoch"],
              metrics["epochs_run"])
+    plot = out / runs.CURVE_PLOT
+    picture = f"\n\n![training curve]({reports_url(day.lake.root, plot)})" if plot.exists() else ""
     publish(artifact_key("train", day.dataset, cfg.model),
             f"# Training of {cfg.model} on {day.dataset} for {day.date}\n\n"
             f"{'Up to date, skipped. ' if skipped else ''}Model folder `{out}`.\n\n" + _calibration_line(metrics)
             + table(runs.read(out, runs.CURVE), ["epoch", "train_loss", "valid_auc", "valid_gauc", "valid_logloss",
-                                                 "seconds", "samples_per_second"]),
+                                                 "seconds", "samples_per_second"]) + picture,
             f"training curve of {cfg.model} on {day.dataset}")
-    return {"stage": "train", "model_dir": str(out), "skipped": skipped, "metrics": metrics}
+    return {"stage": "train", "model_dir": str(out), "skipped": skipped, "metrics": metrics,
+            "curve_plot": str(plot) if plot.exists() else None}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ and ``dea predict`` work on the result; the dataset lock serialises processes.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -97,16 +98,52 @@ def test_rerun_skips_every_stage(env, runs):
     assert again["evaluate"]["candidate"] == Registry(env, "synthetic").show("v0001").metrics
 
 
+def _run_record(state) -> dict:
+    """What the UI shows of a flow run: its task runs' states, its subflows' and its own logs, and the
+    dea-daily summary artifact it published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, \
+        FlowRunFilterParentFlowRunId, LogFilter, LogFilterFlowRunId
+
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)                  # logs reach the API in batches
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = [run_id] + [r.id for r in client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))]
+        tasks = {t.name.split("-")[0]: t.state for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": runs}))}
+        logs = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=runs)))]
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+    return {"tasks": tasks, "logs": logs, "artifacts": {a.key: a.data for a in artifacts}}
+
+
 @pytest.mark.slow
 def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
     strict = {**TINY, "gate": {"rows": {"min": 10**9, "ratio": None}}}     # no day has a billion rows
     state = _daily(env, D2, spec_overrides=strict)
     assert state.is_failed()
-    assert "GateFailed: gate of synthetic 2026-01-06 failed: rows; report " in state.message
+    report = env.validation("synthetic", D2) / "summary.md"
+    assert state.message.startswith(
+        f"dea-daily synthetic {D2}: stage validate failed: The data-quality gate of synthetic {D2} failed 1 blocking "
+        f"check(s): rows observed 4000, bound ≥ 1e+09. Report http://127.0.0.1:4201/validation/synthetic/"
+        f"dt={D2}/summary.md"), state.message
+    assert f"(file {report})" in state.message and "gate_override='<reason>'" in state.message
     assert json.loads((env.validation("synthetic", D2) / "verdict.json").read_text())["verdict"] == "fail"
     reg = Registry(env, "synthetic")
     assert reg.champion().version == "v0001" and reg.versions() == ["v0001"]
     assert not (env.runs() / "synthetic" / f"dt={D2}").exists()        # stopped before training
+
+    record = _run_record(state)
+    assert record["tasks"]["gate"].is_failed() and record["tasks"]["gate"].name == "GateBlocked"
+    assert not any("Traceback" in m for m in record["logs"])           # an expected failure, said once
+    assert any("stage 3/6 validate: failed after" in m for m in record["logs"])
+    summary = record["artifacts"]["dea-daily-synthetic"]
+    assert "✗ **failed at validate**: The data-quality gate of synthetic" in summary
+    stages = dict(re.findall(r"^\| \[?(\w+)\]?(?:\([^)]*\))? \| ([^|]+) \|", summary, re.MULTILINE))
+    assert stages == {"stage": "status", "ingest": "↷ up to date", "features": "✓ done", "validate": "✗ failed",
+                      "train": "· not run", "evaluate": "· not run", "register": "· not run"}, summary
 
 
 # The promotion rule in the flow: a second dataset on the same lake (the synthetic source under
@@ -285,7 +322,8 @@ def test_a_corrupt_raw_day_fails_alone_and_the_next_day_trains_without_it(env, r
 
     failed = _daily(env, bad)
     assert failed.is_failed()
-    assert f"gate of synthetic {bad} failed: raw_complete, features_complete, stats_complete" in failed.message
+    assert f"gate of synthetic {bad} failed 3 blocking check(s): raw_complete observed 0, bound [1, 1]" in failed.message
+    assert "features_complete observed 0, " in failed.message and "stats_complete observed 0, " in failed.message
     assert f"cannot read raw Parquet file {part}" in failed.message
     assert "no override can accept it" in failed.message and "ValueError: No clients found" not in failed.message
     assert json.loads((env.validation("synthetic", bad) / "verdict.json").read_text())["verdict"] == "fail"

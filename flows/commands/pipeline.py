@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import time
 from typing import Iterator
@@ -63,32 +62,17 @@ def _params(args) -> dict:
     return params
 
 
-def _num(x) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
-
-
 def _stage_line(name: str, seconds: float, r: dict) -> str:
-    if name == "ingest":
-        what = f"{len(r['written'])} day(s) written ({sum(r['written'].values()):,} rows), {len(r['skipped'])} up to date"
-    elif name == "features":
-        written = sum(d["status"] == "written" for d in r["days"])
-        what = (f"manifest {'refitted' if r['refit'] else 'up to date'}, {written} day(s) written, "
-                f"{len(r['days']) - written} up to date")
-    elif name == "validate":
-        what = f"gate {r['verdict']}{' (up to date)' if r.get('skipped') else ''} -> {r['summary']}"
-    elif name == "train":
-        m = r["metrics"]
-        what = (f"{m['model']} {'up to date' if r['skipped'] else 'trained'}: valid AUC {_num(m['valid']['auc'])}, "
-                f"best epoch {m['best_epoch']} of {m['epochs_run']} -> {r['model_dir']}")
-    elif name == "evaluate":
-        what = f"candidate AUC {_num(r['candidate']['auc'])} GAUC {_num(r['candidate']['gauc'])} -> {r['path']}"
-    else:
-        what = f"{r['version']} {'promoted to champion' if r['promoted'] else 'kept as challenger'}: {r['reason']}"
-    return f"  {name:9} {seconds:7.1f} s  {what}"
+    from flows.summary import stage_detail
+
+    where = {"validate": r.get("summary"), "train": r.get("model_dir")}.get(name)
+    return f"  {name:9} {seconds:7.1f} s  {stage_detail(name, r)}" + (f" -> {where}" if where else "")
 
 
 def _report(result: dict) -> None:
     """Per-stage lines, the champion's metrics on the date, the baselines and where the reports are."""
+    from flows.summary import metric as _num
+
     for name, seconds in result["seconds"].items():
         print(_stage_line(name, seconds, result[name]))
     reg, ev, gate = result["register"], result["evaluate"], result["validate"]
