@@ -18,7 +18,7 @@ import numpy as np
 from validation.checks import bucket_shares, reference_histogram
 
 STATUS_ORDER = {"fail": 0, "error": 0, "pass": 2, "skipped": 3}
-ICON = {"fail": "❌ fail", "error": "❌ error", "pass": "✅ pass", "skipped": "⏭ skipped"}
+ICON = {"fail": "✗ fail", "error": "✗ error", "pass": "✓ pass", "skipped": "· skipped"}
 
 
 def summary_markdown(doc: dict) -> str:
@@ -42,21 +42,22 @@ def summary_markdown(doc: dict) -> str:
         lines.append(f"- Data Docs: `{reports['data_docs']}`")
     for p in reports.get("plots", []):
         lines.append(f"- plot: `{p}`")
-    lines += ["", "| status | expectation | observed | bound | severity |", "|---|---|---|---|---|"]
+    lines += ["", "| status | severity | expectation | observed | bound |", "|---|---|---|---|---|"]
     rows = sorted(doc["checks"], key=lambda c: (STATUS_ORDER.get(c["status"], 1) + (c["severity"] == "warning") * 0.5,
                                                c["expectation"]))
     for c in rows:
         status = ICON.get(c["status"], c["status"])
         if c["status"] == "fail" and c["severity"] == "warning":
-            status = "⚠️ warn"
-        observed = _fmt(c["observed"])
+            status = "⚠ warn"
+        observed = fmt_value(c["observed"])
         if c.get("note") and c["status"] != "pass":
             observed = f"{observed} ({c['note']})" if observed != "—" else c["note"]
-        lines.append(f"| {status} | `{c['expectation']}` | {observed} | {c['bound']} | {c['severity']} |")
+        lines.append(f"| {status} | {c['severity']} | `{c['expectation']}` | {observed} | {c['bound']} |")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(v) -> str:
+def fmt_value(v) -> str:
+    """An observed value as the reports print it (4 significant digits, lists cut at 6)."""
     if v is None:
         return "—"
     if isinstance(v, float):
