@@ -18,6 +18,7 @@ the ``dea`` commands start their own, ``flows.server``); with it they report to 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -84,3 +85,20 @@ def reports_url(lake_root: Path, path: str | os.PathLike) -> str:
     base = os.environ.get("DEA_REPORTS_URL") or f"http://{REPORTS_HOST}:{REPORTS_PORT}"
     relative = Path(path).resolve().relative_to(Path(lake_root).resolve()).as_posix()
     return f"{base.rstrip('/')}/{relative}"
+
+
+class ExpectedFailureFilter(logging.Filter):
+    """Drops the traceback Prefect's engine logs for a flow that *returned* its Failed state on purpose
+    (a gate verdict, a failed stage: ``prefect.exceptions.FailedRun``), whose state message already
+    says why. A crash, any other exception, keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (type(error).__name__ == "FailedRun" and record.getMessage().startswith("Engine execution exited"))
+
+
+def quiet_expected_failures() -> None:
+    """Install ``ExpectedFailureFilter`` on Prefect's flow-run logger (once)."""
+    flow_runs = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, ExpectedFailureFilter) for f in flow_runs.filters):
+        flow_runs.addFilter(ExpectedFailureFilter())
