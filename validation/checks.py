@@ -95,10 +95,10 @@ class Check:
         if self.low is None and self.high is None:
             return "—"
         if self.low is None:
-            return f"≤ {_fmt(self.high)}"
+            return f"≤ {fmt_number(self.high)}"
         if self.high is None:
-            return f"≥ {_fmt(self.low)}"
-        return f"[{_fmt(self.low)}, {_fmt(self.high)}]"
+            return f"≥ {fmt_number(self.low)}"
+        return f"[{fmt_number(self.low)}, {fmt_number(self.high)}]"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -109,9 +109,11 @@ class Check:
         return _jsonable(out)
 
 
-def _fmt(v: Any) -> str:
+def fmt_number(v: Any) -> str:
+    """A value as reports and messages print it: whole numbers below 10^7 in full (20000), other
+    floats to 4 significant digits (0.2401, 1e+09)."""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return str(int(v)) if v.is_integer() and abs(v) < 1e7 else f"{v:.4g}"
     return str(v)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from validation.checks import bucket_shares, reference_histogram
+from validation.checks import bucket_shares, fmt_number, reference_histogram
 
 STATUS_ORDER = {"fail": 0, "error": 0, "pass": 2, "skipped": 3}
 ICON = {"fail": "✗ fail", "error": "✗ error", "pass": "✓ pass", "skipped": "· skipped"}
@@ -61,7 +61,7 @@ def fmt_value(v) -> str:
     if v is None:
         return "—"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return fmt_number(v)
     if isinstance(v, list):
         return ", ".join(map(str, v[:6])) + (", …" if len(v) > 6 else "")
     return str(v).replace("|", "\\|")
