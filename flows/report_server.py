@@ -169,9 +169,7 @@ small {{ color: #666; }}
 def make_server(lake_root: str | os.PathLike, host: str, port: int) -> ThreadingHTTPServer:
     """A server of ``lake_root``'s reports bound to ``host:port`` (port 0: a free one); call
     ``serve_forever()``, then ``server_close()``."""
-    root = Path(lake_root).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"no lake at {root} (dea --home DIR, or $DEA_HOME)")
+    root = Path(lake_root).resolve()           # may not exist yet: the index then lists no days
     server = ThreadingHTTPServer((host, port), partial(ReportHandler, directory=str(root)))
     server.daemon_threads = True
     return server

@@ -202,3 +202,18 @@ def test_reports_serve_the_two_trees_read_only_and_nothing_else(server):
     for method in ("POST", "PUT", "DELETE"):
         assert _get(port, "/validation/toy/dt=2026-01-02/summary.md", method)[0] == 501, method
     assert (root / "validation/toy/dt=2026-01-02/summary.md").exists()
+
+
+def test_reports_start_before_the_first_run_and_list_no_days(tmp_path):
+    """The service order of the README: `dea reports` starts before any run has made the lake."""
+    srv = make_server(tmp_path / "not-yet", "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, _, body = _get(srv.server_address[1], "/")
+        assert status == 200 and "No reports yet" in body.decode()
+        assert _get(srv.server_address[1], "/validation/x/summary.md")[0] == 404
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert not (tmp_path / "not-yet").exists()                 # a reader: it creates nothing
