@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+DEA = str(Path(sys.executable).with_name("dea"))
 POOL = "dea-process"
 
 
@@ -54,29 +55,35 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 class PrefectServer:
-    """``prefect server start`` on a free loopback port; its scheduler service only when ``scheduler``."""
+    """``prefect server start`` on a free loopback port; its scheduler service only when ``scheduler``,
+    its UI (at ``ui_url``) only when ``ui``."""
 
-    def __init__(self, tmp: Path, *, scheduler: bool = False, env: dict[str, str] | None = None):
+    def __init__(self, tmp: Path, *, scheduler: bool = False, ui: bool = False, env: dict[str, str] | None = None):
         self.tmp = Path(tmp)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.ui_url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.ui_url}/api"
         self.lake_root = self.tmp / "lake"
         self.env = {**os.environ,
                     "PREFECT_HOME": str(self.tmp / "prefect"), "PREFECT_API_URL": self.url,
                     "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(self.port),
                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                    "PREFECT_UI_ENABLED": "false", "PREFECT_SERVER_UI_ENABLED": "false",
+                    "PREFECT_UI_ENABLED": str(ui).lower(), "PREFECT_SERVER_UI_ENABLED": str(ui).lower(),
                     "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true" if scheduler else "false",
                     "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_LOGGING_LEVEL": "INFO",
+                    # as the README starts it: runs' logs streamed to `prefect deployment run --watch`
+                    "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true",
+                    "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
                     "DEA_HOME": str(self.lake_root), "DEA_DASK_ADDRESS": "",
                     **(env or {})}
         self.procs: list[subprocess.Popen] = []
 
     # -- processes ---------------------------------------------------------------------------------
-    def spawn(self, name: str, *args: str) -> subprocess.Popen:
-        """``prefect <args>`` in the background, in its own process group, output to ``<tmp>/<name>.log``."""
+    def spawn(self, name: str, *args: str, program: str = PREFECT) -> subprocess.Popen:
+        """``prefect <args>`` (or ``program``) in the background, in its own process group, output to
+        ``<tmp>/<name>.log``; stopped by ``close()``."""
         with open(self.tmp / f"{name}.log", "w") as log:
-            proc = subprocess.Popen([PREFECT, *args], env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([program, *args], env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         self.procs.append(proc)
         return proc
@@ -116,7 +123,9 @@ class PrefectServer:
 
     # -- talking to it -----------------------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-        return subprocess.run([PREFECT, *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        """``prefect <args>``, as a terminal 250 columns wide would print it (rich wraps at 80 otherwise)."""
+        return subprocess.run([PREFECT, *args], env={**self.env, "COLUMNS": "250"}, cwd=REPO, capture_output=True,
+                              text=True, timeout=timeout)
 
     def check(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
         """``cli``, asserting exit code 0."""
