@@ -36,11 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TERMINATED: list[int] = []      # the signal that ended the command, once one arrived
+
+
 @contextlib.contextmanager
 def sigterm_exits() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C (``finally`` blocks run: temporary folders removed, the private
-    Prefect server and the Dask cluster stopped) instead of killing the process where it stands."""
+    Prefect server and the Dask cluster stopped) instead of killing the process where it stands.
+    A command that fails after it then exits 128 + 15, even when the ``SystemExit`` landed inside
+    Prefect's engine and came out as another error (``main``)."""
     def terminate(signum, frame):
+        TERMINATED.append(signum)
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, terminate)
@@ -60,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
             settings.apply(args.home)          # the lake is known now: Prefect's home follows it
             if args.command in WRITERS or getattr(args, "writes", False):
                 settings.check_writable(args.home)
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, PermissionError) as e:  # user errors: one line, no traceback
         if args.verbose:
             raise
         print(f"dea {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        code = 2
+    return 128 + TERMINATED[0] if TERMINATED and code else code     # failed because it was stopped
 
 
 if __name__ == "__main__":

@@ -76,11 +76,13 @@ def _killed_mid_write(tmp_path: Path, sig: int):
     proc, tree = _start_run(home, log), []
     try:
         me = psutil.Process(proc.pid)
-        tree = _wait(lambda: _writing_features(home) and (t := me.children(recursive=True)) and _dask_worker(t) and t,
-                     240, "no Dask worker writing a feature day", proc, log)
+        tree = _wait(lambda: (t := me.children(recursive=True)) and _dask_worker(t) and t, 240, "no Dask worker",
+                     proc, log)
+        # a day's write lasts a fraction of a second: signal the moment it is seen, look afterwards
+        _wait(lambda: _writing_features(home), 240, "no feature day being written", proc, log)
+        proc.send_signal(sig)
         names = {" ".join(p.cmdline()[1:]) for p in tree if p.is_running()}
         assert any("prefect server start" in n for n in names), names      # the command's private server
-        proc.send_signal(sig)
         yield proc, tree, home, log
     finally:
         if proc.poll() is None:
