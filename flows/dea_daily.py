@@ -28,7 +28,7 @@ from flows.params import (DAILY_TRAIN, Cluster, DaskParams, DatasetName, Day, Fo
 from flows.register import register_flow
 from flows.reports import artifact_key, publish
 from flows.settings import reports_url
-from flows.summary import STAGES, DailySummary
+from flows.summary import STAGES, DailySummary, stage_skipped
 from flows.train import train_flow
 from flows.validate import validate_flow
 
@@ -45,8 +45,9 @@ def run_stage(summary: DailySummary, name: str, flow_fn, *, contained: type[Exce
     number = f"{STAGES.index(name) + 1}/{len(STAGES)}"
     log.info("stage %s %s: started", number, name)
     start = time.perf_counter()
-    state = flow_fn(**params, return_state=True)
     stage = summary.stages[name]
+    stage.status = "running"
+    state = flow_fn(**params, return_state=True)
     stage.seconds = round(time.perf_counter() - start, 2)
     stage.run_url = url_for("flow-run", obj_id=state.state_details.flow_run_id)
     if state.is_failed() or state.is_crashed() or state.is_cancelled():
@@ -57,9 +58,18 @@ def run_stage(summary: DailySummary, name: str, flow_fn, *, contained: type[Exce
             return None
         raise StageFailed(f"dea-daily {summary.dataset} {summary.date}: stage {name} failed: {stage.message}")
     stage.result = state.result()
-    stage.status = "skipped" if stage.result.get("skipped") else "done"
+    stage.status = "skipped" if stage_skipped(name, stage.result) else "done"
     log.info("stage %s %s: %s in %.1f s — %s", number, name, stage.status, stage.seconds, stage.detail)
     return stage.result
+
+
+def publish_summary(summary: DailySummary, day: Day) -> None:
+    """The run's summary artifact; a failure to publish it is a warning, never the run's error."""
+    try:
+        publish(artifact_key("dea-daily", summary.dataset), summary.markdown(partial(reports_url, day.lake.root)),
+                f"dea-daily {summary.dataset} {summary.date}: verdict, stages, candidate vs champion, reports")
+    except Exception as e:  # noqa: BLE001 — the API gone during Ctrl-C must not replace the real error
+        get_run_logger().warning("the dea-daily summary artifact was not published: %s", e)
 
 
 @flow(name="dea-daily")
@@ -86,9 +96,11 @@ def dea_daily(dataset: DatasetName = "synthetic", date: RunDate = None, window: 
             run_stage(summary, "register", register_flow, **common, **model, promotion=promotion)
     except StageFailed as failed:
         return Failed(message=str(failed))
+    except BaseException as stop:              # the lock, the cluster, Ctrl-C, SIGTERM: said, then raised
+        summary.interruption = f"{type(stop).__name__}: {stop}"
+        raise
     finally:
-        publish(artifact_key("dea-daily", dataset), summary.markdown(partial(reports_url, day.lake.root)),
-                f"dea-daily {dataset} {day.date}: verdict, stages, candidate vs champion, reports")
+        publish_summary(summary, day)
     seconds = {s.name: s.seconds for s in summary.stages.values()}
     get_run_logger().info("dea-daily %s %s done in %.1f s; champion %s", dataset, day.date, sum(seconds.values()),
                           summary.result("register")["champion"])

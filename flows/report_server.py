@@ -71,6 +71,10 @@ class ReportHandler(SimpleHTTPRequestHandler):
             return False
         return True
 
+    def list_directory(self, path):            # folders are not listed (names of hidden files, links)
+        self.send_error(HTTPStatus.NOT_FOUND, "folders are not listed: start at /")
+        return None
+
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-cache")
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -86,8 +90,11 @@ def served(root: Path, url_path: str) -> bool:
     parts = [p for p in url_path.split("/") if p]
     if not parts or parts[0] not in TREES or any(p.startswith(".") or "\\" in p for p in parts):
         return False
-    tree = (root / parts[0]).resolve()
-    target = (root / Path(*parts)).resolve()
+    try:
+        tree = (root / parts[0]).resolve()
+        target = (root / Path(*parts)).resolve()
+    except (ValueError, OSError):              # a NUL byte, a symlink loop: not a report
+        return False
     return target == tree or tree in target.parents
 
 

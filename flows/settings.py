@@ -22,6 +22,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -81,10 +82,13 @@ REPORTS_HOST, REPORTS_PORT = "127.0.0.1", 4201
 
 def reports_url(lake_root: Path, path: str | os.PathLike) -> str:
     """The http address of a file of the lake as ``dea reports`` serves it: ``$DEA_REPORTS_URL``
-    (default ``http://127.0.0.1:4201``) + the path relative to the lake root."""
+    (default ``http://127.0.0.1:4201``) + the path relative to the lake root (symbolic links inside
+    the lake kept, as the server follows them), percent-encoded."""
     base = os.environ.get("DEA_REPORTS_URL") or f"http://{REPORTS_HOST}:{REPORTS_PORT}"
-    relative = Path(path).resolve().relative_to(Path(lake_root).resolve()).as_posix()
-    return f"{base.rstrip('/')}/{relative}"
+    relative = Path(os.path.relpath(Path(path).absolute(), Path(lake_root).absolute()))
+    if relative.parts[:1] == ("..",):          # not under the lake (never served): the file itself
+        return Path(path).absolute().as_uri()
+    return f"{base.rstrip('/')}/{quote(relative.as_posix(), safe='/=@')}"
 
 
 class ExpectedFailureFilter(logging.Filter):
@@ -93,8 +97,10 @@ class ExpectedFailureFilter(logging.Filter):
     says why. A crash, any other exception, keeps its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.exceptions import FailedRun   # Prefect is imported by the time it logs
+
         error = record.exc_info[1] if record.exc_info else None
-        return not (type(error).__name__ == "FailedRun" and record.getMessage().startswith("Engine execution exited"))
+        return not (isinstance(error, FailedRun) and record.getMessage().startswith("Engine execution exited"))
 
 
 def quiet_expected_failures() -> None:

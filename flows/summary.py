@@ -15,7 +15,8 @@ from pathlib import Path
 from flows.reports import table
 
 STAGES = ("ingest", "features", "validate", "train", "evaluate", "register")
-ICON = {"done": "✓ done", "skipped": "↷ up to date", "failed": "✗ failed", "not run": "· not run"}
+ICON = {"done": "✓ done", "skipped": "↷ up to date", "failed": "✗ failed", "running": "✗ interrupted",
+        "not run": "· not run"}
 EVALUATION_COLUMNS = ["model", "auc", "gauc", "logloss", "calibration", "rows"]
 
 
@@ -42,6 +43,15 @@ def stage_detail(name: str, r: dict) -> str:
     if name == "evaluate":
         return f"candidate AUC {metric(r['candidate']['auc'])} GAUC {metric(r['candidate']['gauc'])}"
     return f"{r['version']} {'promoted to champion' if r['promoted'] else 'kept as challenger'}: {r['reason']}"
+
+
+def stage_skipped(name: str, r: dict) -> bool:
+    """Whether stage ``name`` found everything up to date and wrote nothing."""
+    if name == "ingest":
+        return not r["written"]
+    if name == "features":
+        return not r["refit"] and all(d["status"] != "written" for d in r["days"])
+    return bool(r.get("skipped"))
 
 
 def evaluation_rows(result: dict, model: str) -> list[dict]:
@@ -78,12 +88,16 @@ class DailySummary:
     date: str
     model: str
     stages: dict[str, Stage] = field(default_factory=lambda: {s: Stage(s) for s in STAGES})
+    interruption: str | None = None        # what stopped the run outside any stage's own failure
 
     def result(self, name: str) -> dict | None:
         return self.stages[name].result
 
     @property
     def verdict(self) -> str:
+        if self.interruption:
+            running = [s.name for s in self.stages.values() if s.status == "running"]
+            return f"✗ **stopped{' during ' + running[0] if running else ''}**: {self.interruption}"
         failed = [s for s in self.stages.values() if s.status == "failed"]
         reg = self.result("register")
         if reg:
@@ -124,5 +138,5 @@ class DailySummary:
             lines.append(f"- registry: {reg['version']} at `{reg['path']}`; champion **{reg['champion']}**")
         if not lines:
             lines.append("- none yet: the run stopped before the gate (see the failed stage's run)")
-        lines.append("\nThe links are served by `dea reports` (the lake's reports on 127.0.0.1).")
+        lines.append("\nThe links are served by `dea reports` (`DEA_REPORTS_URL`).")
         return lines

@@ -142,7 +142,7 @@ def test_gate_failure_fails_the_run_and_keeps_the_champion(env, runs):
     summary = record["artifacts"]["dea-daily-synthetic"]
     assert "✗ **failed at validate**: The data-quality gate of synthetic" in summary
     stages = dict(re.findall(r"^\| \[?(\w+)\]?(?:\([^)]*\))? \| ([^|]+) \|", summary, re.MULTILINE))
-    assert stages == {"stage": "status", "ingest": "↷ up to date", "features": "✓ done", "validate": "✗ failed",
+    assert stages == {"stage": "status", "ingest": "✓ done", "features": "✓ done", "validate": "✗ failed",
                       "train": "· not run", "evaluate": "· not run", "register": "· not run"}, summary
 
 

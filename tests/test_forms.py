@@ -97,3 +97,12 @@ def test_the_form_sends_plain_strings_and_a_typo_fails_before_any_stage():
         dea_daily.validate_parameters({"train": {"model": "fmm"}})
     # Python callers may name a spec by its path (benchmarks/soak.py: `dea run --dataset <path>.yaml`)
     assert dea_daily.validate_parameters({"dataset": "/tmp/my.yaml"})["dataset"] == "/tmp/my.yaml"
+
+
+def test_an_unknown_dataset_fails_on_the_flows_first_line_naming_the_known_ones():
+    from features.spec import available_specs
+    from flows.params import Day
+
+    with pytest.raises(ValueError, match=r"no dataset spec .*synthtic\.yaml; known datasets: \[") as info:
+        Day.open("synthtic", "2026-01-05")
+    assert all(name in str(info.value) for name in available_specs())

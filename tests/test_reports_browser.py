@@ -197,7 +197,8 @@ def test_reports_serve_the_two_trees_read_only_and_nothing_else(server):
     assert _get(port, "/runs/toy/dt=2026-01-02/run-1/curve.png")[0] == 200
     for path in ("/prefect/prefect.db", "/validation/../prefect/prefect.db", "/validation/%2e%2e/prefect/prefect.db",
                  "//prefect/prefect.db", "/validation/toy/escape/prefect.db", "/validation/toy/dt=2026-01-02/.hidden",
-                 "/raw/", "/favicon.ico", "/validation/toy/dt=2026-01-02/none.md"):
+                 "/raw/", "/favicon.ico", "/validation/toy/dt=2026-01-02/none.md", "/validation/",
+                 "/validation/toy/dt=2026-01-02/", "/validation/a%00b"):
         assert _get(port, path)[0] == 404, path
     for method in ("POST", "PUT", "DELETE"):
         assert _get(port, "/validation/toy/dt=2026-01-02/summary.md", method)[0] == 501, method

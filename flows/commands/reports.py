@@ -7,6 +7,7 @@ flows' artifacts link to, ``settings.reports_url``); until Ctrl-C or SIGTERM. No
 from __future__ import annotations
 
 import argparse
+import ipaddress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +30,14 @@ def cmd_reports(args) -> int:
     lake = Lake.default(args.home)
     try:
         server = make_server(lake.root, args.host, args.port)
-    except OSError as e:                       # the port is taken, the address is not ours
+    except OSError as e:                       # the port is taken, the address is not ours (one line, exit 2)
         raise PermissionError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]
     url = f"http://{host}:{port}/"
     print(f"dea reports: {url}  (lake {lake.root}: validation/, runs/; Ctrl-C to stop)", flush=True)
+    if not ipaddress.ip_address(host).is_loopback:
+        print(f"warning: listening on {host}: anyone who reaches this address reads the lake's reports "
+              f"(no authentication); keep it on 127.0.0.1 behind a proxy that has some", flush=True)
     linked = reports_url(lake.root, lake.root / "validation").removesuffix("validation")
     if linked != url:
         print(f"note: the flows' links point at {linked}; export DEA_REPORTS_URL={url.rstrip('/')} where the "
