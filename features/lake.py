@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from importlib import metadata
@@ -140,7 +141,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_while_written(tmp)
         raise
     old = None
     if final.exists():
@@ -149,6 +150,16 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     tmp.rename(final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_while_written(folder: Path, timeout: float = 10.0) -> None:
+    """Remove a failed write's temporary folder, again while writers still in flight add to it (the
+    other Dask tasks of a compute that raised finish their file), until it is gone."""
+    deadline = time.monotonic() + timeout
+    shutil.rmtree(folder, ignore_errors=True)
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_tree(path: Path) -> None:
