@@ -12,7 +12,6 @@ The dataset's lock is held for the whole run.
 from __future__ import annotations
 
 import time
-from functools import partial
 
 from prefect import flow, get_run_logger
 from prefect.states import Failed
@@ -27,7 +26,6 @@ from flows.params import (DAILY_TRAIN, Cluster, DaskParams, DatasetName, Day, Fo
                           PromotionRule, RunDate, SpecOverrides, Training, Window)
 from flows.register import register_flow
 from flows.reports import artifact_key, publish
-from flows.settings import reports_url
 from flows.summary import STAGES, DailySummary, stage_skipped
 from flows.train import train_flow
 from flows.validate import validate_flow
@@ -66,7 +64,7 @@ def run_stage(summary: DailySummary, name: str, flow_fn, *, contained: type[Exce
 def publish_summary(summary: DailySummary, day: Day) -> None:
     """The run's summary artifact; a failure to publish it is a warning, never the run's error."""
     try:
-        publish(artifact_key("dea-daily", summary.dataset), summary.markdown(partial(reports_url, day.lake.root)),
+        publish(artifact_key("dea-daily", summary.dataset), summary.markdown(day.report_url),
                 f"dea-daily {summary.dataset} {summary.date}: verdict, stages, candidate vs champion, reports")
     except Exception as e:  # noqa: BLE001 — the API gone during Ctrl-C must not replace the real error
         get_run_logger().warning("the dea-daily summary artifact was not published: %s", e)

@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from dea_model.config import TrainConfig
 from features.lake import Lake, parse_date, window_before
 from features.spec import DatasetSpec, available_specs, load_spec
+from flows.settings import reports_url
 
 
 def doc(text: str, **schema: Any) -> FieldInfo:
@@ -141,6 +142,10 @@ class Day:
     @property
     def dataset(self) -> str:
         return self.spec.name
+
+    def report_url(self, path) -> str:
+        """The address the artifacts link to for a file of this lake (``settings.reports_url``)."""
+        return reports_url(self.lake.root, path)
 
     def window(self, days: int) -> list[str]:
         """The ``days`` training dates before this date, oldest first, stepping over days whose own

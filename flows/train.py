@@ -17,7 +17,6 @@ from features.lake import up_to_date
 from flows.guard import dataset_lock
 from flows.params import DAILY_TRAIN, DatasetName, Day, Force, Home, RunDate, SpecOverrides, Training, Window
 from flows.reports import artifact_key, publish, table
-from flows.settings import reports_url
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,7 +55,7 @@ def train_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window:
              metrics["valid_date"], valid["auc"], valid["gauc"], valid["logloss"], metrics["best_epoch"],
              metrics["epochs_run"])
     plot = out / runs.CURVE_PLOT
-    picture = f"\n\n![training curve]({reports_url(day.lake.root, plot)})" if plot.exists() else ""
+    picture = f"\n\n![training curve]({day.report_url(plot)})" if plot.exists() else ""
     publish(artifact_key("train", day.dataset, cfg.model),
             f"# Training of {cfg.model} on {day.dataset} for {day.date}\n\n"
             f"{'Up to date, skipped. ' if skipped else ''}Model folder `{out}`.\n\n" + _calibration_line(metrics)

@@ -7,7 +7,6 @@ reason, logged in the verdict) turns a fail into a warn for a day a person judge
 
 from __future__ import annotations
 
-from functools import partial
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact
@@ -17,7 +16,6 @@ from prefect.states import Failed
 from flows.guard import dataset_lock
 from flows.params import DatasetName, Day, Force, GateOverride, Home, RunDate, SpecOverrides
 from flows.reports import artifact_key, publish
-from flows.settings import reports_url
 from validation.checks import AVAILABILITY
 from validation.config import GateConfigError
 from validation.report import fmt_value
@@ -54,7 +52,7 @@ def _short(value, limit: int = 160) -> str:
 
 def publish_gate(day: Day, result) -> None:
     """The gate's artifacts: its summary with the plots drawn inline, and a link to its Data Docs."""
-    link = partial(reports_url, day.lake.root)
+    link = day.report_url
     docs = f"[Data Docs]({link(result.data_docs)})" if result.data_docs else "Data Docs: not written"
     plots = "".join(f"\n\n![{p.stem}]({link(p)})" for p in result.plots)
     publish(artifact_key("gate", day.dataset),
@@ -85,7 +83,7 @@ def gate(day: Day, override: str | None, force: bool):
                           result.verdict.upper(), " (up to date, skipped)" if result.skipped else "",
                           len(result.checks), ", ".join(failing) or "none", result.summary_path)
     if result.blocked:
-        return Failed(name=GATE_BLOCKED, message=gate_failure_message(result, partial(reports_url, day.lake.root)))
+        return Failed(name=GATE_BLOCKED, message=gate_failure_message(result, day.report_url))
     return {"stage": "validate", "verdict": result.verdict, "skipped": result.skipped, "failing": failing,
             "summary": str(result.summary_path), "verdict_path": str(result.verdict_path),
             "data_docs": str(result.data_docs) if result.data_docs else None,
