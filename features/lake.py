@@ -178,8 +178,12 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except BaseException:                      # an error, Ctrl-C or SIGTERM mid-write: no temporary left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 TEMPORARY_PREFIXES = (".tmp-", ".old-")     # atomic_dir / write_json_atomic / Registry.register

@@ -238,3 +238,20 @@ def test_missing_policy_error(lake):
     manifest = pipeline.fit(spec, lake, DAYS[:1])
     with pytest.raises(ValueError, match="sparse field 'item' has missing values"):
         pipeline.transform(spec, lake, DAYS[1], manifest)
+
+
+def test_an_interrupted_json_write_leaves_neither_a_temporary_nor_a_half_file(tmp_path, monkeypatch):
+    import os
+
+    from features.lake import write_json_atomic
+
+    write_json_atomic(tmp_path / "manifest.json", {"v": 1})
+
+    def interrupted(src, dst):
+        raise SystemExit(143)                  # SIGTERM between the write and the rename
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(SystemExit):
+        write_json_atomic(tmp_path / "manifest.json", {"v": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+    assert (tmp_path / "manifest.json").read_text().replace(" ", "").replace("\n", "") == '{"v":1}'
