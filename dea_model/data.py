@@ -22,11 +22,11 @@ from typing import Iterator, NamedTuple, Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 from features.lake import Lake
 from features.manifest import Manifest
+from features.storage import parquet_file, read_table
 
 LABEL, GROUP = "label", "group"
 
@@ -52,7 +52,7 @@ class Batches(Protocol):
 
 def _read(f: Path, fields: list[str], where: str, row_group: int | None = None) -> tuple[np.ndarray, ...]:
     """One file (or one of its row groups) -> (ids [N, n] int64, label [N] float32, group [N] int64)."""
-    pf = pq.ParquetFile(f)
+    pf = parquet_file(f)
     missing = [c for c in fields + [LABEL, GROUP] if c not in pf.schema_arrow.names]
     if missing:
         raise ValueError(f"{where}: missing columns {missing} (manifest fields: {fields})")
@@ -141,7 +141,7 @@ class StreamingDays:
         self.rows = 0
         for date in dates:
             for f in lake.day_files("features", dataset, date):
-                meta = pq.ParquetFile(f).metadata
+                meta = parquet_file(f).metadata
                 self.units += [(f, i, date) for i in range(meta.num_row_groups)]
                 self.rows += meta.num_rows
 
@@ -184,7 +184,7 @@ def _cut(ids: np.ndarray, label: np.ndarray, group: np.ndarray, perm: np.ndarray
 
 def estimate_bytes(lake: Lake, dataset: str, dates: list[str], n_fields: int) -> int:
     """In-memory size of the days as tensors, from Parquet footers only (no data read)."""
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for d in dates for f in lake.day_files("features", dataset, d))
+    rows = sum(parquet_file(f).metadata.num_rows for d in dates for f in lake.day_files("features", dataset, d))
     return rows * (8 * n_fields + 4 + 8)
 
 
@@ -193,7 +193,7 @@ def label_rate(lake: Lake, dataset: str, dates: list[str]) -> float:
     clicks = rows = 0
     for d in dates:
         for f in lake.day_files("features", dataset, d):
-            label = pq.read_table(f, columns=[LABEL]).column(LABEL)
+            label = read_table(f, columns=[LABEL]).column(LABEL)
             clicks, rows = clicks + (pc.sum(label).as_py() or 0), rows + len(label)
     return clicks / rows if rows else float("nan")
 

@@ -38,13 +38,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import math
-import os
 import pickle
 import re
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +50,7 @@ from typing import Any, Iterator
 from dea_model.runs import CONFIG, EVALUATION, WEIGHTS
 from features.lake import (COMPLETE, Lake, make_record, read_record, remove_tree, verify_checksums, write_json_atomic,
                            write_record)
+from features.storage import claim, copy_file, copy_tree, lake_path, lock, remove_quietly
 
 ALIASES = "aliases.json"
 LAST_GOOD = "aliases.last-good.json"
@@ -93,7 +91,7 @@ def check_model_files(folder: str | Path, names: tuple[str, ...] = (WEIGHTS, CON
     A name neither recorded nor present is skipped; a folder without a record, or with one written
     before records carried checksums, has nothing to compare with and passes.
     """
-    folder = Path(folder)
+    folder = lake_path(folder)
     sums = (read_record(folder) or {}).get("checksums")
     if sums is None:
         return
@@ -113,11 +111,12 @@ def load_weights(folder: str | Path, map_location: Any = "cpu") -> dict:
     ``ModelFileError`` naming the model, version and file (never a hint to unpickle it anyway)."""
     import torch
 
-    folder = Path(folder)
+    folder = lake_path(folder)
     check_model_files(folder)
     path = folder / WEIGHTS
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with path.open("rb") as f:
+            state = torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(e))))
         what, fix = _describe(folder, path)
@@ -129,16 +128,6 @@ def load_weights(folder: str | Path, map_location: Any = "cpu") -> dict:
         raise ModelFileError(f"{what}: {path} is not a plain state_dict (it holds a {type(state).__name__}), "
                              f"so it will not be loaded: {fix}")
     return state
-
-
-def _link_or_copy(src: str, dst: str) -> str:
-    """Hard-link ``src`` to ``dst`` (no second copy of the bytes); copy where linking is impossible
-    (another filesystem, a filesystem without hard links)."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-    return dst
 
 
 @dataclass(frozen=True)
@@ -238,32 +227,29 @@ class Registry:
         under the given names. The record written last holds every file's SHA-256. Returns the new
         version; nothing is visible under ``models/<name>/`` until it is complete.
         """
-        source = Path(source)
+        source = lake_path(source)
         if not (source / WEIGHTS).is_file():
             raise RegistryError(f"cannot register {self.name!r}: {source / WEIGHTS} does not exist "
                                 f"(train a model into {source} first)")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-register-{uuid.uuid4().hex[:8]}"
         try:
-            shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(".*", COMPLETE), copy_function=_link_or_copy)
+            copy_tree(source, tmp)
             for name, path in (files or {}).items():
                 (tmp / name).unlink(missing_ok=True)  # a link into the source: writing it would edit the run
-                shutil.copyfile(path, tmp / name)
+                copy_file(path, tmp / name)
             write_json_atomic(tmp / EVALUATION, metrics)
             write_json_atomic(tmp / "lineage.json", lineage)
             record = make_record("register", {"source": str(source)}, "", model=self.name)
             write_record(tmp, record)
             for _ in range(1000):
                 version = self._next_version()
-                try:
-                    os.rename(tmp, self.root / version)  # fails on a non-empty target: number taken
+                if claim(tmp, self.root / version):      # False: the number was taken meanwhile
                     break
-                except OSError:
-                    continue
             else:  # pragma: no cover - would need 1000 concurrent writers
                 raise RegistryError(f"could not allocate a version number under {self.root}")
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_quietly(tmp)
             raise
         return self.show(version)
 
@@ -421,8 +407,7 @@ class Registry:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".aliases.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with lock(self.root / ".aliases.lock", what=f"model {self.name!r}: another alias change"):
             yield
 
     def _write(self, state: dict) -> None:
@@ -562,7 +547,7 @@ class Registry:
                 broken = self.root / f"aliases.broken-{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}.json"
                 lines.append(f"{did('keep', 'kept')} the damaged file as {broken}")
                 if not dry_run:
-                    shutil.copy2(path, broken)
+                    copy_file(path, broken)
             lines.append(f"{did('log', 'logged')} the repair in {path} (and {did('save', 'saved')} it as {lg})")
             if not dry_run:
                 self._write(state)

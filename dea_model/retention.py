@@ -28,6 +28,7 @@ from pathlib import Path
 
 from dea_model.registry import Registry
 from features.lake import Lake, parse_date, remove_tree
+from features.storage import is_local, tree_bytes
 from features.spec import DatasetSpec
 from validation.config import gate_config
 from validation.gate import accepted_days
@@ -155,6 +156,8 @@ def apply_gc(plan: GcPlan, lake: Lake, reason: str = "retention") -> int:
 
 def lake_bytes(root: Path, skip: tuple[str, ...] = ("prefect", "locks")) -> int:
     """Disk use of a lake (each hard-linked file once), without Prefect's database and the locks."""
+    if not is_local(root):
+        return sum(tree_bytes(p) for p in root.iterdir() if p.name not in skip)
     seen: set[tuple[int, int]] = set()
     total = 0
     for folder, dirs, files in os.walk(root):

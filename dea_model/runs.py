@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,23 +28,26 @@ from typing import Any
 import numpy as np
 
 from dea_model.config import TrainConfig
-from features.lake import Lake, atomic_dir, fingerprint, make_record, write_record
+from upath import UPath
+
+from features.lake import Lake, fingerprint, make_record, staged_dir, write_record
+from features.storage import lake_path
 
 WEIGHTS, CONFIG, METRICS, CURVE, CURVE_PLOT = "model.pt", "config.json", "metrics.json", "curve.json", "curve.png"
 EVALUATION = "evaluation.json"
 
 
-def run_dir(lake: Lake, dataset: str, date: str, cfg: TrainConfig, window: int) -> Path:
+def run_dir(lake: Lake, dataset: str, date: str, cfg: TrainConfig, window: int) -> UPath:
     """The daily flows' candidate for ``date``, trained with ``cfg`` on a ``window``-day window."""
     return lake.runs() / dataset / f"dt={date}" / f"{cfg.model}-{cfg.config_hash()}-w{window}"
 
 
-def eval_dir(model_dir: Path) -> Path:
+def eval_dir(model_dir: UPath) -> UPath:
     """Where a candidate's evaluation (beside the champion and baselines) is written."""
     return model_dir.with_name(model_dir.name + ".eval")
 
 
-def new_run_dir(lake: Lake, dataset: str, model: str) -> Path:
+def new_run_dir(lake: Lake, dataset: str, model: str) -> UPath:
     """A folder no other run has: ``runs/<dataset>/adhoc/<model>-<UTC time to the µs>-<random>``
     (two ``dea train`` started in the same second must not replace each other's model)."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
@@ -57,12 +61,12 @@ def train_record(lake: Lake, dataset: str, train_dates: list[str], valid_date: s
     return make_record("train", inputs, cfg.config_hash(), model=cfg.model, dataset=dataset)
 
 
-def write_run(out_dir: Path, state: dict, *, config: dict, metrics: dict, curve: list[dict], record: dict,
+def write_run(out_dir: os.PathLike, state: dict, *, config: dict, metrics: dict, curve: list[dict], record: dict,
               plot_title: str | None = None) -> None:
     """Write a run folder atomically: weights, the three JSON documents, the plot, the record last."""
     import torch
 
-    with atomic_dir(Path(out_dir)) as tmp:
+    with staged_dir(out_dir) as tmp:         # local files, published to the lake
         torch.save(state, tmp / WEIGHTS)
         for name, obj in ((CONFIG, config), (METRICS, metrics), (CURVE, curve)):
             (tmp / name).write_text(json.dumps(obj, indent=2, default=_json_default))
@@ -71,9 +75,9 @@ def write_run(out_dir: Path, state: dict, *, config: dict, metrics: dict, curve:
         write_record(tmp, record)
 
 
-def read(model_dir: Path, name: str) -> Any:
+def read(model_dir: os.PathLike, name: str) -> Any:
     """One of a run folder's JSON documents (``CONFIG``, ``METRICS``, ``CURVE``)."""
-    path = Path(model_dir) / name
+    path = lake_path(model_dir) / name
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir} is not a trained model folder: {name} is missing")
     return json.loads(path.read_text())

@@ -8,11 +8,9 @@ does): ``features_for_model`` gives it the day transformed with that manifest.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 import torch
 from torch import nn
@@ -23,9 +21,11 @@ from dea_model.config import TrainConfig
 from dea_model.data import Batches, label_rate, open_days
 from dea_model.device import autocast, resolve_device, to_device, use_bf16
 from dea_model.runs import CONFIG, WEIGHTS, read
-from features.lake import Lake, atomic_dir, make_record, write_json_atomic, write_record
+from features.lake import Lake, make_record, staged_dir, write_json_atomic, write_record
 from features.manifest import Manifest
 from features.spec import DatasetSpec
+from features.storage import dataset as arrow_dataset
+from features.storage import lake_path, link_tree, parquet_file
 
 EVAL_BATCH = TrainConfig.model_fields["eval_batch_size"].default
 
@@ -53,7 +53,7 @@ def predict_batches(model: nn.Module, data: Batches, device: torch.device, batch
     return (z if logits else sigmoid(z)), cat(labels), cat(groups)
 
 
-def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_model(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """(model in eval mode with its trained weights, its config.json) from a training folder or a
     registry version.
 
@@ -63,7 +63,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     """
     from dea_model.registry import load_weights
 
-    model_dir = Path(model_dir)
+    model_dir = lake_path(model_dir)
     for name in (CONFIG, WEIGHTS):
         if not (model_dir / name).is_file():
             raise FileNotFoundError(f"{model_dir} is not a trained model folder: {name} is missing")
@@ -77,7 +77,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), config
 
 
-def check_features(config: dict, lake: Lake, dataset: str, model_dir: str | Path = "the model") -> None:
+def check_features(config: dict, lake: Lake, dataset: str, model_dir: str | os.PathLike = "the model") -> None:
     """Error unless ``dataset``'s feature tables mean what the model was trained on."""
     manifest = Manifest.of(lake, dataset)
     if list(manifest.fields) != list(config["fields"]):
@@ -103,20 +103,20 @@ def score_day(model_dir, lake: Lake, dataset: str, date: str, device: str | None
     return predict_batches(model, data, dev, batch_size, use_bf16(config["train"], dev))
 
 
-def predict(model_dir: str | Path, lake: Lake, dataset: str, date: str, *, device: str | None = None) -> np.ndarray:
+def predict(model_dir: str | os.PathLike, lake: Lake, dataset: str, date: str, *, device: str | None = None) -> np.ndarray:
     """Click probabilities [N] (float64) for every row of one feature day, in file order."""
     return score_day(model_dir, lake, dataset, date, device)[0]
 
 
-def evaluate(model_dir: str | Path, lake: Lake, dataset: str, date: str, *, device: str | None = None) -> dict:
+def evaluate(model_dir: str | os.PathLike, lake: Lake, dataset: str, date: str, *, device: str | None = None) -> dict:
     """Metrics (auc, gauc, logloss, calibration, rows, ...) of a trained model on one feature day."""
     p, y, g = score_day(model_dir, lake, dataset, date, device)
     return {"dataset": dataset, "date": date, "model_dir": str(model_dir), **M.ctr_metrics(y, p, g)}
 
 
 def _columns(lake: Lake, dataset: str, dates: list[str], columns: list[str]) -> dict[str, np.ndarray]:
-    files = [str(f) for d in dates for f in lake.day_files("features", dataset, d)]
-    table = pds.dataset(files, format="parquet").to_table(columns=columns)
+    files = [f for d in dates for f in lake.day_files("features", dataset, d)]
+    table = arrow_dataset(files).to_table(columns=columns)
     return {c: table[c].to_numpy() for c in columns}
 
 
@@ -124,7 +124,7 @@ def oracle_metrics(lake: Lake, dataset: str, date: str) -> dict | None:
     """Metrics of the rows' true click probability (synthetic ``p_true``): the ceiling of any model;
     None when the day has no ``p_true`` column."""
     files = lake.day_files("features", dataset, date)
-    if "p_true" not in pq.read_schema(files[0]).names:
+    if "p_true" not in parquet_file(files[0]).schema_arrow.names:
         return None
     cols = _columns(lake, dataset, [date], ["label", "group", "p_true"])
     return M.ctr_metrics(cols["label"], cols["p_true"].astype(np.float64), cols["group"])
@@ -159,25 +159,24 @@ def features_for_model(spec: DatasetSpec, lake: Lake, date: str, version) -> Lak
         return lake
     own = Lake(lake.runs() / spec.name / f"dt={date}" / f"{version.name}-{version.version}.features")
     raw = own.raw(spec.name, date)
-    raw.parent.mkdir(parents=True, exist_ok=True)
     if not raw.exists():
-        os.symlink(lake.raw(spec.name, date), raw, target_is_directory=True)
+        link_tree(lake.raw(spec.name, date), raw)
     if not own.manifest(spec.name).exists():
         write_json_atomic(own.manifest(spec.name), wanted.model_dump(mode="json"))
     pipeline.transform(spec, own, date, wanted, statistics=False)
     return own
 
 
-def write_predictions(version, spec: DatasetSpec, lake: Lake, date: str) -> tuple[Path, pa.Table]:
+def write_predictions(version, spec: DatasetSpec, lake: Lake, date: str) -> tuple[os.PathLike, pa.Table]:
     """Score ``date`` with a registered ``version`` (``dea_model.registry.ModelVersion``) and write
-    ``predictions/<dataset>/dt=<date>/part-00000.parquet`` (label, group, dt, p_click) atomically."""
+    ``predictions/<dataset>/dt=<date>/part-00000.parquet`` (label, group, p_click) atomically."""
     features = features_for_model(spec, lake, date, version)
     probs = predict(version.path, features, spec.name, date)
-    files = [str(f) for f in features.day_files("features", spec.name, date)]          # predict's order
-    table = pds.dataset(files, format="parquet").to_table(columns=["label", "group", "dt"])
+    files = features.day_files("features", spec.name, date)          # predict's order
+    table = arrow_dataset(files).to_table(columns=["label", "group"])
     table = table.append_column("p_click", pa.array(probs, pa.float64()))
     out = lake.predictions(spec.name, date)
-    with atomic_dir(out) as tmp:
+    with staged_dir(out) as tmp:
         pq.write_table(table, tmp / "part-00000.parquet")
         write_record(tmp, make_record("predict", {"model": f"{version.name}/{version.version}"}, "",
                                       rows=table.num_rows, model=version.name, version=version.version))

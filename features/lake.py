@@ -1,36 +1,46 @@
-"""The lake: one root folder, fixed paths per stage, atomic outputs and completion records.
+"""The lake: one root, fixed paths per stage, atomic outputs and completion records.
 
-Layout (root from ``DEA_HOME``, default ``./.dea``)::
+The root (``DEA_HOME``, default ``./.dea``) is a local folder or an fsspec URL such as
+``s3://bucket/dea`` (``features.storage``). Layout::
 
     raw/<dataset>/dt=YYYY-MM-DD/*.parquet        landing zone
-    features/<dataset>/dt=YYYY-MM-DD/*.parquet   int64 feature IDs per field + label + group + dt
-    features/<dataset>/manifest.json             spec, hash spec version, fitted boundaries
+    features/<dataset>/dt=YYYY-MM-DD/*.parquet   int64 feature IDs per field + label + group
+    features/<dataset>/_manifest.json            spec, hash spec version, fitted boundaries
     stats/<dataset>/dt=YYYY-MM-DD/               per-day long-tail and distribution statistics
     validation/<dataset>/dt=YYYY-MM-DD/          gate verdict JSON + Data Docs HTML
     models/<name>/<version>/                     weights, config, metrics, lineage
     models/<name>/aliases.json                   {"champion": version, ...}
 
-Every output folder is built under a hidden temporary name and renamed into place only when it is
-complete, with a ``_COMPLETE.json`` record (inputs' fingerprints, config hash, code version). A
-stage whose record matches its inputs does no work; anything else recomputes.
+Every output folder is built under a hidden temporary name and published only when it is complete
+(``features.storage.atomic_dir``), with a ``_COMPLETE.json`` record written last (inputs'
+fingerprints, config hash, code version, the SHA-256 of every file). Readers read only the files a
+record names. A stage whose record matches its inputs does no work; anything else recomputes.
+
+``features/<dataset>`` is a Hive-partitioned Parquet table (``dt=`` folders, no ``dt`` column in the
+files; ``_``/``.`` names skipped), which pandas, ``pyarrow.dataset``, Dask and Spark read whole.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
-import shutil
-import time
-import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-COMPLETE = "_COMPLETE.json"
+from upath import UPath
+
+from features.storage import (COMPLETE, TEMPORARY_PREFIXES, remove_quietly, atomic_dir, lake_path, remove_tree, staged_dir,
+                              is_local, tree_bytes, walk_temporaries, write_json_atomic)
+
+__all__ = ["COMPLETE", "TEMPORARY_PREFIXES", "Lake", "atomic_dir", "staged_dir", "remove_tree", "write_json_atomic",
+           "parse_date", "date_range", "window_before", "code_version", "fingerprint", "make_record", "write_record",
+           "read_record", "up_to_date", "checksums", "verify_checksums", "dataset_folders", "stale_temporaries",
+           "remove_temporaries"]
+MANIFEST = "_manifest.json"     # in features/<dataset>/, skipped by Parquet readers (a ``_`` name)
 DAYS = {"raw": ("raw", "dea ingest"), "features": ("feature", "dea features")}   # a stage's day, what writes it
 
 
@@ -66,53 +76,58 @@ def window_before(date: str | dt.date, days: int) -> list[str]:
 class Lake:
     """Paths of every stage's outputs under one root."""
 
-    root: Path
+    root: UPath
 
     @classmethod
-    def default(cls, root: str | Path | None = None) -> "Lake":
-        return cls(Path(root or os.environ.get("DEA_HOME", ".dea")).resolve())
+    def default(cls, root: str | os.PathLike | None = None) -> "Lake":
+        return cls(lake_path(root or os.environ.get("DEA_HOME", ".dea")))
 
-    def raw(self, dataset: str, date: str | None = None) -> Path:
+    def raw(self, dataset: str, date: str | None = None) -> UPath:
         return self._day(self.root / "raw" / dataset, date)
 
-    def features(self, dataset: str, date: str | None = None) -> Path:
+    def features(self, dataset: str, date: str | None = None) -> UPath:
         return self._day(self.root / "features" / dataset, date)
 
-    def manifest(self, dataset: str) -> Path:
-        return self.root / "features" / dataset / "manifest.json"
+    def manifest(self, dataset: str) -> UPath:
+        return self.root / "features" / dataset / MANIFEST
 
-    def stats(self, dataset: str, date: str | None = None) -> Path:
+    def stats(self, dataset: str, date: str | None = None) -> UPath:
         return self._day(self.root / "stats" / dataset, date)
 
-    def validation(self, dataset: str, date: str | None = None) -> Path:
+    def validation(self, dataset: str, date: str | None = None) -> UPath:
         return self._day(self.root / "validation" / dataset, date)
 
-    def predictions(self, dataset: str, date: str | None = None) -> Path:
+    def predictions(self, dataset: str, date: str | None = None) -> UPath:
         return self._day(self.root / "predictions" / dataset, date)
 
-    def models(self, name: str) -> Path:
+    def models(self, name: str) -> UPath:
         return self.root / "models" / name
 
-    def runs(self) -> Path:
+    def runs(self) -> UPath:
         """Scratch space for training runs before they are registered."""
         return self.root / "runs"
 
     @staticmethod
-    def _day(base: Path, date: str | None) -> Path:
+    def _day(base: UPath, date: str | None) -> UPath:
         return base if date is None else base / f"dt={parse_date(date).isoformat()}"
 
-    def day_files(self, stage: str, dataset: str, date: str) -> list[Path]:
-        """The Parquet files of a complete day of ``stage`` (``raw``, ``features``), sorted; an error
-        naming the dataset, date, folder and what to run when the day is missing, incomplete or empty."""
+    def day_files(self, stage: str, dataset: str, date: str) -> list[UPath]:
+        """The Parquet files of a complete day of ``stage`` (``raw``, ``features``), sorted: those its
+        completion record names (no listing; nothing uncommitted), or a listing for records older
+        than checksums. An error naming the dataset, date, folder and what to run when the day is
+        missing, incomplete or empty."""
         folder = self._day(self.root / stage / dataset, date)
         where = f"dataset {dataset!r}, date {date}"
-        if not (folder / COMPLETE).exists():
+        record = read_record(folder)
+        if record is None:
             have = self.dates(stage, dataset)
             shown = have if len(have) <= 6 else have[:3] + ["..."] + have[-3:]
             noun, command = DAYS.get(stage, (stage, f"the {stage} stage"))
             raise FileNotFoundError(f"{where}: no complete {noun} day at {folder} (run `{command}` first); "
                                     f"complete days: {shown}")
-        files = sorted(folder.glob("*.parquet"))
+        names = record.get("checksums")
+        files = ([folder / n for n in sorted(names) if n.endswith(".parquet") and "/" not in n] if names is not None
+                 else sorted(folder.glob("*.parquet")))
         if not files:
             raise ValueError(f"{where}: {DAYS.get(stage, (stage,))[0]} day {folder} holds no Parquet files")
         return files
@@ -122,112 +137,39 @@ class Lake:
         base = self.root / stage / dataset
         if not base.exists():
             return []
-        return sorted(p.name[3:] for p in base.glob("dt=*") if (p / COMPLETE).exists())
+        return sorted({p.parent.name[3:] for p in base.glob(f"dt=*/{COMPLETE}")})
 
 
-# --- atomic outputs ---------------------------------------------------------------------------
+# --- temporaries ---------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``final``, on error it is removed.
-
-    Readers never see a half-written folder: they only trust folders holding ``_COMPLETE.json``,
-    which the caller writes last (``write_record``), and the swap is two renames.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        _remove_while_written(tmp)
-        raise
-    old = None
-    if final.exists():
-        old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-        final.rename(old)
-    tmp.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_while_written(folder: Path, timeout: float = 10.0) -> None:
-    """Remove a failed write's temporary folder, again while writers still in flight add to it (the
-    other Dask tasks of a compute that raised finish their file), until it is gone."""
-    deadline = time.monotonic() + timeout
-    shutil.rmtree(folder, ignore_errors=True)
-    while folder.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a folder (or a file) crash-safely: renamed to a hidden ``.old-*`` sibling first, so a
-    crash mid-way leaves a temporary the next run of the dataset removes, never a half-deleted folder."""
-    hidden = Path(path).with_name(f".old-{Path(path).name}-{uuid.uuid4().hex[:8]}")
-    os.rename(path, hidden)
-    if hidden.is_dir() and not hidden.is_symlink():
-        shutil.rmtree(hidden)
-    else:
-        hidden.unlink()
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-        os.replace(tmp, path)
-    except BaseException:                      # an error, Ctrl-C or SIGTERM mid-write: no temporary left
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-TEMPORARY_PREFIXES = (".tmp-", ".old-")     # atomic_dir / write_json_atomic / Registry.register
-
-
-def dataset_folders(lake: Lake, dataset: str) -> list[Path]:
+def dataset_folders(lake: Lake, dataset: str) -> list[UPath]:
     """Every folder that holds outputs of ``dataset`` (what its runs write under its lock)."""
     stages = [lake.raw(dataset), lake.features(dataset), lake.stats(dataset), lake.validation(dataset),
               lake.runs() / dataset, lake.predictions(dataset), lake.models(dataset)]
     return [p for p in stages if p.is_dir()]
 
 
-def stale_temporaries(lake: Lake, dataset: str) -> list[Path]:
+def stale_temporaries(lake: Lake, dataset: str) -> list[UPath]:
     """Hidden temporary folders and files (``.tmp-*``, ``.old-*``) under the dataset's folders.
 
     They are only stale when no run of the dataset is alive: call under its lock
     (``flows.guard.dataset_lock`` removes them when it is taken).
     """
-    found = []
-    for top in dataset_folders(lake, dataset):
-        for folder, dirs, files in os.walk(top):
-            for name in [*dirs, *files]:
-                if name.startswith(TEMPORARY_PREFIXES):
-                    found.append(Path(folder) / name)
-            dirs[:] = [d for d in dirs if not d.startswith(TEMPORARY_PREFIXES)]   # not into them
-    return sorted(found)
+    return sorted((p for top in dataset_folders(lake, dataset) for p in walk_temporaries(top)), key=str)
 
 
-def remove_temporaries(paths: list[Path]) -> int:
+def remove_temporaries(paths: list[UPath]) -> int:
     """Remove what ``stale_temporaries`` found; returns the bytes freed."""
     freed = 0
     for p in paths:
-        if p.is_dir() and not p.is_symlink():
-            freed += sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists() or p.is_symlink():
-            freed += p.lstat().st_size
-            p.unlink(missing_ok=True)
+        freed += tree_bytes(p)
+        remove_quietly(p)
     return freed
 
 
 # --- completion records -----------------------------------------------------------------------
 
-def fingerprint(path: Path) -> str:
+def fingerprint(path: os.PathLike) -> str:
     """Identity of an input: its completion record's digest when it has one, else its files' stats.
 
     With a record: ``rec:<digest>+<content>``, the digest of the inputs and config that made the
@@ -236,7 +178,7 @@ def fingerprint(path: Path) -> str:
     For a folder without a record: sha256 over (relative path, size, mtime) of its files, like
     ``make``. For a file: the same over the one file.
     """
-    path = Path(path)
+    path = lake_path(path)
     record = read_record(path)
     if record is not None:  # what made it, and (records since checksums) what it holds
         return f"rec:{record['digest']}" + (f"+{record['content']}" if "content" in record else "")
@@ -261,65 +203,74 @@ def make_record(stage: str, inputs: dict[str, str], config_hash: str, **extra: A
     return {**key, "digest": digest, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **extra}
 
 
-def checksums(folder: Path) -> dict[str, dict]:
-    """``{relative path: {"bytes", "sha256"}}`` of every visible file under ``folder``."""
-    folder = Path(folder)
-    out = {}
-    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        rel = f.relative_to(folder)
-        if rel.parts[0] == COMPLETE or any(part.startswith(".") for part in rel.parts):
-            continue
-        with open(f, "rb") as fh:
-            out[rel.as_posix()] = {"bytes": f.stat().st_size, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
-    return out
+def _visible(folder: UPath) -> list[str]:
+    """Relative paths of the files under ``folder`` that a record vouches for: no hidden names, no record."""
+    base = folder.path.rstrip("/") + "/"
+    rels = (f[len(base):] for f in folder.fs.find(folder.path))
+    return sorted(r for r in rels if r != COMPLETE and not any(part.startswith(".") for part in r.split("/")))
 
 
-def write_record(folder: Path, record: dict) -> None:
+def _sha256(path: UPath) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def checksums(folder: os.PathLike) -> dict[str, dict]:
+    """``{relative path: {"bytes", "sha256"}}`` of every visible file under ``folder`` (files are read
+    concurrently: on an object store each is a round trip)."""
+    folder = lake_path(folder)
+    rels = _visible(folder)
+    with ThreadPoolExecutor(max_workers=1 if is_local(folder) else 16) as pool:
+        digests = list(pool.map(lambda rel: _sha256(folder / rel), rels))
+    return {rel: {"bytes": (folder / rel).stat().st_size, "sha256": digest} for rel, digest in zip(rels, digests)}
+
+
+def write_record(folder: os.PathLike, record: dict) -> None:
     """Write the completion record, last: ``record`` plus the SHA-256 of every file the folder holds
     (``checksums``) and their digest (``content``)."""
     sums = checksums(folder)
     content = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:16]
-    write_json_atomic(Path(folder) / COMPLETE, {**record, "checksums": sums, "content": content})
+    write_json_atomic(lake_path(folder) / COMPLETE, {**record, "checksums": sums, "content": content})
 
 
-def verify_checksums(folder: Path, names: list[str] | None = None) -> list[str]:
+def verify_checksums(folder: os.PathLike, names: list[str] | None = None) -> list[str]:
     """Problems with the files a record vouches for (all, or ``names``): missing, resized, altered.
 
     Empty when they match, or when the record predates checksums (nothing to compare with).
     """
+    folder = lake_path(folder)
     record = read_record(folder) or {}
     sums = record.get("checksums")
     if sums is None:
         return []
     problems = []
     for name in names or list(sums):
-        path = Path(folder) / name
+        path = folder / name
         want = sums.get(name)
         if want is None:
-            problems.append(f"{path} is not in the completion record {Path(folder) / COMPLETE}")
+            problems.append(f"{path} is not in the completion record {folder / COMPLETE}")
         elif not path.is_file():
             problems.append(f"{path} is missing")
-        else:
-            with open(path, "rb") as fh:
-                got = hashlib.file_digest(fh, "sha256").hexdigest()
-            if got != want["sha256"]:
-                problems.append(f"{path} has SHA-256 {got[:16]}…, but {want['sha256'][:16]}… was recorded "
-                                f"when it was written ({want['bytes']:,} bytes; now {path.stat().st_size:,})")
+        elif (got := _sha256(path)) != want["sha256"]:
+            problems.append(f"{path} has SHA-256 {got[:16]}…, but {want['sha256'][:16]}… was recorded "
+                            f"when it was written ({want['bytes']:,} bytes; now {path.stat().st_size:,})")
     return problems
 
 
-def read_record(folder: Path) -> dict | None:
-    path = Path(folder) / COMPLETE
-    if not path.exists():
+def read_record(folder: os.PathLike) -> dict | None:
+    path = lake_path(folder) / COMPLETE
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(text)
     except ValueError as e:
         raise ValueError(f"completion record {path} is not valid JSON ({e}); remove the folder "
-                         f"{Path(folder)} and re-run the stage that writes it") from None
+                         f"{path.parent} and re-run the stage that writes it") from None
 
 
-def up_to_date(folder: Path, record: dict) -> bool:
+def up_to_date(folder: os.PathLike, record: dict) -> bool:
     """True when ``folder`` is complete and was made from the same inputs, config and code."""
     old = read_record(folder)
     return old is not None and old.get("digest") == record["digest"]

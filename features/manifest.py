@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+import os
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from features.lake import Lake
+from features.storage import lake_path
 
 #: the manifest keys that fix the meaning of a feature ID (``Manifest.feature_signature``)
 SIGNATURE_KEYS = ("fields", "hash_spec_version", "hash_seed", "config_hash", "dense")
@@ -70,9 +71,9 @@ class Manifest(BaseModel):
         return {f: "dense" if f in self.dense else "sparse" if f in self.sparse else "cross" for f in self.fields}
 
     @classmethod
-    def load(cls, path: str | Path, *, todo: str = "run `dea features` (it fits the manifest) first") -> "Manifest":
+    def load(cls, path: str | os.PathLike, *, todo: str = "run `dea features` (it fits the manifest) first") -> "Manifest":
         """The manifest file at ``path``; errors name the path and ``todo`` (what to run)."""
-        path = Path(path)
+        path = lake_path(path)
         if not path.exists():
             raise FileNotFoundError(f"no feature manifest at {path}: {todo}")
         try:
@@ -87,7 +88,7 @@ class Manifest(BaseModel):
 
     @classmethod
     def of(cls, lake: Lake, dataset: str) -> "Manifest":
-        """The lake's manifest of ``dataset`` (``features/<dataset>/manifest.json``)."""
+        """The lake's manifest of ``dataset`` (``features/<dataset>/_manifest.json``)."""
         return cls.load(lake.manifest(dataset),
                         todo=f"dataset {dataset!r} has none yet; run `dea features --dataset {dataset}` "
                              f"(it fits the manifest and writes the feature tables) first")

@@ -1,6 +1,6 @@
 """The feature stage: fit a manifest on a window of raw days, transform a day into feature IDs.
 
-``fit``        raw days (Dask)  -> ``features/<dataset>/manifest.json`` (fitted bucket boundaries)
+``fit``        raw days (Dask)  -> ``features/<dataset>/_manifest.json`` (fitted bucket boundaries)
 ``transform``  raw day  (Dask)  -> ``features/<dataset>/dt=<date>/part-*.parquet``, and in the same
                                    pass its statistics ``stats/<dataset>/dt=<date>/`` (``features.stats``)
 ``transform_one``  one record   -> the same IDs, for serving
@@ -10,16 +10,21 @@ The work runs on whatever Dask scheduler is active: open ``features.cluster.dask
 Both stages write atomically with a completion record and do nothing when it matches their inputs.
 
 Feature table of a day: one int64 column per field of ``manifest.fields`` (sparse, dense, crosses),
-``label`` int8, ``group`` int64 (the group field's ID, 0 without one), ``dt`` string, then the
-passthrough columns. A cross ``a_x_b`` has the ID ``feature_id("a_x_b", f"{id_a}:{id_b}")``.
+``label`` int8, ``group`` int64 (the group field's ID, 0 without one), then the passthrough
+columns; the day is the ``dt=`` folder (Hive partitioning, ``FEATURE_TABLE`` 2: version 1 files
+also held a ``dt`` column, which made the folders unreadable as one table). A cross ``a_x_b`` has
+the ID ``feature_id("a_x_b", f"{id_a}:{id_b}")``.
+
+The transform's Dask tasks are contiguous row-group ranges of the raw files of about
+``TASK_ROWS`` rows, so one big raw file still uses every worker; each task writes one part file.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import dask
 import dask.dataframe as dd
@@ -28,6 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from upath import UPath
 
 from features import hashing, stats
 from features.bucketing import QuantileBucketizer
@@ -35,15 +41,20 @@ from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_reco
                            write_json_atomic, write_record)
 from features.manifest import Manifest
 from features.spec import DatasetSpec
+from features.storage import parquet_file, write_table
 
 log = logging.getLogger(__name__)
+
+FEATURE_TABLE = 2          # layout of the feature files (module docstring); in every transform record
+TASK_ROWS = 1 << 18        # rows per transform task (whole row groups): ~60 MB of feature IDs per task
+LEGACY_MANIFEST = "manifest.json"   # version 1's manifest, inside the table folder; removed by ``fit``
 
 
 @dataclass
 class TransformResult:
     dataset: str
     date: str
-    path: Path
+    path: UPath
     rows: int
     seconds: float
     skipped: bool
@@ -51,23 +62,46 @@ class TransformResult:
 
 # --- raw-day checks: fail before any work, naming dataset, date, file and column --------------
 
-def raw_day_files(spec: DatasetSpec, lake: Lake, date: str) -> list[Path]:
-    """Parquet files of a complete raw day, their schemas checked against the spec."""
+@dataclass(frozen=True)
+class Piece:
+    """A transform task's input: row groups ``groups`` of one raw file."""
+    file: UPath
+    groups: tuple[int, ...]
+
+
+def raw_day_pieces(spec: DatasetSpec, lake: Lake, date: str) -> list[Piece]:
+    """The raw day's files cut into tasks of whole row groups (about ``TASK_ROWS`` rows each), their
+    schemas checked against the spec (the footers read concurrently: a round trip each on S3)."""
     folder = lake.raw(spec.name, date)
     where = f"dataset {spec.name!r}, date {date}"
     files = lake.day_files("raw", spec.name, date)
-    rows = 0
-    for f in files:
-        try:
-            meta = pq.read_metadata(f)
-            schema = meta.schema.to_arrow_schema()
-        except (pa.ArrowInvalid, OSError) as e:
-            raise ValueError(f"{where}: cannot read Parquet file {f}: {e}") from None
-        rows += meta.num_rows
-        _check_schema(spec, schema, f"{where}, file {f}")
-    if rows == 0:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        metas = list(pool.map(lambda f: _footer(f, where), files))
+    pieces = []
+    for f, meta in zip(files, metas):
+        _check_schema(spec, meta.schema.to_arrow_schema(), f"{where}, file {f}")
+        pieces += [Piece(f, groups) for groups in _row_group_runs(meta)]
+    if sum(m.num_rows for m in metas) == 0:
         raise ValueError(f"{where}: raw day {folder} is empty (0 rows)")
-    return files
+    return pieces
+
+
+def _footer(f: UPath, where: str) -> pq.FileMetaData:
+    try:
+        return parquet_file(f).metadata
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ValueError(f"{where}: cannot read Parquet file {f}: {e}") from None
+
+
+def _row_group_runs(meta: pq.FileMetaData) -> list[tuple[int, ...]]:
+    """Consecutive row groups of a file, cut when a run reaches ``TASK_ROWS`` rows (one run if empty)."""
+    runs, run, rows = [], [], 0
+    for g in range(meta.num_row_groups):
+        run.append(g)
+        rows += meta.row_group(g).num_rows
+        if rows >= TASK_ROWS:
+            runs, run, rows = runs + [tuple(run)], [], 0
+    return runs + [tuple(run)] if run or not runs else runs
 
 
 def _check_schema(spec: DatasetSpec, schema: pa.Schema, where: str) -> None:
@@ -99,7 +133,9 @@ def fit(spec: DatasetSpec, lake: Lake, dates: list[str], *, force: bool = False)
     """Fit the dense-field buckets on the raw days ``dates`` and write the manifest (skip when current)."""
     if not dates:
         raise ValueError(f"dataset {spec.name!r}: fit needs at least one raw day")
-    files = {d: raw_day_files(spec, lake, d) for d in dates}
+    files = {d: lake.day_files("raw", spec.name, d) for d in dates}
+    for d in dates:
+        raw_day_pieces(spec, lake, d)           # schemas checked before any work
     record = make_record("fit", {d: fingerprint(lake.raw(spec.name, d)) for d in dates}, spec.config_hash())
     path = lake.manifest(spec.name)
     if not force and path.exists():
@@ -124,6 +160,9 @@ def fit(spec: DatasetSpec, lake: Lake, dates: list[str], *, force: bool = False)
         record=record,
     )
     write_json_atomic(path, manifest.model_dump(mode="json"))
+    legacy = lake.features(spec.name) / LEGACY_MANIFEST
+    if legacy.exists():
+        legacy.unlink()
     return manifest
 
 
@@ -157,7 +196,6 @@ def transform_table(table: pa.Table, manifest: Manifest, date: str) -> pa.Table:
     columns = {f: pa.array(ids[f], pa.int64()) for f in manifest.fields}
     columns["label"] = pa.array(label.astype(np.int8))
     columns["group"] = pa.array(ids[manifest.group] if manifest.group else np.zeros(n, np.int64))
-    columns["dt"] = pc.take(pa.array([date], pa.string()), np.zeros(n, np.int32))
     for col in manifest.passthrough:
         columns[col] = table[col]
     return pa.table(columns)
@@ -180,16 +218,18 @@ def cross_ids(name: str, ids_a: np.ndarray, ids_b: np.ndarray) -> np.ndarray:
     return hashing.hash64_tokens(name, tokens)[inverse]
 
 
-def _transform_file(src: Path, dst: Path, manifest: Manifest, date: str) -> tuple[dict, stats.Counts]:
-    """One Dask task: a raw Parquet file -> a feature Parquet file; returns the missing-value counts
-    of its dense columns (day-level checks) and the value counts of the IDs it wrote (statistics)."""
+def _transform_piece(src: Piece, dst: UPath, manifest: Manifest, date: str) -> tuple[dict, stats.Counts]:
+    """One Dask task: row groups of a raw Parquet file -> a feature Parquet file; returns the
+    missing-value counts of its dense columns (day-level checks) and the value counts of the IDs it
+    wrote (statistics). Reads and writes through the lake's filesystem: a worker on another host
+    needs only the lake's URL and credentials."""
     columns = list(dict.fromkeys([manifest.label, *manifest.sparse, *manifest.dense, *manifest.passthrough]))
-    schema = pq.read_schema(src)
+    schema = parquet_file(src.file).schema_arrow
     as_dictionary = [c for c in manifest.sparse if pa.types.is_string(schema.field(c).type)
                      or pa.types.is_large_string(schema.field(c).type)]
-    table = pq.read_table(src, columns=columns, read_dictionary=as_dictionary)
+    table = parquet_file(src.file, read_dictionary=as_dictionary).read_row_groups(list(src.groups), columns=columns)
     features = transform_table(table, manifest, date)
-    pq.write_table(features, dst, compression="zstd")
+    write_table(features, dst, compression="zstd")
     checks = {"rows": table.num_rows}
     for d in manifest.dense:
         col = table[d].cast(pa.float64())
@@ -197,18 +237,18 @@ def _transform_file(src: Path, dst: Path, manifest: Manifest, date: str) -> tupl
     return checks, stats.table_counts(features, manifest)
 
 
-def _write_features(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, files: list[Path],
+def _write_features(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, pieces: list[Piece],
                     record: dict) -> stats.Counts:
-    """The feature day's folder, one Dask task per raw file; returns the day's merged counts."""
+    """The feature day's folder, one Dask task per piece; returns the day's merged counts."""
     with atomic_dir(lake.features(spec.name, date)) as tmp:
-        tasks = [dask.delayed(_transform_file, nout=2)(f, tmp / f"part-{i:05d}.parquet", manifest, date)
-                 for i, f in enumerate(files)]
+        tasks = [dask.delayed(_transform_piece, nout=2)(p, tmp / f"part-{i:05d}.parquet", manifest, date)
+                 for i, p in enumerate(pieces)]
         checks, counts = dask.compute([t[0] for t in tasks], stats.merge_tree([t[1] for t in tasks]))
         for d in spec.dense_names:
             if sum(c[f"nan:{d}"] for c in checks) == counts.rows:
                 raise ValueError(f"dataset {spec.name!r}, date {date}: dense field {d!r} is all missing (NaN) "
                                  f"in {lake.raw(spec.name, date)}")
-        write_record(tmp, {**record, "rows": counts.rows, "files": len(files)})
+        write_record(tmp, {**record, "rows": counts.rows, "files": len(pieces)})
     return counts
 
 
@@ -225,10 +265,10 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
     if manifest.config_hash != spec.config_hash():
         raise ValueError(f"dataset {spec.name!r}: the manifest was fitted for another version of the spec "
                          f"(config hash {manifest.config_hash} != {spec.config_hash()}); refit with `dea features --force`")
-    files = raw_day_files(spec, lake, date)
+    pieces = raw_day_pieces(spec, lake, date)
     out = lake.features(spec.name, date)
-    record = make_record("transform", {"raw": fingerprint(lake.raw(spec.name, date)), "manifest": manifest.digest},
-                         spec.config_hash())
+    record = make_record("transform", {"raw": fingerprint(lake.raw(spec.name, date)), "manifest": manifest.digest,
+                                       "feature_table": str(FEATURE_TABLE)}, spec.config_hash())
     min_count = stats.min_count_of(spec)
     if not force and up_to_date(out, record):
         rows = read_record(out).get("rows", 0)
@@ -236,7 +276,7 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
         if statistics:
             stats.write_day_stats(manifest, lake, date, min_count=min_count)
         return TransformResult(spec.name, date, out, rows, time.perf_counter() - start, skipped=True)
-    counts = _write_features(spec, lake, date, manifest, files, record)
+    counts = _write_features(spec, lake, date, manifest, pieces, record)
     if statistics:
         stats.write_stats(counts, manifest, lake, date, min_count=min_count)
     seconds = time.perf_counter() - start

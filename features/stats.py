@@ -41,18 +41,18 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+from upath import UPath
 
 from features.hashing import MISSING_TOKEN, feature_id
-from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_record, up_to_date,
+from features.lake import (Lake, staged_dir, fingerprint, make_record, read_record, up_to_date,
                            write_json_atomic, write_record)
 from features.manifest import Manifest
+from features.storage import read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ MIN_COUNT = 5               # default tail threshold (the gate's ``min_count`` d
 class StatsResult:
     dataset: str
     date: str
-    path: Path
+    path: UPath
     stats: dict
     seconds: float
     skipped: bool
@@ -151,8 +151,8 @@ def merge_tree(parts: list, split_every: int = 8):
     return parts[0]
 
 
-def _file_counts(path: Path, columns: list[str], manifest: Manifest) -> Counts:
-    return table_counts(pq.read_table(path, columns=columns), manifest)
+def _file_counts(path: UPath, columns: list[str], manifest: Manifest) -> Counts:
+    return table_counts(read_table(path, columns=columns), manifest)
 
 
 def stored_counts(manifest: Manifest, lake: Lake, date: str, client=None) -> Counts:
@@ -282,9 +282,9 @@ def write_stats(counts: Counts, manifest: Manifest, lake: Lake, date: str, *,
     record = stats_record(manifest, lake, date, min_count)
     stats = day_stats(counts, manifest, date, min_count=min_count)
     out = lake.stats(manifest.dataset, date)
-    with atomic_dir(out) as tmp:
+    with staged_dir(out) as tmp:
         write_json_atomic(tmp / STATS_FILE, stats)
-        pq.write_table(_counts_table(counts), tmp / COUNTS_FILE, compression="zstd", use_dictionary=["field"])
+        write_table(_counts_table(counts), tmp / COUNTS_FILE, compression="zstd", use_dictionary=["field"])
         write_record(tmp, {**record, "rows": stats["rows"]})
     return StatsResult(manifest.dataset, date, out, stats, time.perf_counter() - start, skipped=False)
 
@@ -330,7 +330,7 @@ def read_day_counts(lake: Lake, dataset: str, date: str, *,
     folder = lake.stats(dataset, date)
     if read_record(folder) is None or not (folder / COUNTS_FILE).exists():
         return None
-    table = pq.read_table(folder / COUNTS_FILE, columns=["field", "id", "count"] if with_counts else ["field", "id"])
+    table = read_table(folder / COUNTS_FILE, columns=["field", "id", "count"] if with_counts else ["field", "id"])
     field = table.column("field").combine_chunks()
     codes, names = field.indices.to_numpy(), field.dictionary.to_pylist()
     order = np.argsort(codes, kind="stable")

@@ -2,10 +2,11 @@
 
 Per dataset rather than per date: runs of different dates share raw and feature days of their
 windows and the dataset's one feature manifest, so they must not interleave either.
-``locks/<dataset>.lock`` in the lake, held with ``fcntl.flock``: the kernel releases it when the
-holder exits, so a crashed run never leaves a stale lock. It works the same in ephemeral mode and
-with a server (every worker flow run is its own process) on one machine or a shared POSIX file
-system. A second run waits for the first, then finds its outputs up to date and skips. Within one
+``locks/<dataset>.lock`` in the lake, held with ``features.storage.lock``: ``fcntl.flock`` on a
+local lake (the kernel releases it when the holder exits, so a crashed run never leaves a stale
+lock), a renewed lease object on an object store (a dead holder's lease expires). It works the same
+in ephemeral mode and with a server (every worker flow run is its own process), on one machine, a
+shared POSIX file system or an object store. A second run waits for the first, then finds its outputs up to date and skips. Within one
 process the lock is re-entrant, so ``dea-daily`` holds it while its stage subflows take it again.
 Every writer of a dataset's folders holds its lock (the flows and the ``dea`` stage commands), so
 whoever takes it first removes the temporary folders that dead runs left behind.
@@ -14,19 +15,20 @@ whoever takes it first removes the temporary folders that dead runs left behind.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import threading
-import time
-from pathlib import Path
 from typing import Iterator
 
+from upath import UPath
+
 from features.lake import Lake, remove_temporaries, stale_temporaries
+from features.storage import LockTimeout, lock
+
+__all__ = ["LockTimeout", "dataset_lock", "lock_path"]
 
 log = logging.getLogger(__name__)
 
-_held: dict[Path, int] = {}        # path -> depth, for re-entry within this process
+_held: dict[UPath, int] = {}        # path -> depth, for re-entry within this process
 _mutex = threading.Lock()
 
 
@@ -41,16 +43,12 @@ def _remove_leftovers(lake: Lake, dataset: str) -> None:
                     + (" ..." if len(stale) > 5 else ""))
 
 
-class LockTimeout(TimeoutError):
-    """Another run held the day's lock for longer than the timeout."""
-
-
-def lock_path(lake: Lake, dataset: str) -> Path:
+def lock_path(lake: Lake, dataset: str) -> UPath:
     return lake.root / "locks" / f"{dataset}.lock"
 
 
 @contextlib.contextmanager
-def dataset_lock(lake: Lake, dataset: str, *, timeout: float = 3600.0, poll: float = 0.5) -> Iterator[Path]:
+def dataset_lock(lake: Lake, dataset: str, *, timeout: float = 3600.0, poll: float = 0.5) -> Iterator[UPath]:
     """Hold the lock of ``dataset`` for the block; wait up to ``timeout`` seconds for it."""
     path = lock_path(lake, dataset)
     with _mutex:
@@ -67,32 +65,15 @@ def dataset_lock(lake: Lake, dataset: str, *, timeout: float = 3600.0, poll: flo
                 _held[path] -= 1
         return
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    log.info("dataset %r is being processed by another run; waiting for %s", dataset, path)
-                    waited = True
-                if time.monotonic() > deadline:
-                    raise LockTimeout(f"dataset {dataset!r}: another run has held {path} for "
-                                      f"more than {timeout:.0f} s") from None
-                time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}\n".encode())
+    def waiting(holder: str) -> None:
+        log.info("dataset %r is being processed by another run (%s); waiting for %s", dataset, holder, path)
+
+    with lock(path, timeout=timeout, poll=poll, on_wait=waiting, what=f"dataset {dataset!r}: another run"):
         with _mutex:
             _held[path] = 1
-        _remove_leftovers(lake, dataset)
         try:
+            _remove_leftovers(lake, dataset)
             yield path
         finally:
             with _mutex:
                 del _held[path]
-    finally:
-        os.close(fd)  # closing the descriptor releases the flock

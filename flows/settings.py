@@ -84,6 +84,10 @@ def reports_url(lake_root: Path, path: str | os.PathLike) -> str:
     """The http address of a file of the lake as ``dea reports`` serves it: ``$DEA_REPORTS_URL``
     (default ``http://127.0.0.1:4201``) + the path relative to the lake root (symbolic links inside
     the lake kept, as the server follows them), percent-encoded."""
+    from features.storage import is_local
+
+    if not is_local(path):                     # an object-store lake: its own URL (``dea reports`` serves local lakes)
+        return str(path)
     base = os.environ.get("DEA_REPORTS_URL") or f"http://{REPORTS_HOST}:{REPORTS_PORT}"
     relative = Path(os.path.relpath(Path(path).absolute(), Path(lake_root).absolute()))
     if relative.parts[:1] == ("..",):          # not under the lake (never served): the file itself

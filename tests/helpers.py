@@ -44,7 +44,6 @@ def write_feature_days(root, dataset="toy", days=3, rows=600, seed=0, row_group_
         cols = {f: feature_ids(f, raw[:, j]) for j, f in enumerate(fields)}
         cols["label"] = (rng.random(rows) < p).astype(np.int8)
         cols["group"] = cols[fields[0]]
-        cols["dt"] = np.full(rows, date)
         cols["p_true"] = p
         table = pa.table(cols)
         with atomic_dir(lake.features(dataset, date)) as tmp:

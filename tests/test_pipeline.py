@@ -56,7 +56,7 @@ def test_fit_and_transform_write_the_documented_feature_table(lake):
     result = pipeline.transform(spec, lake, DAYS[1], manifest)
     assert not result.skipped and result.rows == 3000
     table = pd.read_parquet(lake.features("toy", DAYS[1]))
-    assert list(table.columns) == ["user", "item", "price", "user_x_item", "label", "group", "dt", "p_true"]
+    assert list(table.columns) == ["user", "item", "price", "user_x_item", "label", "group", "p_true"]
     assert all(table[f].dtype == np.int64 for f in spec.fields)
     raw = raw_frame(seed=1)
     # Sparse IDs follow the spec, row for row; missing items get the missing token's ID.
@@ -147,7 +147,7 @@ def test_transform_runs_on_a_local_cluster(lake, tmp_path):
     on_cluster = pq.read_table(lake.features("toy", DAYS[1]))
     assert len(list(lake.features("toy", DAYS[1]).glob("part-*.parquet"))) == 2      # one file per raw file
     in_process = pipeline.transform_table(pq.read_table(lake.raw("toy", DAYS[1])), manifest, DAYS[1])
-    assert on_cluster.schema.names == in_process.schema.names == [*spec.fields, "label", "group", "dt", "p_true"]
+    assert on_cluster.schema.names == in_process.schema.names == [*spec.fields, "label", "group", "p_true"]
     for name in in_process.schema.names:
         a, b = on_cluster[name].combine_chunks(), in_process[name].combine_chunks()
         assert a.type == b.type and a.equals(b), name

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import dea_model.registry as registry_module
+import features.storage as storage
 from dea_model import scoring
 from dea_model.models import build_model
 from dea_model.registry import LAST_GOOD, ModelFileError, Registry, RegistryError, decide, promoted_by
@@ -90,7 +91,7 @@ def test_registration_copies_when_hard_links_are_impossible(reg, tmp_path, monke
     def cross_device(src, dst, **kw):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(registry_module.os, "link", cross_device)
+    monkeypatch.setattr(storage.os, "link", cross_device)
     run = _trained(tmp_path, 1)
     v = reg.register(run, metrics={"auc": 0.7}, lineage={})
     assert (v.path / "model.pt").stat().st_ino != (run / "model.pt").stat().st_ino

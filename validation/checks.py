@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -344,20 +343,18 @@ def verdict(checks: list[Check], *, has_reference: bool) -> str:
     return "pass"
 
 
-def bucket_sample(feature_dir: Path, stats: dict, rows: int, seed: int) -> pd.DataFrame | None:
+def bucket_sample(files: list, stats: dict, rows: int, seed: int) -> pd.DataFrame | None:
     """A seeded sample of ``rows`` rows of the feature day's dense columns, as bucket indices k.
 
     Missing is −1, an ID that is no bucket of the manifest −2. Reads only the dense columns.
     """
-    import pyarrow.parquet as pq
-
     from features.stats import bucket_table
+    from features.storage import read_table
 
     dense = stats.get("dense", {})
     if not dense:
         return None
-    files = sorted(Path(feature_dir).glob("*.parquet"))
-    table = pa.concat_tables([pq.read_table(f, columns=list(dense)) for f in files])
+    table = pa.concat_tables([read_table(f, columns=list(dense)) for f in files])
     rng = np.random.default_rng(seed)
     take = np.sort(rng.choice(table.num_rows, size=min(rows, table.num_rows), replace=False))
     out = {}

@@ -56,8 +56,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.lake import (Lake, atomic_dir, fingerprint, make_record, parse_date, read_record, up_to_date,
+from features.lake import (Lake, staged_dir, fingerprint, make_record, parse_date, read_record, up_to_date,
                            verify_checksums, write_json_atomic, write_record)
+from features.storage import lake_path, parquet_file
 from features.manifest import Manifest
 from features.spec import DatasetSpec
 from features.stats import new_ids, read_day_counts, read_day_stats
@@ -117,7 +118,7 @@ class GateResult:
     @property
     def data_docs(self) -> Path | None:
         p = self.doc.get("reports", {}).get("data_docs")
-        return Path(p) if p else None
+        return lake_path(p) if p else None
 
 
 # --- which days ------------------------------------------------------------------------------------
@@ -230,13 +231,11 @@ def _without_stats(spec: DatasetSpec, lake: Lake, accepted: list[str], cfg: Gate
 
 def _raw_inputs(spec: DatasetSpec, lake: Lake, date: str, rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Schema table (one row per raw file) and the first ``rows`` rows of the raw day."""
-    import pyarrow.parquet as pq
-
     files = lake.day_files("raw", spec.name, date)
     schemas, batches, taken = [], [], 0
     for f in files:
         try:
-            pf = pq.ParquetFile(f)
+            pf = parquet_file(f)
             schemas.append(pf.schema_arrow)
             if taken < rows and pf.metadata.num_rows:
                 batch = next(pf.iter_batches(batch_size=rows - taken))
@@ -328,7 +327,7 @@ def read_statistics(g: GateInputs, spec: DatasetSpec, lake: Lake, date: str, cfg
     def read() -> tuple[dict, dict, pd.DataFrame | None]:
         stats = _in_order(current_stats(lake, spec.name, date, cfg), g.manifest.fields)
         dod = day_over_day(lake, spec.name, date, g.previous_date, stats["rows"])
-        sample = bucket_sample(lake.features(spec.name, date), stats, cfg.sample_rows, cfg.seed)
+        sample = bucket_sample(lake.day_files("features", spec.name, date), stats, cfg.sample_rows, cfg.seed)
         return with_new_ids(stats, dod), dod, sample
 
     # any failure here is a finding of the gate, not a crash
@@ -425,7 +424,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
                                reference=g.reference, bucket_sample=g.sample, availability=g.availability)
     tables = {"metrics": pd.DataFrame([row]), "schema": g.schema, "raw_sample": g.raw_sample, "buckets": g.sample}
     g.notes[:0] = [f"{name}: {why}" for name, (ok, why) in g.availability.items() if not ok]
-    with atomic_dir(out) as tmp:
+    with staged_dir(out) as tmp:       # GX and matplotlib write local files, published to the lake
         docs = _run_gx(tmp, spec, checks, tables, reports)
         timings["great_expectations"] = time.perf_counter() - start - sum(timings.values())
         checks_verdict = verdict(checks, has_reference=bool(g.reference))

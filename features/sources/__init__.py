@@ -2,7 +2,7 @@
 
 ``ingest(spec, lake)`` reads the files of ``spec.source`` with Arrow's multithreaded CSV/Parquet
 readers (no Python per row), maps the label to {0, 1}, gives every row a day, and writes each day
-through ``lake.atomic_dir`` with a ``_COMPLETE.json`` record keyed by the fingerprints of the files
+through ``lake.staged_dir`` with a ``_COMPLETE.json`` record keyed by the fingerprints of the files
 that day is read from and the ingest hash of the spec (source + label + raw columns). A day whose
 record matches is neither read nor written.
 
@@ -59,7 +59,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.lake import Lake, atomic_dir, date_range, fingerprint, make_record, parse_date, up_to_date, write_record
+from features.lake import (Lake, date_range, fingerprint, make_record, parse_date, staged_dir, up_to_date,
+                           write_record)
 from features.spec import DatasetSpec
 
 from . import avazu, criteo, csv, libfm, movielens, parquet
@@ -163,7 +164,7 @@ def ingest_hash(spec: DatasetSpec) -> str:
 
 def _write_day(lake: Lake, spec: DatasetSpec, date: str, table: pa.Table, record: dict, rows_per_part: int) -> Path:
     final = lake.raw(spec.name, date)
-    with atomic_dir(final) as tmp:
+    with staged_dir(final) as tmp:      # local files, published to the lake
         for i, start in enumerate(range(0, table.num_rows, rows_per_part)):
             pq.write_table(table.slice(start, rows_per_part), tmp / f"part-{i:05d}.parquet")
         write_record(tmp, {**record, "dataset": spec.name, "date": date, "rows": table.num_rows})

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from features.lake import Lake, atomic_dir, date_range, write_record
+from features.lake import Lake, date_range, staged_dir, write_record
 from features.spec import DatasetSpec
 
 from .common import SourceError
@@ -37,7 +37,7 @@ def synthetic_pieces(spec: DatasetSpec) -> list[Piece]:
 
 def write_synthetic_day(lake: Lake, spec: DatasetSpec, date: str, record: dict) -> int:
     """Generate ``date`` into ``raw/<dataset>/dt=<date>/`` with its completion record; the rows written."""
-    with atomic_dir(lake.raw(spec.name, date)) as tmp:
+    with staged_dir(lake.raw(spec.name, date)) as tmp:   # local files, published to the lake
         rows = _generate(spec, date, tmp)
         write_record(tmp, {**record, "dataset": spec.name, "date": date, "rows": rows})
     return rows
