@@ -34,6 +34,7 @@ from dea_model.runs import train_record, write_run
 from dea_model.scoring import predict_batches, sigmoid
 from features.lake import Lake, code_version
 from features.manifest import Manifest
+from features.storage import lake_path
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +165,11 @@ def train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
               "manifest_digest": manifest.digest, "train_dates": list(train_dates),
               "valid_date": valid_date, "test_date": test_date, "device": str(device),
               "torch_version": torch.__version__, "code_version": code_version()}
-    write_run(Path(out_dir), model.state_dict(), config=config, metrics=metrics, curve=curve,
+    write_run(lake_path(out_dir), model.state_dict(), config=config, metrics=metrics, curve=curve,
               record=train_record(lake, dataset, list(train_dates), valid_date, cfg),
               plot_title=f"{cfg.model} on {dataset}" if cfg.plot else None)
     log.info("model written to %s", out_dir)
-    return TrainResult(Path(out_dir), metrics, curve, model, test_scores)
+    return TrainResult(lake_path(out_dir), metrics, curve, model, test_scores)
 
 
 def _check_days(dataset: str, train_dates: list[str], valid_date: str, test_date: str | None) -> None:

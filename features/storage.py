@@ -54,7 +54,10 @@ def lake_path(location: str | os.PathLike) -> UPath:
 
 
 def is_local(path: os.PathLike | str) -> bool:
-    return not isinstance(path, UPath) or path.protocol in LOCAL
+    if isinstance(path, UPath):
+        return path.protocol in LOCAL
+    text = os.fspath(path)
+    return "://" not in text or text.startswith("file://")
 
 
 def _fs_path(path: UPath) -> tuple[str, Any]:
@@ -330,7 +333,7 @@ def lock(path: os.PathLike, *, timeout: float = 3600.0, poll: float = 0.5, lease
     ``on_wait(holder)`` is called once when the lock is busy; ``what`` names the holder in a timeout.
     """
     path = lake_path(path)
-    acquire = _flock if is_local(path) else _lease
+    acquire = _flock if is_local(path) else lease_lock
     with acquire(path, timeout, poll, lease, on_wait or (lambda holder: None), what):
         yield path
 
@@ -371,7 +374,8 @@ def _wait(try_once, path: UPath, timeout: float, poll: float, on_wait, what: str
 
 
 @contextlib.contextmanager
-def _lease(path: UPath, timeout: float, poll: float, lease: float, on_wait, what: str) -> Iterator[None]:
+def lease_lock(path: UPath, timeout: float, poll: float, lease: float, on_wait, what: str) -> Iterator[None]:
+    """``lock`` on an object store (works on any filesystem with exclusive create): see ``lock``."""
     import socket
     import threading
 

@@ -86,7 +86,7 @@ def reports_url(lake_root: Path, path: str | os.PathLike) -> str:
     the lake kept, as the server follows them), percent-encoded."""
     from features.storage import is_local
 
-    if not is_local(path):                     # an object-store lake: its own URL (``dea reports`` serves local lakes)
+    if not (is_local(lake_root) and is_local(path)):   # an object-store lake: its URL (``dea reports`` serves local lakes)
         return str(path)
     base = os.environ.get("DEA_REPORTS_URL") or f"http://{REPORTS_HOST}:{REPORTS_PORT}"
     relative = Path(os.path.relpath(Path(path).absolute(), Path(lake_root).absolute()))

@@ -74,6 +74,70 @@ def test_fit_and_transform_write_the_documented_feature_table(lake):
     assert stored == manifest and stored.fields == spec.fields and stored.hash_spec_version == 1
 
 
+def feature_table_readers(url: str, storage_options: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The feature table ``features/<dataset>`` read whole, as other teams' tools read it."""
+    import dask.dataframe as dd
+    import pyarrow.dataset as pds
+    from upath import UPath
+
+    root = UPath(url, **(storage_options or {}))
+    arrow = pds.dataset(root.path, filesystem=None if root.protocol in ("", "file") else root.fs,
+                        format="parquet", partitioning="hive")
+    frames = {"pandas": pd.read_parquet(url, storage_options=storage_options),
+              "pyarrow.dataset": arrow.to_table().to_pandas(),
+              "dask.dataframe": dd.read_parquet(url, storage_options=storage_options).compute()}
+    frames = {k: f.assign(dt=f["dt"].astype(str)) for k, f in frames.items()}
+    return {k: f.sort_values(list(f.columns), ignore_index=True) for k, f in frames.items()}
+
+
+def test_the_feature_folders_are_one_hive_partitioned_table(lake):
+    spec = make_spec()
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    for d in DAYS:
+        pipeline.transform(spec, lake, d, manifest)
+    frames = feature_table_readers(str(lake.features("toy")))
+    want = [*spec.fields, "label", "group", "p_true", "dt"]
+    for name, frame in frames.items():
+        assert list(frame.columns) == want, name
+        assert len(frame) == 6000 and sorted(frame["dt"].unique()) == DAYS, name
+        pd.testing.assert_frame_equal(frame, frames["pandas"], check_dtype=False, check_categorical=False)
+    assert (lake.features("toy") / "_manifest.json").exists() and not (lake.features("toy") / "manifest.json").exists()
+
+
+def test_a_version_1_lake_is_migrated_by_the_next_run(lake):
+    """Version 1 wrote a ``dt`` column into the files and ``manifest.json`` into the table folder."""
+    spec = make_spec()
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    pipeline.transform(spec, lake, DAYS[1], manifest)
+    folder = lake.features("toy", DAYS[1])
+    record = read_record(folder)
+    del record["inputs"]["feature_table"]        # version 1's key: no layout in it
+    record["digest"] = make_record("transform", record["inputs"], record["config_hash"])["digest"]
+    (folder / COMPLETE).write_text(json.dumps(record))
+    lake.manifest("toy").rename(lake.features("toy") / "manifest.json")
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    assert not pipeline.transform(spec, lake, DAYS[1], manifest).skipped     # rewritten in layout 2
+    assert not (lake.features("toy") / "manifest.json").exists()
+    assert pd.read_parquet(lake.features("toy")).shape[0] == 3000
+
+
+def test_a_big_raw_file_is_split_into_row_group_tasks(lake, monkeypatch):
+    monkeypatch.setattr(pipeline, "TASK_ROWS", 1000)
+    with atomic_dir(lake.raw("toy", "2026-03-03")) as tmp:
+        pq.write_table(pa.Table.from_pandas(raw_frame(n=5000, seed=3), preserve_index=False), tmp / "big.parquet",
+                       row_group_size=700)
+        write_record(tmp, make_record("ingest", {"source": "big"}, "test"))
+    spec = make_spec()
+    pieces = pipeline.raw_day_pieces(spec, lake, "2026-03-03")
+    assert [p.groups for p in pieces] == [(0, 1), (2, 3), (4, 5), (6, 7)]        # 8 groups of 700 rows (last 100)
+    manifest = pipeline.fit(spec, lake, DAYS[:1])
+    pipeline.transform(spec, lake, "2026-03-03", manifest)
+    files = lake.day_files("features", "toy", "2026-03-03")
+    assert len(files) == 4
+    table = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    np.testing.assert_array_equal(table["p_true"], raw_frame(n=5000, seed=3)["p_true"])     # row order kept
+
+
 def test_rerun_with_unchanged_inputs_does_nothing_and_force_recomputes(lake):
     spec = make_spec()
     manifest = pipeline.fit(spec, lake, DAYS[:1])
