@@ -250,7 +250,8 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> Any:
 def _failure(e, nproc: int) -> str:
     """One paragraph from the launcher's ``ChildFailedError``: which rank failed, with what."""
     rank, failure = e.get_first_failure()
-    lines = [line for line in str(failure.message).splitlines() if line.strip()]
+    message = failure.message.get("message", "") if isinstance(failure.message, dict) else failure.message
+    lines = [line for line in str(message).splitlines() if line.strip()]
     return (f"data-parallel training failed on rank {rank} of {nproc} (exit code {failure.exitcode}): "
             f"{lines[-1].strip() if lines else 'no message'}; the other ranks were stopped. The rank's "
             f"traceback is in the log above; fix that error, or train with nproc=1 to see it in this process")
