@@ -171,3 +171,19 @@ def test_sigterm_or_ctrl_c_in_the_parent_stops_every_rank(how):
         assert "KeyboardInterrupt" in out                    # Ctrl-C reaches the caller as Ctrl-C
     gone, alive = psutil.wait_procs(ranks, timeout=30)
     assert alive == [], out
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs at least 2 GPUs (benchmarks/device_check.sh)")
+def test_every_gpu_trains_the_one_gpu_model_with_nccl(tmp_path):
+    lake, dates = write_feature_days(tmp_path / "lake", days=3, rows=6000, seed=0)
+    gpus = torch.cuda.device_count()
+    cfg = TrainConfig(model="fm", hparams=HPARAMS["fm"], epochs=3, batch_size=240 * gpus, lr=0.01, device="cuda",
+                      bf16=False, progress=False, plot=False, seed=5)
+    one = T.train(cfg, lake, "toy", dates[:1], dates[1], tmp_path / "one", test_date=dates[2])
+    many = T.train(cfg.model_copy(update={"nproc": gpus}), lake, "toy", dates[:1], dates[1], tmp_path / "many",
+                   test_date=dates[2])
+    assert many.metrics["valid"]["auc"] == pytest.approx(one.metrics["valid"]["auc"], abs=0.002)
+    assert json.loads((tmp_path / "many" / "config.json").read_text())["train"]["nproc"] == gpus
+    reloaded = scoring.evaluate(tmp_path / "many", lake, "toy", dates[2], device="cpu")      # on the CPU
+    assert reloaded["auc"] == pytest.approx(many.metrics["test"]["auc"], abs=1e-4)
