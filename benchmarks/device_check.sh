@@ -5,6 +5,8 @@
 # throughput of DEA and AutoInt on the Criteo shape at two batch sizes, with row-sparse tables and
 # SparseAdam (the trainer's default, which syncs once per step to coalesce) and with dense tables and
 # fused Adam (``*_dense``): which is faster on a GPU decides CUDA's default. About 5 minutes on an H100.
+# With two GPUs or more, also data-parallel training on all of them (NCCL, ``--nproc`` = the GPUs):
+# distributed.log, train_scaling_cuda.json.
 #
 # The machine lacks our small pure-Python dependencies; bring them as wheels, here, first:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -41,4 +43,22 @@ for batch in 8192 32768; do
         --out "$OUT/throughput_b$batch.json" 2>&1 | tee -a "$OUT/throughput.log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
+# data-parallel training on every GPU (NCCL), only where there are at least two: the multi-GPU test
+# (tests/test_distributed.py: N ranks train the one-process model, reloaded on the CPU) and the
+# scaling benchmark (1 process against --nproc = the number of GPUs, where dask is there to build its lake)
+gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
+if [ "$gpus" -ge 2 ]; then
+    python3 -m pytest -c /dev/null --rootdir . -p no:cacheprovider -q -ra tests/test_distributed.py \
+        -k nccl 2>&1 | tee "$OUT/distributed.log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    if python3 -c "import dask, distributed" 2>/dev/null; then
+        timeout 300 python3 benchmarks/train_scaling.py --device cuda --nproc "1,$gpus" --rows 200000 \
+            --batch-size 32768 --out "$OUT/train_scaling_cuda.json" 2>&1 | tee -a "$OUT/distributed.log"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    else
+        echo "train_scaling skipped: no dask here to build its synthetic lake" | tee -a "$OUT/distributed.log"
+    fi
+else
+    echo "data-parallel check skipped: $gpus GPU(s), it needs at least 2" | tee "$OUT/distributed.log"
+fi
 exit "$status"

@@ -70,12 +70,18 @@ class TrainConfig(BaseModel):
                                                            "disk, file by file")
     shuffle_buffer_rows: int = Field(1_000_000, ge=1, description="rows of the streaming shuffle buffer")
     check_every: int = Field(50, ge=1, description="steps between loss checks (each one a GPU sync)")
+    nproc: int = Field(1, ge=1, description="data-parallel training processes on this host (torch.distributed: "
+                                            "gloo on CPU, NCCL with one GPU each on CUDA); each trains on a "
+                                            "share of every batch of batch_size rows, so batch_size and lr "
+                                            "keep their meaning; 1 = this process alone")
     progress: bool = Field(True, description="tqdm progress bar (always off in flows)")
     plot: bool = Field(True, description="also write curve.png")
 
     def config_hash(self) -> str:
-        """Hash of what changes the trained weights (not progress/plot/check cadence)."""
-        relevant = self.model_dump(exclude={"progress", "plot", "check_every", "eval_batch_size"})
+        """Hash of what changes the trained weights (not progress/plot/check cadence). ``nproc`` counts
+        only above 1 (other float sums), so a one-process config keeps the hash it had before the field."""
+        ignored = {"progress", "plot", "check_every", "eval_batch_size"} | ({"nproc"} if self.nproc == 1 else set())
+        relevant = self.model_dump(exclude=ignored)
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def with_overrides(self, assignments: list[str] | None) -> "TrainConfig":

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel training on N processes of this host (gloo on CPU, one GPU each on CUDA); "
+                        "the global batch and lr stay those of one process. Under torchrun leave it out")
     p.add_argument("--config", help="YAML/JSON file of TrainConfig fields (flags and --set win)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrainConfig field, e.g. --set compile=true --set hparams.k=2 (repeatable)")
@@ -43,7 +46,7 @@ def _config(args):
     base = yaml.safe_load(open(args.config).read()) if args.config else {}
     cfg = TrainConfig.model_validate(base or {})
     flags = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-             "seed": args.seed, "device": args.device}
+             "seed": args.seed, "device": args.device, "nproc": args.nproc}
     sets = [f"{k}={v}" for k, v in flags.items() if v is not None]
     if args.no_progress:
         sets.append("progress=false")
@@ -56,6 +59,9 @@ def _line(name: str, m: dict) -> str:
 
 
 def cmd_train(args) -> int:
+    import contextlib
+
+    from dea_model import distributed
     from dea_model.data import split_days
     from dea_model.runs import new_run_dir
     from dea_model.train import train
@@ -69,10 +75,15 @@ def cmd_train(args) -> int:
     train_dates, valid_date, test_date = split_days(days, train_days=args.train_days, dates=dates,
                                                     valid_date=args.valid_date)
     out = args.out or new_run_dir(lake, args.dataset, cfg.model)
-    print(f"dea train: {cfg.model} on {args.dataset}: train {train_dates[0]}..{train_dates[-1]} "
-          f"({len(train_dates)} day(s)), valid {valid_date}, test {test_date or '(none)'}")
-    with dataset_lock(lake, args.dataset):
+    main = distributed.env_rank() == 0                 # under torchrun: rank 0 locks, prints and writes
+    if main:
+        print(f"dea train: {cfg.model} on {args.dataset}: train {train_dates[0]}..{train_dates[-1]} "
+              f"({len(train_dates)} day(s)), valid {valid_date}, test {test_date or '(none)'}"
+              + (f", {cfg.nproc} processes" if cfg.nproc > 1 else ""))
+    with dataset_lock(lake, args.dataset) if main else contextlib.nullcontext():
         r = train(cfg, lake, args.dataset, train_dates, valid_date, out, test_date=test_date)
+    if r is None:
+        return 0
     m = r.metrics
     for c in r.curve:
         print(f"  epoch {c['epoch']:>3}  train loss {c['train_loss']:.4f}  valid AUC {c['valid_auc']:.4f}  "
