@@ -99,14 +99,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from pathlib import Path
-
     from dea_model.runs import CONFIG
     from dea_model.scoring import evaluate
     from features.lake import Lake
+    from features.storage import lake_path
 
     lake = Lake.default(args.home)
-    config_path = Path(args.model_dir) / CONFIG
+    config_path = lake_path(args.model_dir) / CONFIG
     if not config_path.is_file():
         raise FileNotFoundError(f"{args.model_dir} is not a trained model folder: {CONFIG} is missing")
     dataset = args.dataset or json.loads(config_path.read_text())["dataset"]

@@ -24,10 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_reports(args) -> int:
     from features.lake import Lake
+    from features.storage import is_local
     from flows.report_server import make_server
     from flows.settings import reports_url
 
     lake = Lake.default(args.home)
+    if not is_local(lake.root):
+        raise ValueError(f"dea reports serves a local lake; {lake.root} is an object store: copy its reports "
+                         f"down first (aws s3 sync {lake.root}/validation ./reports/validation) and serve that "
+                         f"folder with `dea reports --home ./reports`")
     try:
         server = make_server(lake.root, args.host, args.port)
     except OSError as e:                       # the port is taken, the address is not ours (one line, exit 2)
