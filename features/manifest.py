@@ -1,6 +1,6 @@
 """The feature manifest: everything that turns a raw record into feature IDs, as one JSON file.
 
-``features/<dataset>/manifest.json`` is written by ``features.pipeline.fit`` and read by every
+``features/<dataset>/_manifest.json`` is written by ``features.pipeline.fit`` and read by every
 stage through this one type::
 
     Manifest.of(lake, dataset)     # the lake's manifest of a dataset (error: what to run)

@@ -40,7 +40,7 @@ def transform_day(day: Day, date: str, manifest, force: bool):
 def features_flow(dataset: DatasetName = "synthetic", date: RunDate = None, window: Window = 3,
                   force: Force = False, home: Home = None, spec_overrides: SpecOverrides = None,
                   cluster: Cluster = DaskParams()) -> dict:
-    """Fit ``features/<dataset>/manifest.json`` on the ``window`` days before ``date``, then write
+    """Fit ``features/<dataset>/_manifest.json`` on the ``window`` days before ``date``, then write
     the feature tables of those days and of ``date``. Each step skips when its record is current."""
     from features.pipeline import Manifest
 
