@@ -78,6 +78,9 @@ class Lake:
 
     root: UPath
 
+    def __post_init__(self) -> None:              # Lake(Path(...)) or Lake("s3://...") work too
+        object.__setattr__(self, "root", lake_path(self.root))
+
     @classmethod
     def default(cls, root: str | os.PathLike | None = None) -> "Lake":
         return cls(lake_path(root or os.environ.get("DEA_HOME", ".dea")))
