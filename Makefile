@@ -49,7 +49,7 @@ bench: $(STAMP)
 MUTATE_REGISTRY := decide _finite promoted_by
 MUTATE_ALIASES  := resolve _parse _exists _dangling _last_good alias_problems _state aliases champion \
                    champion_history log _lock _write _edit _note set_alias promote rollback remove _rebuilt repair
-MUTANTS ?= 'features.hashing.*' 'features.pipeline.x_cross_ids__mutmut_*' 'dea_model.metrics.*' \
+MUTANTS ?= 'features.hashing.*' 'features.pipeline.x_cross_id_codes__mutmut_*' 'dea_model.metrics.*' \
            $(foreach f,$(MUTATE_REGISTRY),'dea_model.registry.x_$(f)__mutmut_*') \
            $(foreach f,$(MUTATE_ALIASES),'dea_model.registry.x?Registry?$(f)__mutmut_*') \
            'dea_model.models.dea.*' 'dea_model.layers.attention.*'

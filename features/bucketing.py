@@ -62,14 +62,18 @@ class QuantileBucketizer:
         return df
 
     def transform(self, name: str, values) -> tuple[np.ndarray, np.ndarray]:
-        """Bucket index (int64) and missing mask (bool) of one column's values."""
+        """Bucket index (int64; 0 where missing) and missing mask (bool) of one column's values:
+        ``np.searchsorted(boundaries, x, side="right")``, compiled (``features.kernels``)."""
+        from features.kernels import bucket_index
+
         x = np.asarray(values, dtype="float64")
         field = self._field(name)
         if field.log1p:
             x = symlog1p(x)
         missing = np.isnan(x)
-        buckets = np.searchsorted(np.asarray(self.boundaries_[name]), x, side="right")
-        return np.where(missing, 0, buckets).astype(np.int64), missing
+        buckets = np.empty(len(x), np.int64)
+        bucket_index(np.asarray(self.boundaries_[name], dtype=np.float64), np.ascontiguousarray(x), buckets)
+        return buckets, missing
 
     def n_buckets(self, name: str) -> int:
         return len(self.boundaries_[name]) + 1

@@ -23,6 +23,7 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
     is started and torn down on exit.
     """
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # before distributed's import, and for workers
+    import dask
     from distributed import Client, LocalCluster
 
     quiet = logging.getLogger("distributed")
@@ -37,11 +38,17 @@ def dask_client(address: str | None = None, *, n_workers: int | None = None,
         return
     n_workers = n_workers or max(1, min(4, os.cpu_count() or 1))
     environ = dict(os.environ)
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+    with dask.config.set({UNTRIMMED: None}), LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
                       memory_limit=memory_limit, dashboard_address=None) as cluster, Client(cluster) as client:
         _restore(environ)  # the nannies set OMP_NUM_THREADS=1 & co. for their workers in *this* process too
         log.info("Dask: LocalCluster with %d worker(s) x %d thread(s)", n_workers, threads_per_worker)
         yield client
+
+
+#: Dask's nannies set MALLOC_TRIM_THRESHOLD_ for their workers; setting it at all turns off glibc's
+#: dynamic mmap threshold, so every large array is a fresh mmap and its page faults: the feature
+#: transform ran 1.5x slower (benchmarks/results/features_throughput.json). Unset (None) for ours.
+UNTRIMMED = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 def _restore(environ: dict[str, str]) -> None:

@@ -170,13 +170,18 @@ def fit(spec: DatasetSpec, lake: Lake, dates: list[str], *, force: bool = False)
 
 def transform_table(table: pa.Table, manifest: Manifest, date: str) -> pa.Table:
     """Raw rows -> feature-table rows (the one implementation batch and serving share)."""
+    return transform_coded(table, manifest, date)[0]
+
+
+def transform_coded(table: pa.Table, manifest: Manifest, date: str) -> tuple[pa.Table, dict[str, hashing.Coded]]:
+    """``transform_table`` and, per field, ``(codes, table)`` with the IDs ``table[codes]`` (what the
+    statistics count: ``features.stats.coded_counts``)."""
     where = f"dataset {manifest.dataset!r}, date {date}"
     n = table.num_rows
-    ids: dict[str, np.ndarray] = {}
+    coded: dict[str, hashing.Coded] = {}
     for field in manifest.sparse:
-        values = table[field]
-        ids[field] = hashing.feature_ids(field, values)
-        if manifest.missing == "error" and (ids[field] == hashing.feature_id(field, hashing.MISSING_TOKEN)).any():
+        coded[field] = hashing.feature_id_codes(field, table[field])
+        if manifest.missing == "error" and (_ids(coded[field]) == hashing.feature_id(field, hashing.MISSING_TOKEN)).any():
             raise ValueError(f"{where}: sparse field {field!r} has missing values and the spec says missing: error")
     bucketizer = QuantileBucketizer.from_dict(manifest.dense)
     for field in manifest.dense:
@@ -184,9 +189,10 @@ def transform_table(table: pa.Table, manifest: Manifest, date: str) -> pa.Table:
         buckets, missing = bucketizer.transform(field, x)
         if manifest.missing == "error" and missing.any():
             raise ValueError(f"{where}: dense field {field!r} has missing values and the spec says missing: error")
-        ids[field] = hashing.bucket_ids(field, buckets, missing, n_buckets=bucketizer.n_buckets(field))
+        coded[field] = hashing.bucket_id_codes(field, buckets, missing, n_buckets=bucketizer.n_buckets(field))
     for a, b in manifest.cross:
-        ids[f"{a}_x_{b}"] = cross_ids(f"{a}_x_{b}", ids[a], ids[b])
+        coded[f"{a}_x_{b}"] = cross_id_codes(f"{a}_x_{b}", _ids(coded[a]), _ids(coded[b]))
+    ids = {f: _ids(coded[f]) for f in manifest.fields}
     label = pc.fill_null(table[manifest.label].cast(pa.float64()), np.nan).to_numpy()
     bad = (label != 0) & (label != 1)
     if bad.any():
@@ -198,11 +204,21 @@ def transform_table(table: pa.Table, manifest: Manifest, date: str) -> pa.Table:
     columns["group"] = pa.array(ids[manifest.group] if manifest.group else np.zeros(n, np.int64))
     for col in manifest.passthrough:
         columns[col] = table[col]
-    return pa.table(columns)
+    return pa.table(columns), coded
+
+
+def _ids(coded: hashing.Coded) -> np.ndarray:
+    codes, table = coded
+    return table[codes]
 
 
 def cross_ids(name: str, ids_a: np.ndarray, ids_b: np.ndarray) -> np.ndarray:
-    """ID of the cross ``name`` per row: ``feature_id(name, f"{id_a}:{id_b}")``, hashing distinct pairs only.
+    """ID of the cross ``name`` per row: ``feature_id(name, f"{id_a}:{id_b}")`` (``cross_id_codes``)."""
+    return _ids(cross_id_codes(name, ids_a, ids_b))
+
+
+def cross_id_codes(name: str, ids_a: np.ndarray, ids_b: np.ndarray) -> hashing.Coded:
+    """``(codes, table)`` of the cross ``name``'s IDs, hashing distinct pairs only.
 
     Distinct pairs by hash tables, not by sorting rows: each side is factorized (codes < n_a, n_b),
     the pair is the one integer ``code_a · n_b + code_b`` (< n_a · n_b ≤ rows², far below 2^63),
@@ -215,7 +231,7 @@ def cross_ids(name: str, ids_a: np.ndarray, ids_b: np.ndarray) -> np.ndarray:
     inverse, pairs = pd.factorize(code_a.astype(np.int64) * n_b + code_b)
     tokens = pc.binary_join_element_wise(pa.array(uniq_a[pairs // n_b], pa.int64()).cast(pa.string()),
                                          pa.array(uniq_b[pairs % n_b], pa.int64()).cast(pa.string()), ":")
-    return hashing.hash64_tokens(name, tokens)[inverse]
+    return inverse, hashing.hash64_tokens(name, tokens)
 
 
 def _transform_piece(src: Piece, dst: UPath, manifest: Manifest, date: str) -> tuple[dict, stats.Counts]:
@@ -228,13 +244,13 @@ def _transform_piece(src: Piece, dst: UPath, manifest: Manifest, date: str) -> t
     as_dictionary = [c for c in manifest.sparse if pa.types.is_string(schema.field(c).type)
                      or pa.types.is_large_string(schema.field(c).type)]
     table = parquet_file(src.file, read_dictionary=as_dictionary).read_row_groups(list(src.groups), columns=columns)
-    features = transform_table(table, manifest, date)
+    features, coded = transform_coded(table, manifest, date)
     write_table(features, dst, compression="zstd")
     checks = {"rows": table.num_rows}
     for d in manifest.dense:
         col = table[d].cast(pa.float64())
         checks[f"nan:{d}"] = col.null_count + int(pc.sum(pc.is_nan(col)).as_py() or 0)
-    return checks, stats.table_counts(features, manifest)
+    return checks, stats.coded_counts(features, coded, manifest)
 
 
 def _write_features(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, pieces: list[Piece],

@@ -127,6 +127,28 @@ def table_counts(table: pa.Table, manifest: Manifest) -> Counts:
     return Counts(fields, table.num_rows, int((label == 1).sum()), row_hashes(table, manifest))
 
 
+def coded_counts(features: pa.Table, coded: dict[str, tuple[np.ndarray, np.ndarray]], manifest: Manifest) -> Counts:
+    """``table_counts`` of a transform's output from its ``(codes, table)`` per field
+    (``features.pipeline.transform_coded``): a ``bincount`` of the codes instead of hashing every
+    row's ID again; IDs a table holds twice (``""`` and null are both missing) are summed."""
+    fields = {}
+    for f in manifest.fields:
+        codes, table = coded[f]
+        counts = np.bincount(codes, minlength=len(table))
+        seen = counts > 0
+        fields[f] = _summed(table[seen], counts[seen])
+    label = _numpy(features, "label")
+    return Counts(fields, features.num_rows, int((label == 1).sum()), row_hashes(features, manifest))
+
+
+def _summed(ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct IDs, summed counts) of IDs that may repeat."""
+    codes, distinct = pd.factorize(ids)
+    if len(distinct) == len(ids):
+        return ids.astype(np.int64, copy=False), counts.astype(np.int64, copy=False)
+    return distinct.astype(np.int64, copy=False), np.bincount(codes, weights=counts, minlength=len(distinct)).astype(np.int64)
+
+
 def merge_counts(parts: list[Counts]) -> Counts:
     """The counts of the union of tables: counts of the same ID summed (IDs in order of first
     appearance), row hashes concatenated."""
@@ -186,16 +208,17 @@ def rank_frequency(counts: np.ndarray) -> dict[str, list[int]]:
 
 
 def _field_stats(ids: np.ndarray, counts: np.ndarray, rows: int, missing_id: int, min_count: int) -> dict[str, Any]:
-    """Statistics of one field from its distinct IDs and their counts (see the module docstring)."""
+    """Statistics of one field from its distinct IDs and their counts (see the module docstring);
+    the same whatever order the IDs come in (ties go to the smaller ID, sums run over sorted counts)."""
     present = ids != missing_id
     pc = counts[present]
     top = np.sort(pc)[::-1]
-    p = counts / rows
+    p = np.sort(counts) / rows
     return {
         "null_rate": int(counts[~present].sum()) / rows,
         "unique_ids": int(pc.size),
         "top1_share": float(top[0] / rows) if top.size else 0.0,
-        "top1_id": int(ids[present][np.argmax(pc)]) if top.size else None,
+        "top1_id": int(ids[present][pc == top[0]].min()) if top.size else None,
         "top100_share": float(top[:100].sum() / rows),
         "tail_share": float(pc[pc < min_count].sum() / rows),
         "entropy_bits": float(-(p * np.log2(p)).sum()),
