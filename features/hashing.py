@@ -21,6 +21,8 @@ bit-exact with ``mmh3.hash(key, seed, signed=False)``; the codebook address is
 
 from __future__ import annotations
 
+import math
+
 import mmh3
 import numpy as np
 import pyarrow as pa
@@ -53,6 +55,27 @@ def _tokens(dictionary: pa.Array) -> pa.Array:
     if not pa.types.is_string(arr.type):
         arr = arr.cast(pa.string())
     return arr
+
+
+def token_of(value) -> str | None:
+    """The token of one value (None: missing), by the rules of ``_tokens``: strings as they are
+    (``""`` missing), booleans and integers as decimals, integral floats as the integer, NaN missing.
+    Anything else (a non-integral float, a date...) goes through ``_tokens`` itself, so the rare
+    cases keep one implementation; tests/test_serving_parity.py checks both against the spec."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return None
+        if abs(value) < 2.0**53 and value == math.floor(value):
+            return str(int(value))
+    return _tokens(pa.array([value])).to_pylist()[0] or None
 
 
 def _encode(values) -> tuple[np.ndarray, pa.Array]:

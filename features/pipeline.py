@@ -21,6 +21,7 @@ The transform's Dask tasks are contiguous row-group ranges of the raw files of a
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from features import hashing, stats
-from features.bucketing import QuantileBucketizer
+from features.bucketing import QuantileBucketizer, symlog1p
 from features.lake import (Lake, atomic_dir, fingerprint, make_record, read_record, up_to_date,
                            write_json_atomic, write_record)
 from features.manifest import Manifest
@@ -302,9 +303,42 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
 
 
 def transform_one(record: dict, manifest: Manifest) -> dict[str, int]:
-    """Feature IDs of one raw record, for serving: identical to the batch transform of the same row."""
-    columns = {c: pa.array([record.get(c)]) for c in manifest.sparse}
-    columns.update({d: pa.array([record.get(d)], pa.float64()) for d in manifest.dense})
-    columns[manifest.label] = pa.array([0], pa.int8())
+    """Feature IDs of one raw record, for serving: identical to the batch transform of the same row
+    (tests/test_serving_parity.py), without building Arrow tables: the hash called per field, the
+    record's dense values transformed as one array and bucketed by ``bisect_right`` (=
+    ``searchsorted(side="right")``) on the fitted boundaries."""
+    missing = hashing.MISSING_TOKEN
+    ids = {f: hashing.feature_id(f, hashing.token_of(record.get(f)) or missing) for f in manifest.sparse}
+    if manifest.dense:
+        names, logged, boundaries = _dense_plan(manifest)
+        x = np.array([np.nan if record.get(d) is None else float(record.get(d)) for d in names])
+        x[logged] = symlog1p(x[logged])
+        for name, v, b in zip(names, x.tolist(), boundaries):
+            ids[name] = hashing.feature_id(name, missing if v != v else f"b{bisect.bisect_right(b, v)}")
+    for a, b in manifest.cross:
+        ids[f"{a}_x_{b}"] = hashing.feature_id(f"{a}_x_{b}", f"{ids[a]}:{ids[b]}")
+    return {f: ids[f] for f in manifest.fields}
+
+
+def transform_records(records: list[dict], manifest: Manifest) -> dict[str, np.ndarray]:
+    """Feature IDs of a batch of raw records (``{field: int64 [N]}``), for serving: one vectorised
+    ``transform_table`` over columns built from the records."""
+    columns = {c: pa.array([r.get(c) for r in records]) for c in manifest.sparse}
+    columns.update({d: pa.array([r.get(d) for r in records], pa.float64()) for d in manifest.dense})
+    columns[manifest.label] = pa.array(np.zeros(len(records), np.int8))
     table = transform_table(pa.table(columns), manifest.model_copy(update={"passthrough": []}), date="serving")
-    return {f: table[f][0].as_py() for f in manifest.fields}
+    return {f: table[f].to_numpy() for f in manifest.fields}
+
+
+def _dense_plan(manifest: Manifest) -> tuple[list[str], np.ndarray, list[list[float]]]:
+    """(dense field names, which are log1p'd, their boundaries), built once per manifest."""
+    plan = _DENSE_PLANS.get(manifest.digest)
+    if plan is None:
+        names = list(manifest.dense)
+        plan = _DENSE_PLANS[manifest.digest] = (
+            names, np.array([bool(manifest.dense[d]["log1p"]) for d in names]),
+            [[float(v) for v in manifest.dense[d]["boundaries"]] for d in names])
+    return plan
+
+
+_DENSE_PLANS: dict[str, tuple] = {}

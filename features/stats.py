@@ -86,11 +86,11 @@ class Counts:
     fields: dict[str, tuple[np.ndarray, np.ndarray]]   # field -> (distinct IDs, their counts), int64
     rows: int
     clicks: int
-    row_hashes: np.ndarray                              # a 64-bit hash of every row (duplicates)
+    row_hashes: np.ndarray                              # the distinct 64-bit row hashes (duplicates)
 
     @property
     def distinct_rows(self) -> int:
-        return int(pd.unique(self.row_hashes).size)
+        return int(self.row_hashes.size)
 
 
 def _numpy(table: pa.Table, column: str) -> np.ndarray:
@@ -124,7 +124,7 @@ def table_counts(table: pa.Table, manifest: Manifest) -> Counts:
     """Counts of one feature table (a transform task's output, or a stored Parquet file)."""
     fields = {f: _value_counts(_numpy(table, f)) for f in manifest.fields}
     label = _numpy(table, "label")
-    return Counts(fields, table.num_rows, int((label == 1).sum()), row_hashes(table, manifest))
+    return Counts(fields, table.num_rows, int((label == 1).sum()), pd.unique(row_hashes(table, manifest)))
 
 
 def coded_counts(features: pa.Table, coded: dict[str, tuple[np.ndarray, np.ndarray]], manifest: Manifest) -> Counts:
@@ -138,7 +138,7 @@ def coded_counts(features: pa.Table, coded: dict[str, tuple[np.ndarray, np.ndarr
         seen = counts > 0
         fields[f] = _summed(table[seen], counts[seen])
     label = _numpy(features, "label")
-    return Counts(fields, features.num_rows, int((label == 1).sum()), row_hashes(features, manifest))
+    return Counts(fields, features.num_rows, int((label == 1).sum()), pd.unique(row_hashes(features, manifest)))
 
 
 def _summed(ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +151,7 @@ def _summed(ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def merge_counts(parts: list[Counts]) -> Counts:
     """The counts of the union of tables: counts of the same ID summed (IDs in order of first
-    appearance), row hashes concatenated."""
+    appearance), the distinct row hashes of all (deduplicated at every merge, on the workers)."""
     if len(parts) == 1:
         return parts[0]
     fields = {}
@@ -160,7 +160,7 @@ def merge_counts(parts: list[Counts]) -> Counts:
         summed = np.bincount(codes, weights=np.concatenate([p.fields[f][1] for p in parts]), minlength=len(ids))
         fields[f] = (ids.astype(np.int64, copy=False), summed.astype(np.int64))
     return Counts(fields, sum(p.rows for p in parts), sum(p.clicks for p in parts),
-                  np.concatenate([p.row_hashes for p in parts]))
+                  pd.unique(np.concatenate([p.row_hashes for p in parts])))
 
 
 def merge_tree(parts: list, split_every: int = 8):

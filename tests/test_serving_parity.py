@@ -75,10 +75,12 @@ def test_one_row_transform_equals_batch_on_sampled_rows(dataset, tmp_path):
     batch = pq.read_table(lake.features(spec.name, date)).to_pandas()
     assert len(raw) == len(batch)
     rows = np.random.default_rng(0).choice(len(raw), size=min(50, len(raw)), replace=False)
-    for i in rows:
+    served = pipeline.transform_records([raw[i] for i in rows], manifest)
+    for k, i in enumerate(rows):
         expected = expected_ids(raw[i], manifest)
         assert {f: int(batch[f].iloc[i]) for f in manifest.fields} == expected, f"{dataset} batch row {i}"
         assert pipeline.transform_one(raw[i], manifest) == expected, f"{dataset} served row {i}"
+        assert {f: int(served[f][k]) for f in manifest.fields} == expected, f"{dataset} batch-served row {i}"
     if spec.source.kind == "synthetic":       # the one spec with a cross: records with missing values too
         assert manifest.cross == [("merchant_id", "hour")] and manifest.dense["price"]["log1p"]
         records = [{**raw[rows[0]], "merchant_id": None, "price": None},
@@ -90,3 +92,30 @@ def test_one_row_transform_equals_batch_on_sampled_rows(dataset, tmp_path):
         assert missing["merchant_id"] == spec_id("merchant_id", MISSING) and missing["price"] == spec_id("price", MISSING)
         assert missing["merchant_id_x_hour"] == spec_id("merchant_id_x_hour",
                                                         f"{missing['merchant_id']}:{missing['hour']}")
+
+
+# --- the scalar token rules are the batch's ---------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+import pyarrow as pa  # noqa: E402
+
+from features.hashing import _tokens, token_of  # noqa: E402
+
+VALUES = {
+    "int": st.integers(-2**63, 2**63 - 1),
+    "float": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 2.0**53, 2.0**53 + 2,
+                                                                                      1e20, 0.1, -3.5, 1e-7])),
+    "bool": st.booleans(),
+    "str": st.text(max_size=12),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(VALUES))
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_token_of_a_value_is_the_batch_token(kind, data):
+    """``token_of`` (serving, one value) equals ``_tokens`` over a column of that type (batch)."""
+    values = data.draw(st.lists(st.one_of(st.none(), VALUES[kind]), min_size=1, max_size=20))
+    batch = [t or None for t in _tokens(pa.array(values)).to_pylist()]
+    assert [token_of(v) for v in values] == batch
