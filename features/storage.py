@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -33,6 +34,8 @@ import pyarrow as pa
 import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 from upath import UPath
+
+log = logging.getLogger(__name__)
 
 COMPLETE = "_COMPLETE.json"
 TEMPORARY_PREFIXES = (".tmp-", ".old-")     # atomic_dir / write_json_atomic / remove_tree / registry
@@ -146,12 +149,13 @@ def publish(tmp: UPath, final: UPath, *, replace: bool = True) -> None:
     fs = final.fs
     if replace and fs.exists(final.path):
         remove_tree(final)
-    sources = [f for f in fs.find(tmp.path) if f.rsplit("/", 1)[-1] != COMPLETE]
+    record = f"{tmp.path}/{COMPLETE}"
+    sources = [f for f in fs.find(tmp.path) if f != record]
     targets = [final.path + f[len(tmp.path):] for f in sources]
     if sources:
         fs.copy(sources, targets)                  # server-side copies, concurrently
-    if fs.exists(f"{tmp.path}/{COMPLETE}"):
-        fs.copy(f"{tmp.path}/{COMPLETE}", f"{final.path}/{COMPLETE}")   # the record last
+    if fs.exists(record):
+        fs.copy(record, f"{final.path}/{COMPLETE}")   # the record last
     fs.rm(tmp.path, recursive=True)
 
 
@@ -398,8 +402,10 @@ def lease_lock(path: UPath, timeout: float, poll: float, lease: float, on_wait, 
 
 
 def _read_lease(path: UPath) -> dict | None:
+    """The lease document, or None when there is none (one GET: no ETag precondition that a
+    concurrent renewal would break)."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.fs.cat_file(path.path))
     except (FileNotFoundError, ValueError):
         return None
 
@@ -415,6 +421,9 @@ def _break_expired(path: UPath) -> bool:
 
 def _renew(path: UPath, owner: str, body, every: float, stop) -> None:
     while not stop.wait(every):
-        if (_read_lease(path) or {}).get("owner") != owner:
-            return                       # taken over after an expiry: nothing left to renew
-        path.write_text(body())
+        try:
+            if (_read_lease(path) or {}).get("owner") != owner:
+                return                   # taken over after an expiry: nothing left to renew
+            path.write_text(body())
+        except OSError as e:             # a store hiccup: the lease has two more periods to be renewed
+            log.warning("could not renew the lock lease %s (%s); retrying in %.0f s", path, e, every)
