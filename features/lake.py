@@ -34,7 +34,8 @@ from typing import Any
 from upath import UPath
 
 from features.storage import (COMPLETE, TEMPORARY_PREFIXES, remove_quietly, atomic_dir, lake_path, remove_tree, staged_dir,
-                              is_local, tree_bytes, walk_temporaries, write_json_atomic)
+                              is_local, tree_bytes, visible_files, walk_temporaries,
+                              write_json_atomic)
 
 __all__ = ["COMPLETE", "TEMPORARY_PREFIXES", "Lake", "atomic_dir", "staged_dir", "remove_tree", "write_json_atomic",
            "parse_date", "date_range", "window_before", "code_version", "fingerprint", "make_record", "write_record",
@@ -206,13 +207,6 @@ def make_record(stage: str, inputs: dict[str, str], config_hash: str, **extra: A
     return {**key, "digest": digest, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), **extra}
 
 
-def _visible(folder: UPath) -> list[str]:
-    """Relative paths of the files under ``folder`` that a record vouches for: no hidden names, no record."""
-    base = folder.path.rstrip("/") + "/"
-    rels = (f[len(base):] for f in folder.fs.find(folder.path))
-    return sorted(r for r in rels if r != COMPLETE and not any(part.startswith(".") for part in r.split("/")))
-
-
 def _sha256(path: UPath) -> str:
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
@@ -222,10 +216,10 @@ def checksums(folder: os.PathLike) -> dict[str, dict]:
     """``{relative path: {"bytes", "sha256"}}`` of every visible file under ``folder`` (files are read
     concurrently: on an object store each is a round trip)."""
     folder = lake_path(folder)
-    rels = _visible(folder)
+    sizes = visible_files(folder)
     with ThreadPoolExecutor(max_workers=1 if is_local(folder) else 16) as pool:
-        digests = list(pool.map(lambda rel: _sha256(folder / rel), rels))
-    return {rel: {"bytes": (folder / rel).stat().st_size, "sha256": digest} for rel, digest in zip(rels, digests)}
+        digests = list(pool.map(lambda rel: _sha256(folder / rel), sizes))
+    return {rel: {"bytes": size, "sha256": digest} for (rel, size), digest in zip(sizes.items(), digests)}
 
 
 def write_record(folder: os.PathLike, record: dict) -> None:

@@ -134,9 +134,7 @@ def fit(spec: DatasetSpec, lake: Lake, dates: list[str], *, force: bool = False)
     """Fit the dense-field buckets on the raw days ``dates`` and write the manifest (skip when current)."""
     if not dates:
         raise ValueError(f"dataset {spec.name!r}: fit needs at least one raw day")
-    files = {d: lake.day_files("raw", spec.name, d) for d in dates}
-    for d in dates:
-        raw_day_pieces(spec, lake, d)           # schemas checked before any work
+    files = {d: list(dict.fromkeys(p.file for p in raw_day_pieces(spec, lake, d))) for d in dates}   # schemas checked
     record = make_record("fit", {d: fingerprint(lake.raw(spec.name, d)) for d in dates}, spec.config_hash())
     path = lake.manifest(spec.name)
     if not force and path.exists():

@@ -184,11 +184,17 @@ def copy_tree(src: UPath, dst: UPath) -> None:
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".*", COMPLETE), copy_function=_link_or_copy,
                         dirs_exist_ok=True)
         return
-    base = src.path.rstrip("/") + "/"
-    for f in src.fs.find(src.path):
-        rel = f[len(base):]
-        if rel != COMPLETE and not any(part.startswith(".") for part in rel.split("/")):
-            copy_file(src / rel, dst / rel)
+    for rel in visible_files(src):
+        copy_file(src / rel, dst / rel)
+
+
+def visible_files(folder: UPath) -> dict[str, int]:
+    """``{relative path: bytes}`` of the files under ``folder`` that a completion record vouches for
+    (no ``.``-names, not the record itself), from one listing."""
+    base = folder.path.rstrip("/") + "/"
+    found = {f[len(base):]: info["size"] for f, info in folder.fs.find(folder.path, detail=True).items()}
+    return {rel: size for rel, size in sorted(found.items())
+            if rel != COMPLETE and not any(part.startswith(".") for part in rel.split("/"))}
 
 
 def _link_or_copy(src: str, dst: str) -> str:
