@@ -163,3 +163,12 @@ def test_dea_run_on_s3_with_a_dask_cluster_equals_the_local_lake(s3, s3_env, tmp
     for name, frame in frames.items():
         assert len(frame) == 3 * int(ROWS) and frame["dt"].nunique() == 3, name
         assert frame.equals(local_frames[name]), name
+
+
+def test_dea_reports_refuses_an_object_store_lake_and_says_what_to_do(capsys):
+    from flows.cli import main
+
+    assert main(["reports", "--home", "s3://some-bucket/dea", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "dea reports serves a local lake; s3://some-bucket/dea is an object store" in err
+    assert "aws s3 sync s3://some-bucket/dea/validation" in err and err.count("\n") == 1
