@@ -1,6 +1,7 @@
 """Quality benchmark: test AUC / GAUC / logloss of each model on each dataset, over seeds.
 
-Every model sees the identical split and features (the features stage's int64 IDs) and is trained
+Every model sees the identical split and features (the features stage's int64 IDs), beside the
+logistic-regression baseline on the same IDs (``dea_model.logistic``, one row per dataset), and is trained
 by the same loop (``dea_model.train.train``: Adam, early stopping on the validation day's AUC);
 metrics are on the test day, never used for any choice. Splits (the dataset configs'
 pseudo-days): train d1..d(N-2), valid d(N-1), test dN; i.e. criteo folds 0-7 / 8 / 9, frappe's
@@ -47,7 +48,7 @@ from dea_model import metrics as M
 from dea_model.config import TrainConfig
 from dea_model.data import load_days, split_days
 from dea_model.device import resolve_device
-from dea_model.scoring import oracle_metrics
+from dea_model.scoring import baselines, oracle_metrics
 from dea_model.train import train
 from features.lake import Lake
 
@@ -105,21 +106,26 @@ def peer_model(kind: str, lake: Lake, dataset: str, train_dates: list[str], cfg:
 # hundred thousand rows (CTR 9-10 %, oracle AUC about 0.81, 0.75 without the planted pairs).
 SMALL_WORLD = {"users": 20_000, "items": 6_000, "merchants": 600, "brands": 400, "categories": 100, "sites": 500,
                "cities": 200, "new_users_per_day": 200, "new_items_per_day": 60, "intercept": -2.6}
-SYNTHETIC_WORLDS: dict[str, dict] = {"synthetic": {}, "synthetic_small": SMALL_WORLD}
+# name -> (the spec it starts from, generator overrides): ``synthetic`` is the platform's default world,
+# ``synthetic_hard`` the scale test's, ``synthetic_small`` the hard world's generator in a world of 20 k users
+SYNTHETIC_WORLDS: dict[str, tuple[str, dict]] = {"synthetic": ("synthetic", {}),
+                                                  "synthetic_hard": ("synthetic_hard", {}),
+                                                  "synthetic_small": ("synthetic_hard", SMALL_WORLD)}
 
 
 def synthetic_spec(dataset: str, *, rows_per_day: int | None = None, days: int | None = None):
     """The spec of a synthetic world of ``SYNTHETIC_WORLDS``, named ``dataset``, optionally resized."""
     from features.spec import load_spec
 
-    source = load_spec("synthetic").source.model_dump()
+    base, world = SYNTHETIC_WORLDS[dataset]
+    source = load_spec(base).source.model_dump()
     options = dict(source["options"])
-    if SYNTHETIC_WORLDS[dataset]:
-        options["generator"] = {**options.get("generator", {}), **SYNTHETIC_WORLDS[dataset]}
+    if world:
+        options["generator"] = {**options.get("generator", {}), **world}
     if rows_per_day:
         options["rows_per_day"] = rows_per_day
     source.update(options=options, days=days or source["days"])
-    return load_spec("synthetic", overrides={"name": dataset, "source": source})
+    return load_spec(base, overrides={"name": dataset, "source": source})
 
 
 def prepare(lake: Lake, dataset: str, *, workers: int, spec=None) -> list[str]:
@@ -190,6 +196,17 @@ def run_one(lake: Lake, dataset: str, model: str, seed: int, split, cfg: TrainCo
             "samples_per_second": m["samples_per_second"],
             "params": sum(p.numel() for p in r.model.parameters()),
             **seen_group_metrics(r.test_scores, lake, dataset, train_dates)}
+
+
+def logistic_row(lake: Lake, dataset: str, split) -> dict:
+    """The logistic-regression baseline (``dea_model.logistic``) as a result row: no seed (liblinear
+    is deterministic), C picked on the validation day."""
+    train_dates, valid_date, test_date = split
+    m = baselines(lake, dataset, train_dates, valid_date, test_date)["logistic"]
+    return {"dataset": dataset, "model": "logistic", "seed": 0, "auc": m["auc"], "gauc": m["gauc"],
+            "logloss": m["logloss"], "calibration": m["calibration"], "valid_auc": m["valid_auc"], "C": m["C"],
+            "best_epoch": 0, "epochs_run": 0, "test_rows": m["rows"], "train_seconds": m["fit_seconds"],
+            "samples_per_second": 0.0}
 
 
 def seen_group_metrics(scores: tuple[np.ndarray, np.ndarray, np.ndarray], lake: Lake, dataset: str,
@@ -291,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             split = split_days(days)
             oracle = (oracle_metrics(lake, ds, split[2]) or {}).get("auc")
             log.info("%s: train %s..%s, valid %s, test %s", ds, split[0][0], split[0][-1], split[1], split[2])
+            rows.append({**logistic_row(lake, ds, split), "oracle_auc": oracle})
+            log.info("%s logistic (C=%g on the valid day): test AUC %.4f", ds, rows[-1]["C"], rows[-1]["auc"])
             for model in [m.strip() for m in args.models.split(",") if m.strip()]:
                 for seed in range(seeds):
                     row = run_one(lake, ds, model, seed, split, base if model_variant(model)[0] in PEERS else ours,

@@ -42,9 +42,10 @@ def run_digest(model_dir: Path) -> str:
 
 
 def evaluate_candidate(spec: DatasetSpec, lake: Lake, date: str, model_dir: Path, registry: Registry,
-                       train_dates: list[str], *, force: bool = False) -> tuple[dict, bool]:
+                       split: tuple[list[str], str], *, force: bool = False) -> tuple[dict, bool]:
     """(the evaluation, whether it was skipped): the candidate in ``model_dir``, the registry's
-    champion (on the day's features under its own manifest) and the baselines, all on ``date``."""
+    champion (on the day's features under its own manifest) and the baselines, all on ``date``;
+    ``split`` is the candidate's (training days, validation day)."""
     if not (model_dir / WEIGHTS).exists():
         raise FileNotFoundError(f"dataset {spec.name!r}, date {date}: no trained candidate at {model_dir}; "
                                 f"run the train stage with the same config and window first")
@@ -56,7 +57,7 @@ def evaluate_candidate(spec: DatasetSpec, lake: Lake, date: str, model_dir: Path
         return json.loads((out / EVALUATION).read_text()), True
     result = {"dataset": spec.name, "date": date, "model_dir": str(model_dir),
               "candidate": evaluate(model_dir, lake, spec.name, date), "champion": None,
-              "baselines": baselines(lake, spec.name, train_dates, date)}
+              "baselines": baselines(lake, spec.name, *split, date)}
     if champion is not None:
         features = features_for_model(spec, lake, date, champion)
         result["champion"] = {"version": champion.version, **evaluate(champion.path, features, spec.name, date)}

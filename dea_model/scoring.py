@@ -19,6 +19,7 @@ from dea_model import calibration, models, vocabulary
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
 from dea_model.data import Batches, label_rate, open_days
+from dea_model.logistic import logistic_metrics
 from dea_model.device import autocast, resolve_device, to_device, use_bf16
 from dea_model.runs import CONFIG, WEIGHTS, read
 from features.lake import Lake, make_record, staged_dir, write_json_atomic, write_record
@@ -130,14 +131,22 @@ def oracle_metrics(lake: Lake, dataset: str, date: str) -> dict | None:
     return M.ctr_metrics(cols["label"], cols["p_true"].astype(np.float64), cols["group"])
 
 
-def baselines(lake: Lake, dataset: str, train_dates: list[str], date: str) -> dict[str, dict]:
-    """``prior`` (the training days' CTR for every row: knowing only the base rate) and, where the
-    rows carry ``p_true``, ``oracle``, both on ``date``."""
-    cols = _columns(lake, dataset, [date], ["label", "group"])
-    prior = np.full(cols["label"].shape, label_rate(lake, dataset, train_dates))
-    out = {"prior": M.ctr_metrics(cols["label"], prior, cols["group"])}
+def baselines(lake: Lake, dataset: str, train_dates: list[str], valid_date: str, date: str) -> dict[str, dict]:
+    """The reference points of an evaluation on ``date``: ``prior`` (the training days' CTR for every
+    row: knowing only the base rate); ``logistic``, a logistic regression on the same feature IDs
+    (``dea_model.logistic``: trained on ``train_dates``, regularisation picked on ``valid_date``);
+    and, where the rows carry ``p_true``, ``oracle``."""
+    fields = Manifest.load(lake.manifest(dataset)).fields
+    test = _columns(lake, dataset, [date], ["label", "group", *fields])
+    prior = np.full(test["label"].shape, label_rate(lake, dataset, train_dates))
+    out = {"prior": M.ctr_metrics(test["label"], prior, test["group"])}
+    train, valid = (_columns(lake, dataset, days, ["label", *fields]) for days in (train_dates, [valid_date]))
+    ids = {name: np.stack([part[f] for f in fields], axis=1) for name, part in
+           (("train", train), ("valid", valid), ("test", test))}
+    logistic = logistic_metrics((ids["train"], train["label"]), (ids["valid"], valid["label"]),
+                                (ids["test"], test["label"], test["group"]))
     oracle = oracle_metrics(lake, dataset, date)
-    return out | ({"oracle": oracle} if oracle else {})
+    return out | ({"logistic": logistic} if logistic else {}) | ({"oracle": oracle} if oracle else {})
 
 
 def features_for_model(spec: DatasetSpec, lake: Lake, date: str, version) -> Lake:

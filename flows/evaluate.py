@@ -2,7 +2,7 @@
 
 All on the same day's rows (``dea_model.candidates.evaluate_candidate``): the candidate; the current
 champion (with the feature IDs of its own manifest); ``prior``, the training window's CTR for every
-row; and, when the rows carry their true click probability (synthetic ``p_true``), ``oracle``, the
+row; ``logistic``, a logistic regression on the same IDs (``dea_model.logistic``); and, when the rows carry their true click probability (synthetic ``p_true``), ``oracle``, the
 ceiling of any model. Written beside the run as ``<run>.eval/evaluation.json``; skipped when the
 candidate, the day and the champion are unchanged.
 """
@@ -25,7 +25,7 @@ from flows.summary import EVALUATION_COLUMNS, evaluation_rows
 def score(day: Day, model_dir, registry: Registry, window: int, force: bool) -> tuple[dict, bool]:
     from dea_model.candidates import evaluate_candidate
 
-    return evaluate_candidate(day.spec, day.lake, day.date, model_dir, registry, day.split(window)[0], force=force)
+    return evaluate_candidate(day.spec, day.lake, day.date, model_dir, registry, day.split(window), force=force)
 
 
 @flow(name="evaluate")

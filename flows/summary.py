@@ -41,8 +41,22 @@ def stage_detail(name: str, r: dict) -> str:
         return (f"{m['model']} {'up to date' if r['skipped'] else 'trained'}: valid AUC {metric(m['valid']['auc'])}, "
                 f"best epoch {m['best_epoch']} of {m['epochs_run']}")
     if name == "evaluate":
-        return f"candidate AUC {metric(r['candidate']['auc'])} GAUC {metric(r['candidate']['gauc'])}"
+        where = standing(r["candidate"]["auc"], r["baselines"])
+        return f"candidate AUC {metric(r['candidate']['auc'])} GAUC {metric(r['candidate']['gauc'])}" + (
+            f"; {where}" if where else "")
     return f"{r['version']} {'promoted to champion' if r['promoted'] else 'kept as challenger'}: {r['reason']}"
+
+
+def standing(auc: float, base: dict) -> str:
+    """Where a model of test AUC ``auc`` stands against the baselines ``base`` of its evaluation:
+    its margin over the logistic regression and its share of the oracle's lift over the prior,
+    (AUC − 0.5) / (AUC_oracle − 0.5), for those the day has ('' for none)."""
+    parts = []
+    if "logistic" in base:
+        parts.append(f"{auc - base['logistic']['auc']:+.4f} AUC vs logistic")
+    if "oracle" in base and base["oracle"]["auc"] > 0.5:
+        parts.append(f"{(auc - 0.5) / (base['oracle']['auc'] - 0.5):.0%} of the oracle's lift")
+    return ", ".join(parts)
 
 
 def stage_skipped(name: str, r: dict) -> bool:

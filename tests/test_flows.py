@@ -16,9 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from dea_model import runs as run_folders
-from flows.params import DAILY_TRAIN
+from dea_model.logistic import C_GRID
 from dea_model.registry import Registry
 from features.lake import Lake
+from flows.params import DAILY_TRAIN
 
 D1, D2 = "2026-01-05", "2026-01-06"
 TINY = {"source": {"kind": "synthetic", "options": {"rows_per_day": 4000, "seed": 7}}}
@@ -78,6 +79,9 @@ def test_dea_run_registers_a_champion_and_prints_the_report(env, runs):
     assert ev["champion"] is None and ev["candidate"]["rows"] == 4000
     assert ev["baselines"]["prior"]["auc"] == pytest.approx(0.5)
     assert ev["baselines"]["oracle"]["auc"] > 0.7              # p_true: the ceiling of any model
+    logistic = ev["baselines"]["logistic"]                     # on the same IDs, C picked on the valid day
+    assert 0.55 < logistic["auc"] < ev["baselines"]["oracle"]["auc"] and logistic["rows"] == 4000
+    assert logistic["C"] in C_GRID and "AUC vs logistic" in printed and "of the oracle's lift" in printed
     lineage = champion.lineage
     assert lineage["train_dates"] == ["2026-01-02", "2026-01-03"] and lineage["valid_date"] == "2026-01-04"
     assert lineage["eval_date"] == D1 and lineage["gate"]["verdict"] == verdict["verdict"]

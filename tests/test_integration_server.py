@@ -223,7 +223,7 @@ def test_the_run_page_shows_the_summary_and_the_served_reports(server, day1):
         stages = page.locator("table").nth(0).locator("tbody tr")
         assert [row.split("\t")[1].strip() for row in stages.all_inner_texts()] == ["✓ done"] * 6
         models = page.locator("table").nth(1).locator("tbody tr").all_inner_texts()
-        assert [m.split()[0] for m in models] == ["candidate", "prior", "oracle"], models
+        assert [m.split()[0] for m in models] == ["candidate", "prior", "logistic", "oracle"], models
         widths = _images_loaded(page, server.reports_url)
         assert len(widths) == 3 and min(widths) > 100, widths     # rank-frequency, dense buckets, training curve
         _shot(page, "summary-artifact.png")

@@ -72,6 +72,7 @@ def _stage_line(name: str, seconds: float, r: dict) -> str:
 def _report(result: dict) -> None:
     """Per-stage lines, the champion's metrics on the date, the baselines and where the reports are."""
     from flows.summary import metric as _num
+    from flows.summary import standing
 
     for name, seconds in result["seconds"].items():
         print(_stage_line(name, seconds, result[name]))
@@ -79,8 +80,11 @@ def _report(result: dict) -> None:
     judged = ev["champion"] if ev["champion"] and ev["champion"]["version"] == reg["champion"] else ev["candidate"]
     print(f"champion {reg['champion']} on {result['date']}: AUC {_num(judged['auc'])}  GAUC {_num(judged['gauc'])}  "
           f"logloss {_num(judged['logloss'])}  calibration {_num(judged['calibration'])}  ({judged['rows']:,} rows)")
+    where = standing(judged["auc"], ev["baselines"])
+    if where:
+        print(f"  {where}")
     for name, m in ev["baselines"].items():
-        print(f"  baseline {name:7} AUC {_num(m['auc'])}  GAUC {_num(m['gauc'])}  logloss {_num(m['logloss'])}")
+        print(f"  baseline {name:8} AUC {_num(m['auc'])}  GAUC {_num(m['gauc'])}  logloss {_num(m['logloss'])}")
     print("reports:")
     print(f"  gate summary   {gate['summary']}")
     if gate.get("data_docs"):
