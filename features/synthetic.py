@@ -36,6 +36,10 @@ matrix that no inner product of small embeddings reproduces, only memorising the
 Drift: ``b(d)`` moves weekly plus a little daily noise, categories get a daily effect, prices a
 monthly cycle, and the population turns over (new IDs every day, recent ones fading out).
 
+``day_noise`` scales the τ_f of the tail noise; the default dataset (``deployments/configs/synthetic.yaml``)
+is a small world with little of it, the ``SyntheticConfig`` defaults below are the hard world
+(``synthetic_hard``) whose figures follow.
+
 ``p_true`` is written next to the label (a passthrough column, never a feature) so the ceiling of
 any model, the oracle AUC ``roc_auc_score(click, p_true)``, is known; ``p_no_pair`` (σ(η) without
 the pair term) measures what the pair effects carry. Measured with the defaults, seed 7, days
@@ -103,6 +107,7 @@ class SyntheticConfig:
     pair_scale: float = 1.0           # multiplies every pair effect s_ab (0 removes them)
     taste_scale: float = 1.0          # multiplies the low-rank user·category term
     drift: float = 1.0                # multiplies the drift of the bias, category effects and prices
+    day_noise: float = 1.0            # multiplies the day-to-day noise of tail IDs' effects, τ_f
 
     def __post_init__(self) -> None:
         sizes = ("users", "items", "merchants", "brands", "categories", "sites", "cities", "devices")
@@ -187,6 +192,7 @@ def _id_effect(seed: int, field: str, ids: np.ndarray, day: int, base: int, s: f
     """(stable, daily) parts of w_f(x) = s·(0.6 + 0.8·h)·z(x) + τ·(1 − h)·z(x, d): strong heads, noisy tails."""
     h = _head(ids, base, max(base / 1000.0, 1.0))
     stable = cfg.id_scale * s * (0.6 + 0.8 * h) * _z(seed, "w:" + field, ids)
+    tau = tau * cfg.day_noise
     daily = cfg.id_scale * tau * (1.0 - h) * _z(seed, "wd:" + field, ids, day) if tau else np.zeros(len(ids))
     return stable, daily
 

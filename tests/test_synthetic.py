@@ -185,3 +185,18 @@ def test_generator_options_from_the_spec_change_the_world(tmp_path, spec):
     source = spec.source.model_copy(update={"options": {"generator": {"intercept": -2.0}}})
     t = generate_day(DAYS[0], rows=20_000, seed=SEED, spec=spec.model_copy(update={"source": source}))
     assert t["click"].to_numpy().mean() > 0.12                  # a higher intercept, more clicks
+
+
+def test_the_default_world_repeats_its_planted_pairs_enough_to_learn_them():
+    """`synthetic` (the default dataset) is a small world: most of a day's planted pairs were seen
+    ≥ 5 times in the two days before, unlike the hard world's (test above: 300 k users)."""
+    spec = load_spec("synthetic")
+    days = [generate_day(d, rows=100_000, seed=SEED, spec=spec).to_pandas()
+            for d in ("2026-01-01", "2026-01-02", "2026-01-03")]
+    train, test = pd.concat(days[:2]), days[2]
+    for a, b, floor in (("user_id", "category", 0.8), ("item_id", "device", 0.9)):
+        counts = train.groupby([a, b]).size().reindex(pd.MultiIndex.from_frame(test[[a, b]])).fillna(0)
+        assert (counts.to_numpy() >= 5).mean() > floor, (a, b)
+    hard = generate_day("2026-01-03", rows=100_000, seed=SEED).to_pandas()
+    assert hard["user_id"].nunique() > 5 * test["user_id"].nunique()
+    assert 0.15 < test["click"].mean() < 0.30 and 0.75 < oracle_auc(test["p_true"], test["click"]) < 0.85

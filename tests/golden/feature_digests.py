@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ["synthetic", "criteo", "criteo_raw", "avazu", "frappe", "movielens"]
+DATASETS = ["synthetic", "synthetic_hard", "criteo", "criteo_raw", "avazu", "frappe", "movielens"]
 
 
 def first_day_digest(name: str, root: Path) -> dict:
@@ -25,7 +25,7 @@ def first_day_digest(name: str, root: Path) -> dict:
     from features.spec import load_spec
 
     spec = load_spec(name)
-    if name == "synthetic":                  # one day of 20k rows is plenty
+    if name.startswith("synthetic"):         # one day of 20k rows is plenty
         source = spec.source.model_dump()
         spec = load_spec(name, {"source": {**source, "options": {**source["options"], "rows_per_day": 20000}}})
     lake = Lake(root / name)
