@@ -74,7 +74,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "fm": ("fm", {}), "afm": ("afm", {}), "autoint": ("autoint", {}), "fibinet": ("fibinet", {}),
     "memonet": ("memonet", {}), "hstu": ("hstu", {}), "transformer": ("transformer", {}),
     "transformer_wo_diag": ("transformer", {"diag": "zero"}), "secn": ("secn", {}), "mgdin": ("mgdin", {}),
-    "dea": ("dea", {}),
+    "dea": ("dea", {}), "dea_old_scores": ("dea", {"qk_norm": False}), "dea_layer_norm": ("dea", {"layer_norm": True}),
     # the DEA skeleton (AutoInt-style layers, same DNN) with its parts switched off
     "skeleton": ("dea", {"combo": False, "collapse": False, "diag": "keep"}),
     "skeleton_wo_diag": ("dea", {"combo": False, "collapse": False, "diag": "zero"}),
@@ -92,6 +92,10 @@ TABLES: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ("FM", "fm"), ("AFM", "afm"), ("AutoInt+", "autoint"), ("FiBiNET", "fibinet"), ("MemoNet", "memonet"),
         ("HSTU", "hstu"), ("Transformer", "transformer"), ("Transformer w/o diag", "transformer_wo_diag"),
         ("SECN", "secn"), ("MGDIN", "mgdin"), ("DEA", "dea")]),
+    "order": ("The ordering: DEA against each branch alone, Transformer w/o diag and AutoInt+", [
+        ("DEA", "dea"), ("Combo-ID attention only", "combo_only"), ("Collapse-avoiding attention only", "collapse_only"),
+        ("Transformer w/o diag", "skeleton_wo_diag"), ("AutoInt+", "autoint"),
+        ("DEA, Q·Kᵀ not normalised (before issue 21)", "dea_old_scores"), ("DEA + LayerNorm per layer", "dea_layer_norm")]),
     "table2": ("Table 2: ablations on the DEA skeleton", [
         ("Transformer", "skeleton"), ("Transformer w/o diag", "skeleton_wo_diag"),
         ("Combo-ID attention", "combo_only"), ("Collapse-avoiding attention", "collapse_only"), ("DEA", "dea")]),
@@ -122,6 +126,9 @@ CLAIMS = [
     ("Tab. 2: collapse-avoiding beats w/o diag", "collapse_only", "skeleton_wo_diag"),
     ("Tab. 2: DEA beats Combo-ID only", "dea", "combo_only"),
     ("Tab. 2: DEA beats collapse-avoiding only", "dea", "collapse_only"),
+    ("Tab. 2: DEA beats Transformer w/o diag (skeleton)", "dea", "skeleton_wo_diag"),
+    ("(ours) normalised Q·Kᵀ helps DEA", "dea", "dea_old_scores"),
+    ("(ours) a LayerNorm per layer helps DEA", "dea_layer_norm", "dea"),
     ("Tab. 3: the gated siamese codebook helps", "combo_only", "combo_only_wo_gsc"),
     ("Tab. 4: multiply beats weighted sum", "dea", "fusion_sum"),
     ("Tab. 4: multiply beats gated balance", "dea", "fusion_gate"),
@@ -441,7 +448,7 @@ def markdown(results: dict) -> str:
         lines.append(f"| {ds} | {d['fields']} | {d['train_rows']:,} | {d['valid_date']} / {d['test_date']} | "
                      f"{d['embedding_rows']:,} | {d['largest_field_collision']:.3f} | {', '.join(plan[ds])} |")
     lines.append("")
-    for key in ("table1", "table2", "table3", "table4", "tau", "k"):
+    for key in ("order", "table1", "table2", "table3", "table4", "tau", "k"):
         title, entries = TABLES[key]
         lines += metric_table(title, entries, rows, {ds: t for ds, t in plan.items() if key in t}, oracles)
     lines += check_tables(rows, plan)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .layers import CollapseAvoiding, ComboIDScores, FieldEmbedding
+from .layers import CollapseAvoiding, ComboIDScores, FieldEmbedding, ScoreFusion
 
 __all__ = ["information_abundance", "field_information_abundance", "codebook_collision_rate",
-           "collapse_mask_rate"]
+           "collapse_mask_rate", "branch_instruments", "branch_gradients"]
 
 
 def information_abundance(matrix: Tensor | np.ndarray) -> float:
@@ -124,3 +124,67 @@ def collapse_mask_rate(model: nn.Module, ids_sample: Tensor) -> list[float]:
         for h in hooks:
             h.remove()
     return [float(r) for r in rates]
+
+
+def _off_diagonal(t: Tensor) -> Tensor:
+    """The off-diagonal cells of (..., n, n) maps, flattened."""
+    n = t.shape[-1]
+    return t[..., ~torch.eye(n, dtype=torch.bool, device=t.device)]
+
+
+@torch.no_grad()
+def branch_instruments(model: nn.Module, ids_sample: Tensor) -> list[dict[str, float]]:
+    """Per DEA layer with both branches (a ``ScoreFusion``): ``s_std``, ``a_m_std``, ``collapse_share``,
+    ``entropy``, ``mask_rate`` (module docstring), from one eval-mode pass over ``ids_sample`` (N, n)."""
+    fusions = [m for m in model.modules() if isinstance(m, ScoreFusion)]
+    masks = [m for m in model.modules() if isinstance(m, CollapseAvoiding)]
+    if not fusions:
+        raise ValueError(f"{type(model).__name__} has no fusion of two attention branches")
+    rows: list[dict[str, float]] = []
+    rates = collapse_mask_rate(model, ids_sample) if masks else [float("nan")] * len(fusions)
+    scores: list[Tensor] = []
+
+    def record_scores(module, inputs, keep):
+        scores.append(inputs[0])
+
+    def record(module, inputs, fused):
+        a_m, a_c = inputs
+        s = scores[len(rows)]
+        n = fused.shape[-1]
+        p = torch.softmax(fused.float(), -1)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(-1).mean() / math.log(n)
+        rows.append({"s_std": float(_off_diagonal(s).std()), "a_m_std": float(_off_diagonal(a_m).std()),
+                     "a_c_std": float(_off_diagonal(a_c).std()),
+                     "collapse_share": float((fused - a_m).norm() / fused.norm().clamp_min(1e-30)),
+                     "entropy": float(entropy)})
+
+    hooks = [m.register_forward_hook(record_scores) for m in masks] + [m.register_forward_hook(record) for m in fusions]
+    was_training = model.training
+    try:
+        model.eval()
+        model(ids_sample.to(next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return [{**r, "mask_rate": rate} for r, rate in zip(rows, rates)]
+
+
+def branch_gradients(model: nn.Module, ids: Tensor, labels: Tensor) -> dict[str, float]:
+    """‖∇‖ of the BCE loss on one batch for each branch's parameters: the embeddings, the Combo-ID
+    codebooks and pair MLP, the attention projections (Q, K, V, R), the fusion, the output DNN."""
+    model.zero_grad(set_to_none=True)
+    logits = model(ids)
+    nn.functional.binary_cross_entropy_with_logits(logits, labels.float()).backward()
+    groups = {"embedding": "embedding.", "combo_codebooks": "combo.codebooks.", "combo_mlp": "combo.",
+              "attention_proj": ".attn.proj.", "fusion": ".fusion.", "dnn": "head."}
+    norms = {k: 0.0 for k in groups}
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        g = p.grad.coalesce().values() if p.grad.is_sparse else p.grad
+        group = next((k for k, key in groups.items() if key in name), None)    # first match: codebooks before MLP
+        if group:
+            norms[group] += float(g.float().pow(2).sum())
+    model.zero_grad(set_to_none=True)
+    return {k: v ** 0.5 for k, v in norms.items()}

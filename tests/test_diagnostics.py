@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dea_model.diagnostics import (codebook_collision_rate, collapse_mask_rate, field_information_abundance,
-                                   information_abundance)
+from dea_model.diagnostics import (branch_gradients, branch_instruments, codebook_collision_rate,
+                                   collapse_mask_rate, field_information_abundance, information_abundance)
 from dea_model.models import build_model
 
 
@@ -88,3 +88,25 @@ def test_collapse_mask_rate_per_layer():
     assert collapse_mask_rate(dea(layers=2, tau_multiplier=1e9), ids) == [1.0, 1.0]
     with pytest.raises(ValueError, match="no collapse-avoiding layers"):
         collapse_mask_rate(dea(collapse=False), ids)
+
+
+def test_branch_instruments_see_the_inert_scores_that_qk_norm_revives():
+    """At initialisation (embeddings std 0.01) Q·Kᵀ is ~1e-5 without qk_norm: the collapse branch moves
+    nothing; with qk_norm S is O(1) from the first step."""
+    ids = ids_sample(n=256)
+    labels = (torch.rand(256, generator=gen(7)) < 0.3).float()
+    rows = {}
+    for qk_norm in (False, True):
+        model = dea(layers=2, qk_norm=qk_norm)
+        layers = branch_instruments(model, ids)
+        assert len(layers) == 2 and set(layers[0]) == {"s_std", "a_m_std", "a_c_std", "collapse_share",
+                                                       "entropy", "mask_rate"}
+        assert layers[0]["collapse_share"] == 0.0                      # multiply fusion starts as A_m alone
+        rows[qk_norm] = layers, branch_gradients(model, ids, labels)
+        assert all(p.grad is None for p in model.parameters())          # the batch's gradients are not kept
+    (inert, inert_grads), (alive, alive_grads) = rows[False], rows[True]
+    assert max(layer["s_std"] for layer in inert) < 1e-3 < 0.1 < min(layer["s_std"] for layer in alive)
+    assert alive_grads["fusion"] > inert_grads["fusion"] > 0
+    assert set(alive_grads) == {"embedding", "combo_codebooks", "combo_mlp", "attention_proj", "fusion", "dnn"}
+    with pytest.raises(ValueError, match="no fusion"):
+        branch_instruments(dea(collapse=False), ids)

@@ -118,6 +118,8 @@ ABLATIONS = [
     dict(gate_on="codeword"),
     dict(combo=False, collapse=False),
     dict(parallel_dnn=True),
+    dict(qk_norm=False),
+    dict(first_order=True),
 ]
 
 
@@ -235,7 +237,7 @@ def fuse_by_hand(fusion, h, a_m, a_c):
 def dea_by_hand(model, ids, diag=None):
     """DEA's logits and last block output by hand; ``diag`` overrides cfg.diag for S (keep / zero / neg_inf).
 
-    Per layer and head: S = Q Kᵀ/√d_h, its diagonal set to 0 (zero, neg_inf) or kept; τ = c·mean_{b, i≠j}|S|,
+    Per layer and head: S = Q Kᵀ/√d_h (Q, K layer-normalised with qk_norm), its diagonal set to 0 (zero, neg_inf) or kept; τ = c·mean_{b, i≠j}|S|,
     keep = |S| ≥ τ off the diagonal; A_c = S⊙keep (0 fill) in the fusion with A_m, S with −∞ where
     masked alone; neg_inf: the fused diagonal −∞; X ← ReLU(concat_h softmax(·)V_h + X W_R) (+ LayerNorm).
     """
@@ -257,7 +259,11 @@ def dea_by_hand(model, ids, diag=None):
         for h in range(H):
             cols = slice(h * d_h, (h + 1) * d_h)
             if has_scores:
-                S = (x @ W_q[cols].T) @ (x @ W_k[cols].T).transpose(1, 2) / math.sqrt(d_h)
+                q, k = x @ W_q[cols].T, x @ W_k[cols].T
+                if c.qk_norm:                                                         # per-head LayerNorm of Q, K
+                    q, k = (F.layer_norm(t, (d_h,), norm.weight.to(DD), norm.bias.to(DD), norm.eps)
+                            for t, norm in ((q, block.attn.q_norm), (k, block.attn.k_norm)))
+                S = q @ k.transpose(1, 2) / math.sqrt(d_h)
                 if diag != "keep":
                     S = S.masked_fill(eye, 0.0)                                       # S − diag(S)
             if c.collapse:
@@ -283,6 +289,8 @@ def dea_by_hand(model, ids, diag=None):
     logits = model.head(x.flatten(1)).squeeze(-1)
     if c.parallel_dnn:
         logits = logits + model.parallel_dnn(e.flatten(1)).squeeze(-1)
+    if c.first_order:
+        logits = logits + model.first_order(ids).sum((1, 2))
     return logits, x, info
 
 
@@ -291,6 +299,8 @@ HAND_DEA_CASES = [{}] + ABLATIONS + [
     dict(combo=False, collapse=False, diag="keep"),             # plain attention
     dict(combo=False, diag="neg_inf", tau_multiplier=1.5),      # rows with nothing left
     dict(layer_norm=True),
+    dict(qk_norm=False),                                        # the scores before issue 21
+    dict(combo=False, collapse=False, qk_norm=False),
 ]
 
 
@@ -313,7 +323,8 @@ def test_dea_equals_its_equations_by_hand(flags):
         if c.combo:                                             # the module's A_m: the hashed pairs, diagonal 0
             assert_equal_by_hand(model.combo(ids), combo_by_hand(model, ids).flatten(0, 1))
         if c.collapse:                                          # the mask bites, and no score sits on τ
-            assert all(0 < kept < 1 for kept in info["kept"]) and info["margin"] > 1e-6
+            assert all(kept < 1 for kept in info["kept"]) and any(kept > 0 for kept in info["kept"])
+            assert info["margin"] > 1e-6
         if c.combo and not c.collapse and c.diag != "neg_inf":
             return                                              # S is not computed: no diagonal of S to remove
         other = {"zero": "keep", "keep": "zero", "neg_inf": "zero"}[c.diag]
@@ -340,8 +351,9 @@ def test_dea_symmetric_is_the_ordered_model_on_mirrored_scores():
 
 
 def test_dea_without_combo_and_collapse_is_autoint_attention_with_scaling():
-    """combo=False, collapse=False, diag=keep is AutoInt's interacting layer (scale=True) on the same weights."""
-    dea = hand_model("dea", **HAND_DEA, combo=False, collapse=False, diag="keep")
+    """combo=False, collapse=False, diag=keep, qk_norm=False is AutoInt's interacting layer (scale=True) on the
+    same weights."""
+    dea = hand_model("dea", **HAND_DEA, combo=False, collapse=False, diag="keep", qk_norm=False)
     autoint = hand_model("autoint", embedding_dim=8, embedding_rows=64, layers=2, heads=2, attention_dim=8,
                          dnn_hidden=(), scale=True)
     autoint.load_state_dict({**autoint.state_dict(), **{k: v for k, v in dea.state_dict().items()
@@ -443,6 +455,22 @@ def test_dea_parallel_dnn_adds_a_dnn_on_the_raw_embeddings():
     with torch.no_grad():
         expected = base(ids) + plus.parallel_dnn(plus.embedding(ids).flatten(1)).squeeze(-1)
         torch.testing.assert_close(plus(ids), expected)
+
+
+def test_dea_first_order_adds_a_scalar_per_id():
+    wide = randomise(build("dea", first_order=True)).eval()
+    base = build("dea").eval()
+    base.load_state_dict({k: v for k, v in wide.state_dict().items() if not k.startswith("first_order.")})
+    ids = ids_batch(b=16)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(ids), base(ids) + wide.first_order(ids).sum((1, 2)))
+
+
+def test_a_dea_saved_before_qk_norm_loads_as_it_was_trained():
+    from dea_model.models import saved_hparams
+
+    assert saved_hparams("dea", {"layers": 2})["qk_norm"] is False
+    assert build("dea").cfg.qk_norm and isinstance(build("dea").blocks[0].attn.q_norm, torch.nn.LayerNorm)
 
 
 def test_dea_codebooks_and_every_parameter_receive_gradients():

@@ -96,10 +96,12 @@ class ComboIDScores(nn.Module):
             codeword (:func:`codebook_tables`; few pairs: :func:`codebook_scores`); "codeword" scales the
             codeword before the MLP, as Eq. 6-7 write it (:func:`pair_scores`). The same function when k = 0.
         seed: base of the codebook seeds (:func:`codebook_seeds`); stored in ``seeds``.
+        init_std: the codewords' initial std.
     """
 
     def __init__(self, n_fields: int, dim: int, size: int, siamese: int, hidden: int, outputs: int,
-                 diagonal: bool = False, seed: int = HASH_SEED, symmetric: bool = False, gate_on: str = "score"):
+                 diagonal: bool = False, seed: int = HASH_SEED, symmetric: bool = False, gate_on: str = "score",
+                 init_std: float = 0.01):
         super().__init__()
         if symmetric and diagonal:
             raise ValueError("ComboIDScores: symmetric pairs need the diagonal removed (diagonal=False)")
@@ -107,7 +109,7 @@ class ComboIDScores(nn.Module):
             raise ValueError(f"ComboIDScores: gate_on must be one of {GATE_ON}, got {gate_on!r}")
         self.n_fields, self.size, self.siamese, self.gate_on = n_fields, size, siamese, gate_on
         self.diagonal, self.symmetric = diagonal, symmetric
-        self.codebooks = Codebooks(siamese + 1, size, dim)
+        self.codebooks = Codebooks(siamese + 1, size, dim, init_std)
         left, right = unordered_pairs(n_fields) if symmetric else ordered_pairs(n_fields, diagonal)
         self.register_buffer("left", left, persistent=False)
         self.register_buffer("right", right, persistent=False)

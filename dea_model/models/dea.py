@@ -4,12 +4,13 @@
     A_m  = ComboID(ids)                                      (L, H, B, n, n)  once per batch (Eq. 4-10)
     for each layer l (tokens X, X₀ = E):
         Q, K, V, R = X W_Q, X W_K, X W_V, X W_R              per head d_h = d_a / H
-        S    = Q Kᵀ / √d_h − diag                            (H, B, n, n)  head-major
+        S    = LN(Q) LN(K)ᵀ / √d_h − diag                    (H, B, n, n)  head-major (qk_norm)
         A_c  = S ⊙ [|S| ≥ τ]     τ = c·mean_batch |S_i≠j|    collapse-avoiding (Eq. 11-14)
         Â    = fuse(A_m^{(l)}, A_c)                          sum / gate / multiply (Eq. 15-17)
         X    = ReLU(softmax(Â) V + R)                        AutoInt-style residual (+ LayerNorm)
     ŷ    = DNN(flatten(X_L))                                 logit (B,)  (Eq. 3)
          [+ DNN'(flatten(E))]                                parallel_dnn: AutoInt+'s second DNN
+         [+ Σ_f w(x_f)]                                      first_order: a scalar per ID (the "wide" part)
 
 Ablations (paper Tables 2-4) are flags, not copies:
     combo=False                 → no A_m: Â = A_c (−∞ where masked) or S ("Transformer w/o diag")
@@ -18,6 +19,8 @@ Ablations (paper Tables 2-4) are flags, not copies:
     symmetric=True              → unordered pairs i < j, A_m mirrored (half the Combo-ID cost)
     parallel_dnn=True           → "DEA+": a DNN on the raw embeddings beside Eq. 3's, logits summed,
                                   as AutoInt+ adds one to AutoInt (not in the paper)
+    first_order=True            → a per-ID linear term summed into the logit, as FM, DeepCTR's AutoInt
+                                  and Wide & Deep have (not in the paper)
     gate_on="codeword"          → the siamese gate scales C⁰[a⁰] before the pair MLP, as Eq. 6-7 write
                                   it; the default scales the MLP's output (once-per-codeword MLP,
                                   layers/combo.py), the same function when b₁ = 0 or k = 0
@@ -26,6 +29,14 @@ Ablations (paper Tables 2-4) are flags, not copies:
 With both combo and collapse off the model is AutoInt-style attention over S with the diagonal
 handled by ``diag``; without combo, Q/K are the only source of scores; without collapse (and with
 combo) Q/K are not computed at all.
+
+The scale of S (``qk_norm``, issue 21). Embeddings start at std 0.01, so an unnormalised Q·Kᵀ/√d_h
+starts near 1e-5 and stays near 1e-4 through training: softmax(S) is uniform, the τ mask picks noise,
+and inside the multiply fusion (W and g's output zero-initialised) A_c ≈ 0 gives the fusion's weights
+no gradient — the collapse branch never leaves zero (``benchmarks/results/dea_branches.md``). Eq. 11-14
+only compare |S_ij| with the batch mean, which is scale-free, so the reading that keeps the paper's
+mask and lets the branch act is to put S on the logit scale: Q and K layer-normalised per head
+(QK-norm). ``qk_norm=False`` is the old behaviour, for the ablation.
 
 Choices where the paper is silent (DESIGN.md): learned per-head Q/K/V and a residual projection
 as in AutoInt (the baseline DEA is compared with) — Eq. 1's Q = K = V = E would make the layers
@@ -57,6 +68,7 @@ class DEAConfig:
     siamese: int = 2                   # k siamese codebooks (0 = no gated siamese codebook)
     codebook_size: int = 2**18         # s rows per codebook
     pair_hidden: int = 32              # h of the pair MLP (Eq. 8)
+    codebook_std: float = 0.01         # initial std of the codewords
     gate_on: str = "score"             # the siamese gate scales: score (fast) | codeword (Eq. 6-7 as written)
     symmetric: bool = False            # unordered pairs, scored once and mirrored (MODEL-NOTES A3)
     codebook_seed: int = HASH_SEED     # base of the per-codebook hash seeds
@@ -68,8 +80,10 @@ class DEAConfig:
     fusion_hidden: int = 32            # hidden width of g(·) in the multiply fusion
     diag: str = "zero"                 # zero | neg_inf | keep
     layer_norm: bool = False
+    qk_norm: bool = True               # layer-normalised Q, K: S on the scale of A_m (False: the old, inert S)
     dnn_hidden: tuple[int, ...] = (400, 400)
     parallel_dnn: bool = False         # also a DNN on flatten(E), summed into the logit (AutoInt+ style)
+    first_order: bool = False          # also a scalar per ID, summed into the logit (wide part)
     dropout: float = 0.0
 
     def __post_init__(self):
@@ -97,7 +111,7 @@ class DEABlock(nn.Module):
         super().__init__()
         self.diag = cfg.diag
         uses_scores = cfg.collapse or not cfg.combo
-        self.attn = FieldAttention(d_in, cfg.attention_dim, cfg.heads, qk=uses_scores)
+        self.attn = FieldAttention(d_in, cfg.attention_dim, cfg.heads, qk=uses_scores, qk_norm=cfg.qk_norm)
         self.collapse = (CollapseAvoiding(cfg.heads, cfg.tau_multiplier, cfg.tau_momentum, cfg.tau_running)
                          if cfg.collapse else None)
         self.fusion = (ScoreFusion(cfg.fusion, n_fields, cfg.heads, cfg.fusion_hidden)
@@ -131,7 +145,8 @@ class DEA(CTRModel):
 
     name = "dea"
     Config = DEAConfig
-    saved_without = {"gate_on": "codeword"}     # the gate was on the codeword before gate_on existed
+    saved_without = {"gate_on": "codeword",     # the gate was on the codeword before gate_on existed
+                     "qk_norm": False}          # and Q, K were not normalised before qk_norm existed
 
     def __init__(self, n_fields: int, **hparams):
         super().__init__(n_fields, **hparams)
@@ -139,13 +154,14 @@ class DEA(CTRModel):
         self.embedding = FieldEmbedding(n_fields, c.embedding_dim, c.embedding_rows)
         self.combo = (ComboIDScores(n_fields, c.embedding_dim, c.codebook_size, c.siamese, c.pair_hidden,
                                     c.layers * c.heads, diagonal=c.diag == "keep", seed=c.codebook_seed,
-                                    symmetric=c.symmetric, gate_on=c.gate_on)
+                                    symmetric=c.symmetric, gate_on=c.gate_on, init_std=c.codebook_std)
                       if c.combo else None)
         self.blocks = nn.ModuleList(DEABlock(c, c.embedding_dim if l == 0 else c.attention_dim, n_fields)
                                     for l in range(c.layers))
         self.head = MLP(n_fields * c.attention_dim, c.dnn_hidden, 1, c.dropout)
         self.parallel_dnn = (MLP(n_fields * c.embedding_dim, c.dnn_hidden, 1, c.dropout)
                              if c.parallel_dnn else None)
+        self.first_order = FieldEmbedding(n_fields, 1, c.embedding_rows) if c.first_order else None
 
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
@@ -158,4 +174,6 @@ class DEA(CTRModel):
         logit = self.head(x.flatten(1))                                             # (B, 1)
         if self.parallel_dnn is not None:
             logit = logit + self.parallel_dnn(e.flatten(1))
+        if self.first_order is not None:
+            logit = logit + self.first_order(ids).sum(1)
         return logit.squeeze(-1)
