@@ -8,6 +8,7 @@ and dropdown in every form.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from pydantic.fields import FieldInfo
 
 from dea_model.config import TrainConfig
 from features.lake import Lake, parse_date, window_before
+from features.sources import pseudo_days
 from features.spec import DatasetSpec, available_specs, load_spec
 from flows.settings import reports_url
 
@@ -34,7 +36,7 @@ def doc(text: str, **schema: Any) -> FieldInfo:
 # may also pass a spec's path (``dea run --dataset my.yaml``), which ``load_spec`` checks first thing.
 DatasetName = Annotated[str, doc("dataset spec: deployments/configs/<dataset>.yaml", enum=available_specs())]
 RunDate = Annotated[dt.date | None, doc("YYYY-MM-DD; empty = yesterday, i.e. the day before the run's "
-                                        "scheduled start, in UTC")]
+                                        "scheduled start, in UTC (a dataset cut into pseudo-days: its last)")]
 Window = Annotated[int, doc("training window: the days before the date a model trains on, stepping over days "
                             "whose gate failed; the last one is the validation day")]
 Force = Annotated[bool, doc("recompute even when the outputs are up to date")]
@@ -99,10 +101,17 @@ PromotionRule = Annotated[Promotion, doc("the registered model the candidate joi
 Cluster = Annotated[DaskParams, doc("where feature work runs: a Dask scheduler, else a LocalCluster")]
 
 
-def resolve_date(date: dt.date | str | None) -> str:
-    """The run's date as ``YYYY-MM-DD``; ``None`` means the day before the run was scheduled, in UTC
-    (the cron's time zone): a 06:00 UTC run retrains on yesterday even when it starts late, and
-    outside a scheduled run, the day before now (UTC)."""
+def resolve_date(date: dt.date | str | None, spec: DatasetSpec | None = None) -> str:
+    """The run's date as ``YYYY-MM-DD``. ``None`` means, for a source cut into pseudo-days (no dates
+    of its own), its last pseudo-day; otherwise the day before the run was scheduled, in UTC (the
+    cron's time zone): a 06:00 UTC run retrains on yesterday even when it starts late, and outside a
+    scheduled run, the day before now (UTC)."""
+    days = pseudo_days(spec) if date is None and spec is not None else None
+    if days:
+        logging.getLogger(__name__).info(
+            "dataset %r has pseudo-days %s..%s (no dates of its own): no date given, running its last, %s",
+            spec.name, days[0], days[-1], days[-1])
+        return days[-1]
     if date is None:
         from prefect.runtime import flow_run
 
@@ -139,7 +148,7 @@ class Day:
     def open(cls, dataset: str, date: dt.date | str | None, home: str | None = None,
              spec_overrides: dict[str, Any] | None = None) -> "Day":
         spec = with_synthetic_calendar(load_spec(dataset, spec_overrides))
-        return cls(spec, Lake.default(home), resolve_date(date))
+        return cls(spec, Lake.default(home), resolve_date(date, spec))
 
     @property
     def dataset(self) -> str:

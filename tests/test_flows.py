@@ -298,6 +298,23 @@ def test_an_empty_date_is_the_day_before_the_scheduled_run_in_utc(monkeypatch):
         time.tzset()
 
 
+def test_an_empty_date_on_pseudo_days_is_the_last_pseudo_day_and_says_so(caplog):
+    """A source with no dates of its own (frappe: its files cut into 6 pseudo-days from 2026-01-01)
+    runs its last day; a dated source and the synthetic logs keep yesterday."""
+    from features.spec import load_spec
+    from flows.params import Day, resolve_date
+
+    with caplog.at_level("INFO", logger="flows.params"):
+        assert Day.open("frappe", None).date == "2026-01-06"
+    assert "pseudo-days 2026-01-01..2026-01-06 (no dates of its own): no date given, running its last, 2026-01-06" \
+        in caplog.text
+    assert Day.open("frappe", "2026-01-04").date == "2026-01-04"
+    avazu = load_spec("avazu")
+    dated = avazu.model_copy(update={"source": avazu.source.model_copy(update={"date_column": "hour"})})
+    yesterday = resolve_date(None)
+    assert resolve_date(None, dated) == yesterday == Day.open("synthetic", None).date
+
+
 def test_the_window_steps_over_days_whose_gate_failed(tmp_path):
     from features.lake import window_before, write_json_atomic
     from flows.params import MAX_SKIPPED_DAYS, Day

@@ -127,6 +127,14 @@ def _dated_plan(ctx: ReadContext) -> list[Piece]:
     return sorted((Piece(f, tuple(ds), "date") for f, ds in by_files.items()), key=lambda p: p.dates[0])
 
 
+def pseudo_days(spec: DatasetSpec) -> list[str] | None:
+    """The pseudo-days ``start_date + i`` an undated source is cut into; None for a dated source
+    (``date_column``) and for synthetic logs, which exist for any date."""
+    if spec.source.kind == "synthetic" or spec.source.date_column:
+        return None
+    return date_range(spec.source.start_date, spec.source.days)
+
+
 def source_dates(spec: DatasetSpec) -> list[str]:
     """The days a source lands (dated sources read their date column to find them)."""
     if spec.source.kind == "synthetic":

@@ -31,7 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the dea-daily flow end to end: ingest, features, gate, train, evaluate, register")
-    p.add_argument("--date", help="day to gate and evaluate on, YYYY-MM-DD (default: yesterday, UTC)")
+    p.add_argument("--date", help="day to gate and evaluate on, YYYY-MM-DD (default: yesterday, UTC; a dataset "
+                                         "cut into pseudo-days: its last)")
     p.add_argument("--gate-override", metavar="REASON",
                    help="accept the day although its gate failed (after reading the report); logged in the verdict")
     _common(p)
@@ -117,7 +118,7 @@ def _run(args) -> int:
     try:
         result = dea_daily(date=args.date, gate_override=args.gate_override, **params)
     except Exception as e:  # the flow run is Failed; say where and why, without a traceback
-        print(f"dea-daily {args.dataset} {args.date or '(yesterday)'}: Failed after "
+        print(f"dea-daily {args.dataset} {args.date or '(default date)'}: Failed after "
               f"{time.perf_counter() - start:.1f} s: {e}")
         return 1
     print(f"dea-daily {result['dataset']} {result['date']}: Completed in {time.perf_counter() - start:.1f} s "
