@@ -38,9 +38,10 @@ def gate_failure_message(result, link) -> str:
         todo = (f"The day has no usable data, so no override can accept it: fix the raw day (or the stage named "
                 f"above) and re-run for {doc['date']}.")
     else:
-        todo = (f"To accept the day after reading the report, re-run with a reason: dea-daily "
-                f"gate_override='<reason>', validate override='<reason>', or `dea validate --dataset "
-                f"{doc['dataset']} --date {doc['date']} --override '<reason>'`.")
+        todo = (f"To accept the day after reading the report, re-run with a reason: `dea run --dataset "
+                f"{doc['dataset']} --date {doc['date']} --gate-override '<reason>'`, dea-daily "
+                f"gate_override='<reason>', or `dea validate --dataset {doc['dataset']} --date {doc['date']} "
+                f"--override '<reason>'` (it stands for the later runs of the day until its data changes).")
     return (f"The data-quality gate of {doc['dataset']} {doc['date']} failed {len(blocking)} blocking "
             f"check(s): {checks}{more}. Report {link(result.summary_path)}{docs} (file {result.summary_path}). {todo}")
 

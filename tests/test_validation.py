@@ -219,6 +219,13 @@ def test_gate_override_is_logged_and_failed_days_leave_the_reference(lake, spec)
     dates, _ = reference_window(spec, lake, "2026-01-06", cfg)
     assert dates[-1] == DAY                                           # a person judged it acceptable
 
+    again = run_gate(spec, lake, DAY, reports=False)                  # the next run, without an override
+    assert again.skipped and again.verdict == "warn"                  # the override stands for this data
+    assert again.doc["override"]["reason"] == "campaign paused all clicks on purpose"
+    _land(lake, spec, DAY, _label_zero(_clean(spec)).slice(1))       # new data for the day: judged afresh
+    fresh = run_gate(spec, lake, DAY, reports=False)
+    assert not fresh.skipped and fresh.verdict == "fail" and fresh.doc["override"] is None
+
 
 def test_gate_bounds_come_from_the_spec(spec):
     cfg = gate_config(spec.model_copy(update={"gate": {"null_rate": {"max": 0.5},

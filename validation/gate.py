@@ -367,6 +367,19 @@ def _plots(g: GateInputs, checks: list[Check], tmp: Path, out: Path) -> list[Pat
     return plots
 
 
+def _standing_override(out, fingerprints: dict[str, str], where: str) -> str | None:
+    """The reason of an override applied to this very data (same input fingerprints): a later run
+    without one keeps it (``dea validate --override`` then ``dea run``), until the data changes."""
+    old = read_record(out)
+    if old is None or old.get("inputs") != dict(sorted(fingerprints.items())) or not (out / VERDICT_FILE).exists():
+        return None
+    ov = json.loads((out / VERDICT_FILE).read_text()).get("override") or {}
+    if ov.get("applied"):
+        log.info("%s: the override recorded for this data stands (%s, %s): %s", where, ov["user"], ov["at"], ov["reason"])
+        return ov["reason"]
+    return None
+
+
 def _override(override: str | None, checks_verdict: str, g: GateInputs, where: str) -> dict | None:
     """The override record: applied to a failed day whose data exists, never to missing data."""
     if not override:
@@ -413,6 +426,7 @@ def run_gate(spec: DatasetSpec, lake: Lake, date: str, *, override: str | None =
     start, date, cfg = time.perf_counter(), parse_date(date).isoformat(), gate_config(spec)
     out, where = lake.validation(spec.name, date), f"gate {spec.name} {date}"
     g = gather_inputs(spec, lake, date, cfg)
+    override = override or _standing_override(out, g.fingerprints, where)
     settings = json.dumps({"gate": cfg.model_dump(mode="json"), "override": override, "reports": reports}, sort_keys=True)
     record = make_record("validate", g.fingerprints, hashlib.sha256(settings.encode()).hexdigest()[:16])
     if not force and up_to_date(out, record):
