@@ -51,7 +51,8 @@ def _land(lake: Lake, spec, date: str, table: pa.Table) -> str | None:
 
 @pytest.fixture(scope="module")
 def spec():
-    return load_spec("synthetic")
+    """The hard world: 300 k users, new IDs every day (the bounds and planted faults here are sized to it)."""
+    return load_spec("synthetic_hard")
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +242,18 @@ def test_gate_bounds_come_from_the_spec(spec):
         gate_config(spec.model_copy(update={"gate": {"label_rate": {"min": 0.9, "max": 0.1}}}))
 
 
+def test_an_absolute_bound_every_reference_day_broke_follows_the_reference():
+    from validation.config import Bound
+
+    top1 = Bound(max=0.999, slack=0.2)
+    assert top1.resolve([])[:2] == (None, 0.999)                       # no reference: the absolute bound
+    lo, hi, basis = top1.resolve([1.0, 1.0, 1.0])                      # a constant field, accepted before
+    assert (lo, hi) == (0.8, 1.0) and "widened to the reference's constant 1" in basis
+    assert top1.resolve([0.5, 1.0])[1] == 0.999                        # one day within it: the bound holds
+    assert top1.resolve([1.0, 0.9995])[1] == 0.999                     # not constant: a user's bound holds
+    assert Bound(min=10).resolve([3, 3])[:2] == (3.0, None)
+
+
 def test_gate_bound_resolution_and_psi():
     from validation.config import Bound
 
@@ -260,7 +273,7 @@ def test_gate_cli_validate_prints_verdict_and_writes_reports(lake, spec, capsys)
     from flows.cli import main
 
     _land(lake, spec, DAY, _clean(spec))
-    assert main(["--home", str(lake.root), "validate", "--dataset", "synthetic", "--date", DAY]) == 0
+    assert main(["--home", str(lake.root), "validate", "--dataset", spec.name, "--date", DAY]) == 0
     out = capsys.readouterr().out
     assert "verdict PASS" in out and "Data Docs:" in out and "rank_frequency.png" in out
     folder = lake.validation(spec.name, DAY)
@@ -273,11 +286,11 @@ def test_gate_cli_validate_prints_verdict_and_writes_reports(lake, spec, capsys)
         assert (folder / png).stat().st_size > 10_000
 
     _land(lake, spec, "2026-01-06", _tiny(_clean(spec, "2026-01-06")))
-    assert main(["--home", str(lake.root), "validate", "--dataset", "synthetic", "--date", "2026-01-06",
+    assert main(["--home", str(lake.root), "validate", "--dataset", spec.name, "--date", "2026-01-06",
                  "--no-reports"]) == 1
     out = capsys.readouterr().out
     assert "verdict FAIL" in out and "FAIL  rows" in out
-    assert main(["--home", str(lake.root), "validate", "--dataset", "synthetic", "--date", "2026-01-06",
+    assert main(["--home", str(lake.root), "validate", "--dataset", spec.name, "--date", "2026-01-06",
                  "--no-reports", "--override", "holiday traffic"]) == 0
     assert "override by" in capsys.readouterr().out
 
@@ -338,7 +351,7 @@ def test_a_bound_no_value_can_meet_is_a_configuration_error(lake, spec):
     _land(lake, spec, DAY, _clean(spec))
     strict = spec.model_copy(update={"gate": {"label_rate": {"max": 0.01}}})
     with pytest.raises(GateConfigError, match=r"label_rate is empty, \[0\.0\d+, 0\.01\].*raise gate\.label_rate\.max "
-                                              r".*deployments/configs/synthetic\.yaml"):
+                                              r".*deployments/configs/synthetic_hard\.yaml"):
         run_gate(strict, lake, DAY, reports=False)
     assert read_verdict(lake, spec.name, DAY) is None
 
@@ -375,7 +388,7 @@ def test_a_feature_day_without_statistics_fails_and_says_what_to_run(lake, spec)
     assert result.verdict == "fail"
     note = result.check("stats_complete")["note"]
     assert result.check("stats_complete")["status"] == "fail"
-    assert "no statistics of the feature day" in note and "dea features --dataset synthetic --dates 2026-01-05" in note
+    assert "no statistics of the feature day" in note and f"dea features --dataset {spec.name} --dates 2026-01-05" in note
     assert pipeline.transform(spec, lake, DAY, pipeline.Manifest.load(lake.manifest(spec.name))).skipped
     assert run_gate(spec, lake, DAY, reports=False).verdict == "pass"        # statistics written: checked again
 

@@ -48,7 +48,12 @@ class _Strict(BaseModel):
 
 
 class Bound(_Strict):
-    """Bounds of one metric kind (any of absolute, ratio to the reference median, slack around it)."""
+    """Bounds of one metric kind (any of absolute, ratio to the reference median, slack around it).
+
+    An absolute bound that the reference breaks with one constant value on every day it holds (days
+    the gate accepted, by an override) is widened to that value: a field at top1_share 1.0 today and
+    on every accepted day passes.
+    """
 
     min: float | None = None
     max: float | None = None
@@ -70,6 +75,13 @@ class Bound(_Strict):
         if lo is not None or hi is not None:
             basis.append("absolute")
         ref = [float(v) for v in reference if v is not None]
+        constant = ref[0] if ref and min(ref) == max(ref) else None    # the same value on every accepted day
+        if constant is not None and hi is not None and constant > hi:
+            hi = constant
+            basis.append(f"absolute max widened to the reference's constant {hi:.4g}")
+        if constant is not None and lo is not None and constant < lo:
+            lo = constant
+            basis.append(f"absolute min widened to the reference's constant {lo:.4g}")
         if ref and self.ratio is not None:
             med = statistics.median(ref)
             lo = _max(lo, self.ratio[0] * med)
