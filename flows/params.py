@@ -19,6 +19,7 @@ from dea_model.config import TrainConfig
 from features.lake import Lake, parse_date, window_before
 from features.sources import pseudo_days
 from features.spec import DatasetSpec, available_specs, load_spec
+from flows.defaults import DAILY_MODEL, DAILY_TRAIN_FIELDS
 from flows.settings import reports_url
 
 
@@ -53,10 +54,8 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", field_title_generator=lambda name, info: name)
 
 
-# The daily retrain's default: a few epochs, early stopping on the window's last day; batches of 1024
-# at lr 3e-3 (4× the steps of TrainConfig's 4096: on the default world DEA's test AUC 0.7394 against
-# 0.733 at 4096 / 1e-3, beating the logistic baseline's 0.7341; benchmarks/results/dea_branches.md).
-DAILY_TRAIN = TrainConfig(epochs=2, patience=1, batch_size=1024, lr=3e-3)
+# The daily retrain's default (flows.defaults: also what `dea run --help` says)
+DAILY_TRAIN = TrainConfig(model=DAILY_MODEL, **DAILY_TRAIN_FIELDS)
 
 
 class Promotion(_Params):

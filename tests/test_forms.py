@@ -106,3 +106,21 @@ def test_an_unknown_dataset_fails_on_the_flows_first_line_naming_the_known_ones(
     with pytest.raises(ValueError, match=r"no dataset spec .*synthtic\.yaml; known datasets: \[") as info:
         Day.open("synthtic", "2026-01-05")
     assert all(name in str(info.value) for name in available_specs())
+
+
+def test_the_daily_defaults_read_the_same_in_the_form_the_help_and_the_readme():
+    """One source (flows.defaults): the form's default `train`, `dea run --help` and the README agree."""
+    from pathlib import Path
+
+    from flows.cli import build_parser
+    from flows.dea_daily import dea_daily
+    from flows.params import DAILY_TRAIN
+
+    form = dea_daily.parameters.model_dump()["properties"]["train"]["default"]
+    assert {k: form[k] for k in ("model", "epochs", "patience", "batch_size", "lr")} == \
+        {"model": "dea", "epochs": DAILY_TRAIN.epochs, "patience": 1, "batch_size": DAILY_TRAIN.batch_size, "lr": 3e-3}
+    run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert f"(default: {DAILY_TRAIN.epochs}; the daily retrain trains in batches of {DAILY_TRAIN.batch_size} at lr" \
+        in " ".join(run.split())
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"DEA, {DAILY_TRAIN.epochs} epochs in batches of {DAILY_TRAIN.batch_size}" in readme

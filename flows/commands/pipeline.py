@@ -16,11 +16,16 @@ from typing import Iterator
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from flows.defaults import DAILY_MODEL, DAILY_TRAIN_FIELDS as DAILY
+
     p.add_argument("--dataset", default="synthetic", help="dataset spec name (default: synthetic)")
     p.add_argument("--window", type=int, default=3,
                    help="days before the date to train on; the last one is the validation day (default: 3)")
-    p.add_argument("--model", help="model to train (default: dea)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: 3)")
+    p.add_argument("--model", help=f"model to train (default: {DAILY_MODEL})")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default: {DAILY['epochs']}; the daily retrain trains "
+                                              f"in batches of {DAILY['batch_size']} at lr {DAILY['lr']:g}, "
+                                              f"early-stopping after {DAILY['patience']} epoch without a better "
+                                              f"validation AUC)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrainConfig field, e.g. --set lr=3e-4 --set hparams.k=2 (repeatable)")
     p.add_argument("--rows", type=int, help="synthetic rows per day (default: the synthetic config's)")
