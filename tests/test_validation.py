@@ -425,3 +425,20 @@ def test_the_tail_threshold_of_the_statistics_is_the_gates():
     from validation.config import GateConfig
 
     assert MIN_COUNT == GateConfig().min_count
+
+
+def test_the_gate_keys_are_documented_from_the_code():
+    """`dea validate --gate-keys` lists every key of GateConfig with its default and meaning; the README's
+    copy is the same table, so a new key or default shows up in both or the test fails."""
+    from pathlib import Path
+
+    from validation.checks import gate_keys
+    from validation.config import GateConfig
+
+    table = gate_keys()
+    keys = [line.split("`")[1] for line in table.splitlines()[2:]]
+    assert set(keys) == (set(GateConfig.model_fields) - {"combo"}) | {"combo.codebook_size", "combo.siamese"}
+    assert "| `top1_share` | max 0.999, slack ± 0.2 around the ref range (error) | share of rows holding" in table
+    assert all(line.count("|") == 4 and "None" not in line for line in table.splitlines())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert table in readme

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from features.stats import expected_distinct_pairs
-from validation.config import FIELD_KINDS, GateConfig, GateConfigError
+from validation.config import FIELD_KINDS, Bound, ComboConfig, GateConfig, GateConfigError
 
 AVAILABILITY = ("raw_complete", "features_complete", "stats_complete")
 
@@ -61,6 +61,29 @@ DESCRIPTIONS = {
     "combo_collision_rate": ("expected share of distinct pair keys that share all k+1 combo-codebook rows "
                              "with another key"),
 }
+
+
+def gate_keys() -> str:
+    """Every key of a spec's ``gate:`` block, its default and meaning, as a markdown table (``dea
+    validate --gate-keys``; the README's copy is held to it by a test)."""
+    defaults = GateConfig()
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for name, info in GateConfig.model_fields.items():
+        value = getattr(defaults, name)
+        if isinstance(value, Bound):
+            rows.append(f"| `{name}` | {_bound_text(value)} | {DESCRIPTIONS[name]} |")
+        elif isinstance(value, ComboConfig):
+            rows += [f"| `{name}.{k}` | {getattr(value, k)} | {f.description} |" for k, f in ComboConfig.model_fields.items()]
+        else:
+            rows.append(f"| `{name}` | {value if value != {} else '{}'} | {info.description} |")
+    return "\n".join(rows)
+
+
+def _bound_text(b: Bound) -> str:
+    parts = [f"min {b.min:g}" if b.min is not None else "", f"max {b.max:g}" if b.max is not None else "",
+             f"ratio {b.ratio[0]:g}–{b.ratio[1]:g} × ref median" if b.ratio else "",
+             f"slack ± {b.slack:g} around the ref range" if b.slack is not None else ""]
+    return ", ".join(p for p in parts if p) + f" ({b.severity})"
 
 
 @dataclass

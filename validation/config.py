@@ -109,18 +109,18 @@ def _min(a: float | None, b: float) -> float:
 class ComboConfig(_Strict):
     """The DEA combo-ID codebooks the data will be hashed into (match the model's settings)."""
 
-    codebook_size: int = Field(2**18, ge=1)   # the DEA model's default codebook_size
-    siamese: int = Field(2, ge=0)          # k siamese codebooks next to the main one
+    codebook_size: int = Field(2**18, ge=1, description="rows per combo-ID codebook (the DEA model's codebook_size)")
+    siamese: int = Field(2, ge=0, description="k siamese codebooks next to the main one (the DEA model's siamese)")
 
 
 class GateConfig(_Strict):
     """All gate settings; defaults are sensible for daily CTR logs of 10^4–10^8 rows."""
 
-    reference_days: int = Field(7, ge=1)
-    sample_rows: int = Field(20_000, ge=100)       # raw and feature row samples that GX sees
-    min_count: int = Field(MIN_COUNT, ge=1)        # tail: IDs seen fewer times than this in a day (the
-                                                   # feature stage counts with it: features.stats)
-    seed: int = 0                                  # of the feature-day sample
+    reference_days: int = Field(7, ge=1, description="accepted days before the date that relative bounds compare with")
+    sample_rows: int = Field(20_000, ge=100, description="rows of the raw and feature samples that GX checks")
+    min_count: int = Field(MIN_COUNT, ge=1, description="an ID seen fewer times than this in a day is in the tail "
+                                                        "(the feature stage counts with it)")
+    seed: int = Field(0, description="seed of the feature-day sample")
 
     rows: Bound = Bound(min=1, ratio=(0.25, 4.0))
     label_rate: Bound = Bound(min=1e-4, max=0.9999, ratio=(0.5, 2.0))
@@ -134,7 +134,8 @@ class GateConfig(_Strict):
     kl: Bound = Bound(max=0.1, severity="warning")
     combo_collision_rate: Bound = Bound(max=0.01, severity="warning")
     combo: ComboConfig = ComboConfig()
-    fields: dict[str, dict[str, Bound]] = Field(default_factory=dict)   # per-field overrides
+    fields: dict[str, dict[str, Bound]] = Field(default_factory=dict, description=(
+        "per-field overrides: {field: {kind: bound}}, each merged over the kind's default"))
 
     def bound(self, kind: str, field: str | None = None) -> Bound:
         """The bound of ``kind`` for ``field`` (its override when set)."""

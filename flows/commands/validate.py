@@ -10,16 +10,25 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="run the data-quality gate (Great Expectations) on one day")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", help="dataset spec name (required unless --gate-keys)")
     p.add_argument("--date", help="day YYYY-MM-DD (default: the latest raw day)")
     p.add_argument("--override", metavar="REASON",
                    help="let a failing day through; the reason, user and time are logged in the verdict")
     p.add_argument("--force", action="store_true", help="run again even when the verdict is up to date")
     p.add_argument("--no-reports", action="store_true", help="skip Data Docs and plots (verdict and summary only)")
+    p.add_argument("--gate-keys", action="store_true",
+                   help="print every key of a spec's gate: block, its default and meaning, and exit")
     p.set_defaults(func=cmd_validate)
 
 
 def cmd_validate(args) -> int:
+    if args.gate_keys:
+        from validation.checks import gate_keys
+
+        print(gate_keys())
+        return 0
+    if not args.dataset:
+        raise SystemExit("dea validate: --dataset is required (or --gate-keys)")
     from features.lake import Lake
     from features.spec import load_spec
     from flows.guard import dataset_lock
