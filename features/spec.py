@@ -82,7 +82,8 @@ class DatasetSpec(_Strict):
     cross: list[tuple[str, str]] = Field(default_factory=list)
     passthrough: list[str] = Field(default_factory=list)  # raw columns copied to features, never model inputs
     source: SourceSpec
-    gate: dict[str, Any] = Field(default_factory=dict)    # data-quality bounds, read by `validation`
+    gate: dict[str, Any] = Field(default_factory=dict)    # data-quality bounds: validation.config.GateConfig;
+    #                                                        every key, default, meaning: `dea validate --gate-keys`
     retention: RetentionPolicy = RetentionPolicy()        # what `dea gc` keeps
 
     @field_validator("name")
