@@ -106,7 +106,8 @@ class SyntheticConfig:
     id_scale: float = 1.0             # multiplies every per-ID effect s_f, τ_f
     pair_scale: float = 1.0           # multiplies every pair effect s_ab (0 removes them)
     taste_scale: float = 1.0          # multiplies the low-rank user·category term
-    drift: float = 1.0                # multiplies the drift of the bias, category effects and prices
+    drift: float = 1.0                # multiplies the drift of the bias, category effects, prices and
+                                      # the items' logged historical CTR (0: a stationary world)
     day_noise: float = 1.0            # multiplies the day-to-day noise of tail IDs' effects, τ_f
 
     def __post_init__(self) -> None:
@@ -330,7 +331,8 @@ def _proxies(c: SyntheticConfig, seed: int, day: int, rng: np.random.Generator, 
     and missing values (the logit saw the truth)."""
     user, item = ids["user_id"], ids["item_id"]
     item_born = _birth_day(item, c.items, c.new_items_per_day)
-    ctr_hist = np.round(_sigmoid(c.intercept + 0.6 + w["item_id"][0] + 0.25 * _z(seed, "ctr:week", item, day // 7)), 5)
+    weekly = c.drift * 0.25 * _z(seed, "ctr:week", item, day // 7)
+    ctr_hist = np.round(_sigmoid(c.intercept + 0.6 + w["item_id"][0] + weekly), 5)
     ctr_hist[(item_born >= day - 2) | (rng.random(n) < 0.01)] = np.nan
     activity = 0.8 + 2.0 * _head(user, c.users, c.users / 1000.0) + 1.2 * w["user_id"][0]
     clicks_30d = rng.poisson(np.exp(np.minimum(activity, 6.0))).astype(np.float64)

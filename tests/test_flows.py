@@ -19,10 +19,13 @@ from dea_model import runs as run_folders
 from dea_model.logistic import C_GRID
 from dea_model.registry import Registry
 from features.lake import Lake
+from features.spec import load_spec
 from flows.params import DAILY_TRAIN
 
 D1, D2 = "2026-01-05", "2026-01-06"
-TINY = {"source": {"kind": "synthetic", "options": {"rows_per_day": 4000, "seed": 7}}}
+# the default world (its generator options), 4000 rows a day: what `dea run --rows 4000` runs
+TINY = {"source": {"kind": "synthetic", "options": {
+    "rows_per_day": 4000, "seed": 7, "generator": load_spec("synthetic").source.options["generator"]}}}
 SETS = ["model=fm", "hparams.embedding_dim=4", "hparams.embedding_rows=4096", "epochs=2", "batch_size=512",
         "lr=0.01", "plot=false"]
 TRAIN = DAILY_TRAIN.with_overrides(SETS)
@@ -301,7 +304,6 @@ def test_an_empty_date_is_the_day_before_the_scheduled_run_in_utc(monkeypatch):
 def test_an_empty_date_on_pseudo_days_is_the_last_pseudo_day_and_says_so(caplog):
     """A source with no dates of its own (frappe: its files cut into 6 pseudo-days from 2026-01-01)
     runs its last day; a dated source and the synthetic logs keep yesterday."""
-    from features.spec import load_spec
     from flows.params import Day, resolve_date
 
     with caplog.at_level("INFO", logger="flows.params"):

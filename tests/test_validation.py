@@ -243,15 +243,16 @@ def test_gate_bounds_come_from_the_spec(spec):
 
 
 def test_an_absolute_bound_every_reference_day_broke_follows_the_reference():
-    from validation.config import Bound
+    from validation.config import Bound, GateConfig
 
-    top1 = Bound(max=0.999, slack=0.2)
+    top1 = GateConfig().top1_share
     assert top1.resolve([])[:2] == (None, 0.999)                       # no reference: the absolute bound
     lo, hi, basis = top1.resolve([1.0, 1.0, 1.0])                      # a constant field, accepted before
     assert (lo, hi) == (0.8, 1.0) and "widened to the reference's constant 1" in basis
     assert top1.resolve([0.5, 1.0])[1] == 0.999                        # one day within it: the bound holds
     assert top1.resolve([1.0, 0.9995])[1] == 0.999                     # not constant: a user's bound holds
-    assert Bound(min=10).resolve([3, 3])[:2] == (3.0, None)
+    assert Bound(min=10, follow_constant=True).resolve([3, 3])[:2] == (3.0, None)
+    assert GateConfig().rows.resolve([3, 3])[0] == 1.0 and Bound(min=10).resolve([3, 3])[0] == 10  # counts do not
 
 
 def test_gate_bound_resolution_and_psi():
@@ -438,7 +439,7 @@ def test_the_gate_keys_are_documented_from_the_code():
     table = gate_keys()
     keys = [line.split("`")[1] for line in table.splitlines()[2:]]
     assert set(keys) == (set(GateConfig.model_fields) - {"combo"}) | {"combo.codebook_size", "combo.siamese"}
-    assert "| `top1_share` | max 0.999, slack ± 0.2 around the ref range (error) | share of rows holding" in table
+    assert "| `top1_share` | max 0.999, slack ± 0.2 around the ref range, follows a constant reference (error) |" in table
     assert all(line.count("|") == 4 and "None" not in line for line in table.splitlines())
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert table in readme

@@ -82,7 +82,8 @@ def gate_keys() -> str:
 def _bound_text(b: Bound) -> str:
     parts = [f"min {b.min:g}" if b.min is not None else "", f"max {b.max:g}" if b.max is not None else "",
              f"ratio {b.ratio[0]:g}–{b.ratio[1]:g} × ref median" if b.ratio else "",
-             f"slack ± {b.slack:g} around the ref range" if b.slack is not None else ""]
+             f"slack ± {b.slack:g} around the ref range" if b.slack is not None else "",
+             "follows a constant reference" if b.follow_constant else ""]
     return ", ".join(p for p in parts if p) + f" ({b.severity})"
 
 

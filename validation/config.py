@@ -50,9 +50,10 @@ class _Strict(BaseModel):
 class Bound(_Strict):
     """Bounds of one metric kind (any of absolute, ratio to the reference median, slack around it).
 
-    An absolute bound that the reference breaks with one constant value on every day it holds (days
-    the gate accepted, by an override) is widened to that value: a field at top1_share 1.0 today and
-    on every accepted day passes.
+    With ``follow_constant`` (the defaults of ``top1_share`` and ``null_rate``), an absolute bound that
+    the reference breaks with one constant value on every day it holds (days the gate accepted, by an
+    override) is widened to that value: a field at top1_share 1.0 (or always missing) today and on
+    every accepted day passes.
     """
 
     min: float | None = None
@@ -60,6 +61,7 @@ class Bound(_Strict):
     ratio: tuple[float, float] | None = None
     slack: float | None = Field(None, ge=0)
     severity: Severity = "error"
+    follow_constant: bool = False      # an absolute bound the reference breaks with one constant value follows it
 
     @model_validator(mode="after")
     def _ordered(self) -> "Bound":
@@ -75,7 +77,7 @@ class Bound(_Strict):
         if lo is not None or hi is not None:
             basis.append("absolute")
         ref = [float(v) for v in reference if v is not None]
-        constant = ref[0] if ref and min(ref) == max(ref) else None    # the same value on every accepted day
+        constant = ref[0] if self.follow_constant and ref and min(ref) == max(ref) else None   # same every day
         if constant is not None and hi is not None and constant > hi:
             hi = constant
             basis.append(f"absolute max widened to the reference's constant {hi:.4g}")
@@ -125,10 +127,10 @@ class GateConfig(_Strict):
     rows: Bound = Bound(min=1, ratio=(0.25, 4.0))
     label_rate: Bound = Bound(min=1e-4, max=0.9999, ratio=(0.5, 2.0))
     duplicate_rate: Bound = Bound(max=0.5, slack=0.05)
-    null_rate: Bound = Bound(max=0.99, slack=0.1)
+    null_rate: Bound = Bound(max=0.99, slack=0.1, follow_constant=True)
     unique_ids: Bound = Bound(ratio=(0.25, 4.0), severity="warning")
     tail_share: Bound = Bound(slack=0.15, severity="warning")
-    top1_share: Bound = Bound(max=0.999, slack=0.2)
+    top1_share: Bound = Bound(max=0.999, slack=0.2, follow_constant=True)
     new_id_rate: Bound = Bound(slack=0.2)
     psi: Bound = Bound(max=0.25)
     kl: Bound = Bound(max=0.1, severity="warning")
