@@ -216,9 +216,17 @@ def test_crash_while_training_leaves_nothing_and_a_rerun_completes(env, runs, mo
 
 
 @pytest.mark.slow
-def test_registry_commands_and_predict(env, runs, capsys):
+def test_registry_commands_and_predict(env, runs, capsys, monkeypatch):
+    """The stage commands that need no orchestration (registry, predict, evaluate) start no Prefect
+    server and call no Prefect API: both are made to fail here."""
+    from flows import server
     from flows.cli import main
 
+    def no_server(*args, **kwargs):
+        raise AssertionError("a stage command without orchestration started a Prefect server")
+
+    monkeypatch.setattr(server, "private_server", no_server)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")          # nothing listens on port 9
     home = ["--home", str(env.root)]
     assert main(home + ["registry", "list"]) == 0
     assert "v0001    champion" in capsys.readouterr().out
@@ -232,6 +240,9 @@ def test_registry_commands_and_predict(env, runs, capsys):
     table = pq.read_table(env.root / "predictions" / "synthetic" / f"dt={D1}" / "part-00000.parquet")
     p = table["p_click"].to_numpy()
     assert table.num_rows == 4000 and ((p > 0) & (p < 1)).all()
+    model_dir = next(d for d in env.runs().glob(f"synthetic/dt={D1}/fm-*") if not d.name.endswith(".eval"))
+    assert main(home + ["evaluate", "--model-dir", str(model_dir)]) == 0
+    assert f"on synthetic {D1}" in capsys.readouterr().out
 
 
 @pytest.mark.slow
