@@ -380,3 +380,37 @@ def test_bad_source_options_are_named(tmp_path):
         _tsv(tmp_path / "f" / f"part{i}.tsv", ["0"])
     with pytest.raises(SourceError, match=r"'tiny'.*4 source files need source.days >= 4"):
         ingest(tiny(tmp_path / "f"), Lake(tmp_path))
+
+
+@pytest.mark.slow
+def test_the_readme_bring_your_own_data_spec_runs_as_written(prefect_harness, tmp_path):
+    """The README's "Bring your own data" spec, as written but for its folder, takes four days of CSV
+    logs to a registered champion with `dea run --dataset <spec>.yaml`."""
+    import re
+
+    import yaml
+
+    from flows.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Bring your own data", 1)[1].split("\n## ", 1)[0]
+    spec = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    folder = tmp_path / "clicks"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for day in range(1, 5):
+        n = 600
+        user, ad = rng.integers(0, 40, n), rng.integers(0, 25, n)
+        clicked = (rng.random(n) < 0.1 + 0.3 * (ad % 3 == 0)).astype(int)
+        ts = [f"2026-03-{day:02d} {h:02d}:{m:02d}:00" for h, m in zip(rng.integers(0, 24, n), rng.integers(0, 60, n))]
+        pv.write_csv(pa.table({"ts": ts, "user": user, "ad": ad, "site": rng.integers(0, 4, n),
+                               "price": rng.lognormal(2, 1, n).round(2), "clicked": clicked}),
+                     folder / f"2026-03-{day:02d}.csv")
+    spec["source"]["path"] = str(folder)
+    path = tmp_path / "myclicks.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    home = tmp_path / "lake"
+    assert main(["--home", str(home), "run", "--dataset", str(path), "--date", "2026-03-04",
+                 "--set", "model=fm", "--set", "epochs=1"]) == 0
+    assert (home / "models" / "myclicks" / "v0001" / "model.pt").is_file()
+    assert Lake(home).dates("raw", "myclicks") == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]
