@@ -241,7 +241,7 @@ def test_registry_commands_and_predict(env, runs, capsys, monkeypatch):
     p = table["p_click"].to_numpy()
     assert table.num_rows == 4000 and ((p > 0) & (p < 1)).all()
     model_dir = next(d for d in env.runs().glob(f"synthetic/dt={D1}/fm-*") if not d.name.endswith(".eval"))
-    assert main(home + ["evaluate", "--model-dir", str(model_dir)]) == 0
+    assert main(home + ["evaluate", "--model-dir", str(model_dir), "--date", D1]) == 0
     assert f"on synthetic {D1}" in capsys.readouterr().out
 
 
