@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,22 +109,29 @@ def collapse_mask_rate(model: nn.Module, ids_sample: Tensor) -> list[float]:
     layers = [m for m in model.modules() if isinstance(m, CollapseAvoiding)]
     if not layers:
         raise ValueError(f"{type(model).__name__} has no collapse-avoiding layers")
-    rates: list[Tensor] = []
+    rates: list[float] = []
+    _eval_pass(model, ids_sample, [(m, lambda module, inputs, keep: rates.append(_mask_rate(keep))) for m in layers])
+    return rates
 
-    def record(module, inputs, keep):
-        cells, diagonal = keep.numel(), keep.numel() // keep.shape[-1]  # the diagonal is always kept
-        rates.append(1.0 - (keep.sum() - diagonal) / (cells - diagonal))
 
-    hooks = [m.register_forward_hook(record) for m in layers]
+def _mask_rate(keep: Tensor) -> float:
+    """The fraction of off-diagonal cells of a keep mask (..., n, n) that are masked (the diagonal is always kept)."""
+    cells, diagonal = keep.numel(), keep.numel() // keep.shape[-1]
+    return float(1.0 - (keep.sum() - diagonal) / (cells - diagonal))
+
+
+def _eval_pass(model: nn.Module, ids: Tensor, hooks: list[tuple[nn.Module, Any]]) -> None:
+    """One eval-mode forward pass over ``ids`` with forward ``hooks`` (module, fn) registered; the
+    model's mode is restored and the hooks removed, whatever happens."""
+    handles = [module.register_forward_hook(fn) for module, fn in hooks]
     was_training = model.training
     try:
         model.eval()
-        model(ids_sample.to(next(model.parameters()).device))
+        model(ids.to(next(model.parameters()).device))
     finally:
         model.train(was_training)
-        for h in hooks:
+        for h in handles:
             h.remove()
-    return [float(r) for r in rates]
 
 
 def _off_diagonal(t: Tensor) -> Tensor:
@@ -137,37 +145,27 @@ def branch_instruments(model: nn.Module, ids_sample: Tensor) -> list[dict[str, f
     """Per DEA layer with both branches (a ``ScoreFusion``): ``s_std``, ``a_m_std``, ``collapse_share``,
     ``entropy``, ``mask_rate`` (module docstring), from one eval-mode pass over ``ids_sample`` (N, n)."""
     fusions = [m for m in model.modules() if isinstance(m, ScoreFusion)]
-    masks = [m for m in model.modules() if isinstance(m, CollapseAvoiding)]
     if not fusions:
         raise ValueError(f"{type(model).__name__} has no fusion of two attention branches")
+    masked: list[tuple[Tensor, float]] = []        # per layer: (S, mask rate), in forward order
     rows: list[dict[str, float]] = []
-    rates = collapse_mask_rate(model, ids_sample) if masks else [float("nan")] * len(fusions)
-    scores: list[Tensor] = []
 
-    def record_scores(module, inputs, keep):
-        scores.append(inputs[0])
+    def record_mask(module, inputs, keep):
+        masked.append((inputs[0], _mask_rate(keep)))
 
     def record(module, inputs, fused):
         a_m, a_c = inputs
-        s = scores[len(rows)]
-        n = fused.shape[-1]
+        s, mask_rate = masked[len(rows)]
         p = torch.softmax(fused.float(), -1)
-        entropy = -(p * p.clamp_min(1e-30).log()).sum(-1).mean() / math.log(n)
+        entropy = -(p * p.clamp_min(1e-30).log()).sum(-1).mean() / math.log(fused.shape[-1])
         rows.append({"s_std": float(_off_diagonal(s).std()), "a_m_std": float(_off_diagonal(a_m).std()),
                      "a_c_std": float(_off_diagonal(a_c).std()),
                      "collapse_share": float((fused - a_m).norm() / fused.norm().clamp_min(1e-30)),
-                     "entropy": float(entropy)})
+                     "entropy": float(entropy), "mask_rate": mask_rate})
 
-    hooks = [m.register_forward_hook(record_scores) for m in masks] + [m.register_forward_hook(record) for m in fusions]
-    was_training = model.training
-    try:
-        model.eval()
-        model(ids_sample.to(next(model.parameters()).device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return [{**r, "mask_rate": rate} for r, rate in zip(rows, rates)]
+    masks = [m for m in model.modules() if isinstance(m, CollapseAvoiding)]   # a fusion implies a mask per layer
+    _eval_pass(model, ids_sample, [(m, record_mask) for m in masks] + [(m, record) for m in fusions])
+    return rows
 
 
 def branch_gradients(model: nn.Module, ids: Tensor, labels: Tensor) -> dict[str, float]:
