@@ -37,6 +37,12 @@ Otherwise the source is cut into ``source.days`` pseudo-days ``start_date + i``:
     - ``time``: the order of ``options.time_column`` (ties by file order): later days are later.
   Inside a day rows keep their file order.
 
+Side tables and label rules
+---------------------------
+``source.join`` lists lookup tables (users, items) left-joined on a key, and ``label_rule``
+(``rating >= 4``) computes the label, both before the cut (:mod:`.joins`); a side table's
+fingerprint keys the raw days like the log files', so an edited users table re-lands every day.
+
 Per kind, one module each, whose docstring gives its format, default cut and label mapping:
 ``criteo_tsv`` (:mod:`.criteo`), ``libfm`` (:mod:`.libfm`), ``movielens`` (:mod:`.movielens`),
 ``avazu_csv`` (:mod:`.avazu`), ``csv`` (:mod:`.csv`), ``parquet`` (:mod:`.parquet`) and
@@ -67,6 +73,7 @@ from . import avazu, criteo, csv, libfm, movielens, parquet
 from .common import COMMON_OPTIONS, Kind, ReadContext, SourceError
 from .criteo import CRITEO_DENSE, CRITEO_SPARSE
 from .files import REPO_ROOT, SHARED_DATA, data_root, resolve_path, source_files
+from .joins import side_files
 from .pieces import CUTS, Piece, read, read_piece, row_dates
 from .synthetic import synthetic_pieces, write_synthetic_day
 
@@ -166,6 +173,7 @@ class IngestResult:
 def ingest_hash(spec: DatasetSpec) -> str:
     """Hash of what changes the raw days for the same input files: the source and the raw columns."""
     key = {"source": spec.source.model_dump(), "label": spec.label, "sparse": spec.sparse,
+           "label_rule": spec.label_rule.model_dump() if spec.label_rule else None,
            "dense": spec.dense_names, "passthrough": spec.passthrough, "ingest_version": INGEST_VERSION}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -201,16 +209,19 @@ def ingest(spec: DatasetSpec, lake: Lake, *, dates: list[str] | None = None, for
     ``SourceError`` for an unreadable file, a missing column or a label outside {0, 1}.
     """
     start = time.perf_counter()
+    if spec.source.kind == "synthetic" and (spec.source.join or spec.label_rule):
+        raise SourceError(f"dataset {spec.name!r}: source.join and label_rule need a file source, not synthetic")
     result = IngestResult(spec.name)
     config = ingest_hash(spec)
     ctx = None if spec.source.kind == "synthetic" else _context(spec)
+    sides = side_files(spec)
     pieces = synthetic_pieces(spec) if ctx is None else _plan(ctx)
     wanted = _wanted(spec, pieces, dates)
     for piece in pieces:
         todo = [d for d in piece.dates if d in wanted]
         if not todo:
             continue
-        record = make_record("ingest", {str(f): fingerprint(f) for f in piece.files}, config,
+        record = make_record("ingest", {str(f): fingerprint(f) for f in (*piece.files, *sides)}, config,
                              kind=spec.source.kind)
         stale = [d for d in todo if force or not up_to_date(lake.raw(spec.name, d), record)]
         result.skipped += [d for d in todo if d not in stale]
