@@ -3,7 +3,9 @@
 A feature day is ``features/<dataset>/dt=YYYY-MM-DD/part-*.parquet`` (+ ``_COMPLETE.json``) with one
 int64 feature-ID column per manifest field, ``label`` and ``group``. It becomes::
 
-    ids    LongTensor  [N, n]   raw feature IDs in manifest field order
+    ids    LongTensor  [N, n]   raw feature IDs in manifest field order; with multi-valued fields
+                        [N, n + W]: column f holds a bag field's bag ID, and each bag's max_len
+                        element IDs (padded with ``PAD_ID``) follow the n columns (``layers.bags``)
     label  FloatTensor [N]      0/1
     group  LongTensor  [N]      GAUC group key (0 when the dataset has none)
 
@@ -26,7 +28,10 @@ import torch
 
 from features.lake import Lake
 from features.manifest import Manifest
+from features.hashing import bag_ids, list_offsets
 from features.storage import parquet_file, read_table
+
+from .layers.bags import PAD_ID
 
 LABEL, GROUP = "label", "group"
 
@@ -50,26 +55,61 @@ class Batches(Protocol):
 
 # --- reading ------------------------------------------------------------------------------------
 
-def _read(f: Path, fields: list[str], where: str, row_group: int | None = None) -> tuple[np.ndarray, ...]:
-    """One file (or one of its row groups) -> (ids [N, n] int64, label [N] float32, group [N] int64)."""
+def bag_layout(manifest: Manifest, fields: list[str]) -> list[tuple[int, int, str]]:
+    """The multi-valued fields among ``fields``: ``[(index, max_len, pooling)]`` (``CTRModel.use_bags``)."""
+    return [(j, int(manifest.multi[f]["max_len"]), manifest.multi[f]["pooling"])
+            for j, f in enumerate(fields) if f in manifest.multi]
+
+
+def _widths(lake: Lake, dataset: str) -> dict[str, int]:
+    """max_len of each multi-valued field, from the manifest ({} without one: no list column is read)."""
+    try:
+        return {f: int(m["max_len"]) for f, m in Manifest.of(lake, dataset).multi.items()}
+    except FileNotFoundError:
+        return {}
+
+
+def _read(f: Path, fields: list[str], where: str, row_group: int | None = None,
+          widths: dict[str, int] | None = None) -> tuple[np.ndarray, ...]:
+    """One file (or one of its row groups) -> (ids [N, n (+ W)] int64, label [N] float32, group [N] int64)."""
     pf = parquet_file(f)
     missing = [c for c in fields + [LABEL, GROUP] if c not in pf.schema_arrow.names]
     if missing:
         raise ValueError(f"{where}: missing columns {missing} (manifest fields: {fields})")
     columns = fields + [LABEL, GROUP]
     table = pf.read(columns=columns) if row_group is None else pf.read_row_group(row_group, columns=columns)
-    return _arrays(table, fields, where)
+    return _arrays(table, fields, where, widths or {})
 
 
-def _arrays(table: pa.Table, fields: list[str], where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ids = np.empty((table.num_rows, len(fields)), np.int64)
+def _elements(name: str, col, width: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bag IDs [N], element IDs [N, width] padded with PAD_ID) of a list<int64> column."""
+    offsets, elements = list_offsets(col)
+    lengths = np.diff(offsets)
+    if lengths.max(initial=0) > width:
+        raise ValueError(f"{where}: multi-valued field {name!r} holds lists of up to {lengths.max()} IDs, "
+                         f"more than its max_len {width} in the manifest; rebuild the features (`dea features --force`)")
+    matrix = np.full((len(lengths), width), PAD_ID, np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    matrix[rows, np.arange(rows.size) - offsets[rows]] = elements
+    return bag_ids(name, offsets, elements), matrix
+
+
+def _arrays(table: pa.Table, fields: list[str], where: str,
+            widths: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bags = [f for f in fields if f in widths]
+    ids = np.empty((table.num_rows, len(fields) + sum(widths[f] for f in bags)), np.int64)
+    start = len(fields)
     for j, name in enumerate(fields):
         col = table.column(name)
         if col.null_count:
             raise ValueError(f"{where}: field {name!r} holds {col.null_count} nulls; feature IDs must be set")
-        if not pa.types.is_integer(col.type):
+        if name in widths and pa.types.is_list(col.type):
+            ids[:, j], ids[:, start:start + widths[name]] = _elements(name, col, widths[name], where)
+            start += widths[name]
+        elif not pa.types.is_integer(col.type):
             raise ValueError(f"{where}: field {name!r} is {col.type}, expected int64 feature IDs")
-        ids[:, j] = col.to_numpy()
+        else:
+            ids[:, j] = col.to_numpy()
     label = table.column(LABEL).to_numpy(zero_copy_only=False).astype(np.float32)
     group = table.column(GROUP).to_numpy(zero_copy_only=False).astype(np.int64)
     return ids, label, group
@@ -114,10 +154,11 @@ class FeatureTable:
 def load_days(lake: Lake, dataset: str, dates: list[str], fields: list[str] | None = None) -> FeatureTable:
     """Read feature days (in the given order) into one in-memory ``FeatureTable``."""
     fields = list(fields or Manifest.of(lake, dataset).fields)
+    widths = _widths(lake, dataset)
     parts = []
     for date in dates:
         for f in lake.day_files("features", dataset, date):
-            parts.append(_read(f, fields, f"dataset {dataset!r} day {date} file {f}"))
+            parts.append(_read(f, fields, f"dataset {dataset!r} day {date} file {f}", widths=widths))
     if not parts:
         raise ValueError(f"dataset {dataset!r}: no dates given to load")
     ids, label, group = (np.concatenate(x) for x in zip(*parts))
@@ -136,6 +177,7 @@ class StreamingDays:
                  buffer_rows: int = 1_000_000):
         self.dataset = dataset
         self.fields = list(fields or Manifest.of(lake, dataset).fields)
+        self.widths = _widths(lake, dataset)
         self.buffer_rows = buffer_rows
         self.units: list[tuple[Path, int, str]] = []     # (file, row group, date)
         self.rows = 0
@@ -150,7 +192,7 @@ class StreamingDays:
 
     def _read(self, unit: tuple[Path, int, str]) -> tuple[np.ndarray, ...]:
         f, i, date = unit
-        return _read(f, self.fields, f"dataset {self.dataset!r} day {date} file {f} row group {i}", i)
+        return _read(f, self.fields, f"dataset {self.dataset!r} day {date} file {f} row group {i}", i, self.widths)
 
     def batches(self, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[Batch]:
@@ -202,7 +244,7 @@ def open_days(lake: Lake, dataset: str, dates: list[str], *, budget_bytes: float
               buffer_rows: int = 1_000_000, fields: list[str] | None = None) -> FeatureTable | StreamingDays:
     """In memory when the days fit ``budget_bytes``, else streamed by row group."""
     fields = list(fields or Manifest.of(lake, dataset).fields)
-    if estimate_bytes(lake, dataset, dates, len(fields)) <= budget_bytes:
+    if estimate_bytes(lake, dataset, dates, len(fields) + sum(_widths(lake, dataset).values())) <= budget_bytes:
         return load_days(lake, dataset, dates, fields)
     return StreamingDays(lake, dataset, dates, fields, buffer_rows)
 

@@ -17,17 +17,24 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from . import metrics as M
+from .layers.bags import PAD_ID
 
 COLUMNS = 2**20
 C_GRID = (0.03, 0.1, 0.3)
 
 
 def one_hot(ids: np.ndarray) -> sparse.csr_matrix:
-    """Hashed one-hot rows of int64 feature IDs (N, n) → CSR (N, ``COLUMNS``), n stored ones per row."""
+    """Hashed one-hot rows of int64 feature IDs (N, n) → CSR (N, ``COLUMNS``), a 1 per ID; element
+    columns of multi-valued fields (``dea_model.data``) add their elements, padding adds nothing."""
     rows, n = ids.shape
-    columns = (np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64) % np.uint64(COLUMNS)).astype(np.int32)
-    indptr = np.arange(0, rows * n + 1, n, dtype=np.int64)
-    return sparse.csr_matrix((np.ones(rows * n, np.float32), columns.ravel(), indptr), shape=(rows, COLUMNS))
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    columns = (ids.view(np.uint64) % np.uint64(COLUMNS)).astype(np.int32)
+    present = ids != PAD_ID
+    if present.all():
+        indptr = np.arange(0, rows * n + 1, n, dtype=np.int64)
+        return sparse.csr_matrix((np.ones(rows * n, np.float32), columns.ravel(), indptr), shape=(rows, COLUMNS))
+    indptr = np.concatenate([[0], np.cumsum(present.sum(1))])
+    return sparse.csr_matrix((np.ones(int(indptr[-1]), np.float32), columns[present], indptr), shape=(rows, COLUMNS))
 
 
 def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,

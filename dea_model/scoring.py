@@ -18,7 +18,7 @@ from torch import nn
 from dea_model import calibration, models, vocabulary
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
-from dea_model.data import Batches, label_rate, open_days
+from dea_model.data import Batches, label_rate, load_days, open_days
 from dea_model.logistic import logistic_metrics
 from dea_model.device import autocast, resolve_device, to_device, use_bf16
 from dea_model.runs import CONFIG, WEIGHTS, read
@@ -136,15 +136,11 @@ def baselines(lake: Lake, dataset: str, train_dates: list[str], valid_date: str,
     row: knowing only the base rate); ``logistic``, a logistic regression on the same feature IDs
     (``dea_model.logistic``: trained on ``train_dates``, regularisation picked on ``valid_date``);
     and, where the rows carry ``p_true``, ``oracle``."""
-    fields = Manifest.load(lake.manifest(dataset)).fields
-    test = _columns(lake, dataset, [date], ["label", "group", *fields])
-    prior = np.full(test["label"].shape, label_rate(lake, dataset, train_dates))
-    out = {"prior": M.ctr_metrics(test["label"], prior, test["group"])}
-    train, valid = (_columns(lake, dataset, days, ["label", *fields]) for days in (train_dates, [valid_date]))
-    ids = {name: np.stack([part[f] for f in fields], axis=1) for name, part in
-           (("train", train), ("valid", valid), ("test", test))}
-    logistic = logistic_metrics((ids["train"], train["label"]), (ids["valid"], valid["label"]),
-                                (ids["test"], test["label"], test["group"]))
+    train, valid, test = (load_days(lake, dataset, days) for days in (train_dates, [valid_date], [date]))
+    prior = np.full(len(test), label_rate(lake, dataset, train_dates))
+    out = {"prior": M.ctr_metrics(test.label.numpy(), prior, test.group.numpy())}
+    logistic = logistic_metrics((train.ids.numpy(), train.label.numpy()), (valid.ids.numpy(), valid.label.numpy()),
+                                (test.ids.numpy(), test.label.numpy(), test.group.numpy()))
     oracle = oracle_metrics(lake, dataset, date)
     return out | ({"logistic": logistic} if logistic else {}) | ({"oracle": oracle} if oracle else {})
 

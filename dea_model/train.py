@@ -29,7 +29,7 @@ from torch import nn
 from dea_model import calibration, distributed, models, vocabulary
 from dea_model import metrics as M
 from dea_model.config import TrainConfig
-from dea_model.data import Batches, FeatureTable, label_rate, open_days
+from dea_model.data import Batches, FeatureTable, bag_layout, label_rate, open_days
 from dea_model.device import autocast, resolve_device, to_device, use_bf16
 from dea_model.optim import clip_grad_norm, make_optimizer
 from dea_model.runs import train_record, write_run
@@ -175,7 +175,8 @@ def _train(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], v
     fields = list(manifest.fields)
     train_data, valid_data = _open(cfg, lake, dataset, train_dates, valid_date, fields, device)
     torch.manual_seed(cfg.seed)
-    model = model if model is not None else _new_model(cfg, lake, dataset, train_dates, len(fields))
+    model = model if model is not None else _new_model(cfg, lake, dataset, train_dates, len(fields),
+                                                       bag_layout(manifest, fields))
     kept = _prepare(model, cfg, train_data, len(fields))
     log.info("training %s on %s %s..%s (%d rows, %s), valid %s (%d rows), device %s",
              cfg.model, dataset, train_dates[0], train_dates[-1], len(train_data),
@@ -254,9 +255,11 @@ def _open(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], va
     return train_data, valid_data
 
 
-def _new_model(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], n_fields: int) -> nn.Module:
-    """``cfg.model`` built from ``cfg.hparams``, its output bias at the training CTR's log-odds."""
-    model = models.build_model(cfg.model, n_fields, **cfg.hparams)
+def _new_model(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str], n_fields: int,
+               bags: list) -> nn.Module:
+    """``cfg.model`` built from ``cfg.hparams`` (pooling the multi-valued fields ``bags``), its output
+    bias at the training CTR's log-odds."""
+    model = models.build_model(cfg.model, n_fields, **cfg.hparams, **({"bags": bags} if bags else {}))
     bias = model.output_bias() if hasattr(model, "output_bias") else None
     ctr = label_rate(lake, dataset, list(train_dates))
     if bias is not None and 0 < ctr < 1:

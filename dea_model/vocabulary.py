@@ -16,7 +16,8 @@ at c = 1 (``benchmarks/results``).
 The vocabulary lives in the model as two buffers, ``vocab_ids`` (each field's kept IDs, sorted,
 concatenated) and ``vocab_offsets`` (n + 1 field boundaries), applied to the input ids by a
 forward pre-hook; they are saved in the state_dict, so ``load_model``, the registry and one-row
-serving map IDs the same way. Empty (no mapping) until the trainer fits it (``min_id_count``).
+serving map IDs the same way. With multi-valued fields only the n field columns (a bag field's
+bag ID) are mapped; the element columns after them reach their hashed rows unmapped. Empty (no mapping) until the trainer fits it (``min_id_count``).
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ def _map(module: nn.Module, args: tuple) -> tuple | None:
     bounds = module._vocab_bounds            # field boundaries as ints: no device sync per batch
     if not bounds:
         return None
-    ids = args[0]
-    if ids.dim() != 2 or ids.shape[1] != len(bounds) - 1:
-        raise ValueError(f"the model's vocabulary has {len(bounds) - 1} fields; got ids of shape {tuple(ids.shape)}")
-    return (map_unseen(ids, getattr(module, IDS), bounds), *args[1:])
+    ids, n = args[0], len(bounds) - 1
+    if ids.dim() != 2 or ids.shape[1] != n + getattr(module, "bag_width", 0):
+        raise ValueError(f"the model's vocabulary has {n} fields; got ids of shape {tuple(ids.shape)}")
+    mapped = map_unseen(ids[:, :n], getattr(module, IDS), bounds)
+    return (torch.cat([mapped, ids[:, n:]], 1) if ids.shape[1] > n else mapped, *args[1:])
 
 
 def _resize(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:

@@ -11,6 +11,15 @@ Feature ID of a value (spec v1)::
 ``"42"``; strings as they are), ``b<k>`` for bucket ``k`` of a dense field, and ``MISSING_TOKEN``
 for a missing value of either kind.
 
+Multi-valued fields (spec v1, extension): each element of a list is a value of its field,
+``feature_id(field, token(element))`` by the rules above; missing elements (null, ``""``, NaN) are
+dropped, the first ``max_len`` kept, and the field is stored as a ``list<int64>`` column (an empty
+list when nothing is left). Where one ID per field is needed (the model's field token, Combo-ID
+pairs, row hashes) the field's *bag ID* stands for the list, order-free::
+
+    bag_id(field, [x_1..x_k]) = (Σ_i x_i) mod 2^64 as int64       (k ≥ 1)
+    bag_id(field, [])         = feature_id(field, MISSING_TOKEN)
+
 Combo ID of an ordered pair of feature IDs (paper Eq. 4-5)::
 
     combo_hash(a, b, seed) = MurmurHash3_x86_32(le64(a) || le64(b), seed)      (uint32)
@@ -168,6 +177,33 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> np.uint32(13))
     h = h * np.uint32(0xC2B2AE35)
     return h ^ (h >> np.uint32(16))
+
+
+def bag_ids(field: str, offsets: np.ndarray, elements: np.ndarray) -> np.ndarray:
+    """Bag IDs of the lists ``elements[offsets[i]:offsets[i+1]]`` (int64, wrapping sum; see the spec)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    sums = np.zeros(len(offsets) - 1, np.int64)
+    lengths = np.diff(offsets)
+    full = lengths > 0
+    if full.any():
+        with np.errstate(over="ignore"):
+            sums[full] = np.add.reduceat(np.asarray(elements, np.int64), offsets[:-1][full])
+    return np.where(full, sums, np.int64(feature_id(field, MISSING_TOKEN)))
+
+
+def list_offsets(column) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets [N+1], element IDs) of a ``list<int64>`` feature column (chunked or not)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    return offsets - offsets[0], arr.values.to_numpy()[offsets[0]:offsets[-1]]
+
+
+def bag_id(field: str, elements: list[int]) -> int:
+    """The reference bag ID of one list of element IDs."""
+    if not elements:
+        return feature_id(field, MISSING_TOKEN)
+    total = sum(int(e) for e in elements) % 2**64
+    return total - 2**64 if total >= 2**63 else total
 
 
 def combo_hash(ids_a, ids_b, seed: int) -> np.ndarray:

@@ -8,7 +8,7 @@ stage through this one type::
     manifest.fields, .dense, ...   # the fitted state
     manifest.digest                # identity of this fit (its completion record's digest)
     manifest.feature_signature     # what fixes the meaning of a feature ID (models compare it)
-    manifest.kinds                 # {field: "sparse" | "dense" | "cross"}
+    manifest.kinds                 # {field: "sparse" | "multi" | "dense" | "cross"}
 
 Pure pydantic and the standard library: ``dea_model`` and ``validation`` import it without Dask.
 """
@@ -37,6 +37,7 @@ class Manifest(BaseModel):
     fields: list[str]
     sparse: list[str]
     dense: dict[str, dict]            # name -> {"boundaries": [...], "log1p": bool, "buckets": int}
+    multi: dict[str, dict] = {}       # multi-valued fields: name -> {"max_len": int, "pooling": str, "sep": ...}
     cross: list[tuple[str, str]]
     label: str
     group: str | None
@@ -67,8 +68,9 @@ class Manifest(BaseModel):
 
     @property
     def kinds(self) -> dict[str, str]:
-        """``{field: "sparse" | "dense" | "cross"}`` in manifest order."""
-        return {f: "dense" if f in self.dense else "sparse" if f in self.sparse else "cross" for f in self.fields}
+        """``{field: "sparse" | "multi" | "dense" | "cross"}`` in manifest order."""
+        return {f: "dense" if f in self.dense else "sparse" if f in self.sparse else "multi" if f in self.multi
+                else "cross" for f in self.fields}
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, todo: str = "run `dea features` (it fits the manifest) first") -> "Manifest":

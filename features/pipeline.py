@@ -124,6 +124,9 @@ def _check_schema(spec: DatasetSpec, schema: pa.Schema, where: str) -> None:
         if not (pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
                 or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
             raise ValueError(f"{where}: sparse column {s!r} has type {t}, expected strings or integers")
+    for m in spec.multi_names:
+        if not (pa.types.is_list(kind(m)) or pa.types.is_large_list(kind(m))):
+            raise ValueError(f"{where}: multi-valued column {m!r} has type {kind(m)}, expected a list")
 
 
 
@@ -153,6 +156,7 @@ def fit(spec: DatasetSpec, lake: Lake, dates: list[str], *, force: bool = False)
         bucketizer.boundaries_ = {}
     manifest = Manifest(
         dataset=spec.name, fields=spec.fields, sparse=spec.sparse, dense=bucketizer.to_dict(),
+        multi={m.name: m.model_dump(exclude={"name"}) for m in spec.multi},
         cross=spec.cross, label=spec.label, group=spec.group, passthrough=spec.passthrough,
         missing=spec.missing, hash_spec_version=hashing.HASH_SPEC_VERSION, hash_seed=hashing.HASH_SEED,
         config_hash=spec.config_hash(), fit_dates=list(dates), spec=spec.model_dump(mode="json"),
@@ -182,6 +186,9 @@ def transform_coded(table: pa.Table, manifest: Manifest, date: str) -> tuple[pa.
         coded[field] = hashing.feature_id_codes(field, table[field])
         if manifest.missing == "error" and (_ids(coded[field]) == hashing.feature_id(field, hashing.MISSING_TOKEN)).any():
             raise ValueError(f"{where}: sparse field {field!r} has missing values and the spec says missing: error")
+    lists = {}
+    for field, options in manifest.multi.items():
+        lists[field], coded[field] = multi_id_codes(field, table[field], options["max_len"])
     bucketizer = QuantileBucketizer.from_dict(manifest.dense)
     for field in manifest.dense:
         x = pc.fill_null(table[field].cast(pa.float64()), np.nan).to_numpy()
@@ -191,19 +198,39 @@ def transform_coded(table: pa.Table, manifest: Manifest, date: str) -> tuple[pa.
         coded[field] = hashing.bucket_id_codes(field, buckets, missing, n_buckets=bucketizer.n_buckets(field))
     for a, b in manifest.cross:
         coded[f"{a}_x_{b}"] = cross_id_codes(f"{a}_x_{b}", _ids(coded[a]), _ids(coded[b]))
-    ids = {f: _ids(coded[f]) for f in manifest.fields}
+    ids = {f: _ids(coded[f]) for f in manifest.fields if f not in lists}
     label = pc.fill_null(table[manifest.label].cast(pa.float64()), np.nan).to_numpy()
     bad = (label != 0) & (label != 1)
     if bad.any():
         examples = sorted({str(v) for v in label[bad][:5]})
         raise ValueError(f"{where}: label column {manifest.label!r} has {int(bad.sum())} value(s) outside "
                          f"{{0, 1}} (e.g. {examples})")
-    columns = {f: pa.array(ids[f], pa.int64()) for f in manifest.fields}
+    columns = {f: lists[f] if f in lists else pa.array(ids[f], pa.int64()) for f in manifest.fields}
     columns["label"] = pa.array(label.astype(np.int8))
     columns["group"] = pa.array(ids[manifest.group] if manifest.group else np.zeros(n, np.int64))
     for col in manifest.passthrough:
         columns[col] = table[col]
     return pa.table(columns), coded
+
+
+def multi_id_codes(field: str, column, max_len: int) -> tuple[pa.ListArray, hashing.Coded]:
+    """A multi-valued field's ``list<int64>`` IDs (missing elements dropped, the first ``max_len``
+    kept), and ``(codes, table)`` of the kept elements plus one missing ID per empty list: what the
+    statistics count (an empty list counts as the field's missing value)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    codes, table = hashing.feature_id_codes(field, pc.list_flatten(arr))
+    rows = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
+    missing = len(table) - 1                                          # the table's last entry: MISSING_TOKEN
+    keep = table[codes] != table[missing]
+    codes, rows = codes[keep], rows[keep]
+    first = np.searchsorted(rows, np.arange(n))                       # rows ascend: list order is row order
+    keep = np.arange(rows.size) - first[rows] < max_len
+    codes, rows = codes[keep], rows[keep]
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int32)
+    ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(table[codes], pa.int64()))
+    empty = np.full(int((np.diff(offsets) == 0).sum()), missing, np.int64)
+    return ids, (np.concatenate([codes, empty]), table)
 
 
 def _ids(coded: hashing.Coded) -> np.ndarray:
@@ -238,7 +265,8 @@ def _transform_piece(src: Piece, dst: UPath, manifest: Manifest, date: str) -> t
     missing-value counts of its dense columns (day-level checks) and the value counts of the IDs it
     wrote (statistics). Reads and writes through the lake's filesystem: a worker on another host
     needs only the lake's URL and credentials."""
-    columns = list(dict.fromkeys([manifest.label, *manifest.sparse, *manifest.dense, *manifest.passthrough]))
+    columns = list(dict.fromkeys([manifest.label, *manifest.sparse, *manifest.multi, *manifest.dense,
+                                  *manifest.passthrough]))
     schema = parquet_file(src.file).schema_arrow
     as_dictionary = [c for c in manifest.sparse if pa.types.is_string(schema.field(c).type)
                      or pa.types.is_large_string(schema.field(c).type)]
@@ -300,13 +328,16 @@ def transform(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, *,
     return TransformResult(spec.name, date, out, counts.rows, seconds, skipped=False)
 
 
-def transform_one(record: dict, manifest: Manifest) -> dict[str, int]:
+def transform_one(record: dict, manifest: Manifest) -> dict[str, int | list[int]]:
     """Feature IDs of one raw record, for serving: identical to the batch transform of the same row
     (tests/test_serving_parity.py), without building Arrow tables: the hash called per field, the
     record's dense values transformed as one array and bucketed by ``bisect_right`` (=
     ``searchsorted(side="right")``) on the fitted boundaries."""
     missing = hashing.MISSING_TOKEN
     ids = {f: hashing.feature_id(f, hashing.token_of(record.get(f)) or missing) for f in manifest.sparse}
+    for f, options in manifest.multi.items():
+        tokens = [t for t in map(hashing.token_of, _elements(record.get(f), options.get("sep"))) if t]
+        ids[f] = [hashing.feature_id(f, t) for t in tokens[:options["max_len"]]]
     if manifest.dense:
         names, logged, boundaries = _dense_plan(manifest)
         x = np.array([np.nan if record.get(d) is None else float(record.get(d)) for d in names])
@@ -318,14 +349,25 @@ def transform_one(record: dict, manifest: Manifest) -> dict[str, int]:
     return {f: ids[f] for f in manifest.fields}
 
 
+def _elements(value, sep: str | None) -> list:
+    """The elements of one raw multi-valued value: a list as is, a string cut by ``sep``, None: none."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split(sep) if sep else [value]
+    return list(value)
+
+
 def transform_records(records: list[dict], manifest: Manifest) -> dict[str, np.ndarray]:
-    """Feature IDs of a batch of raw records (``{field: int64 [N]}``), for serving: one vectorised
-    ``transform_table`` over columns built from the records."""
+    """Feature IDs of a batch of raw records (``{field: int64 [N]}``; a multi-valued field: N lists), for
+    serving: one vectorised ``transform_table`` over columns built from the records."""
     columns = {c: pa.array([r.get(c) for r in records]) for c in manifest.sparse}
+    columns.update({m: pa.array([[hashing.token_of(e) for e in _elements(r.get(m), o.get("sep"))] for r in records],
+                                pa.list_(pa.string())) for m, o in manifest.multi.items()})
     columns.update({d: pa.array([r.get(d) for r in records], pa.float64()) for d in manifest.dense})
     columns[manifest.label] = pa.array(np.zeros(len(records), np.int8))
     table = transform_table(pa.table(columns), manifest.model_copy(update={"passthrough": []}), date="serving")
-    return {f: table[f].to_numpy() for f in manifest.fields}
+    return {f: table[f].to_pylist() if f in manifest.multi else table[f].to_numpy() for f in manifest.fields}
 
 
 def _dense_plan(manifest: Manifest) -> tuple[list[str], np.ndarray, list[list[float]]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,65 @@ class DenseField(_Strict):
     log1p: bool = False
 
 
+class MultiField(_Strict):
+    """A multi-valued sparse field (genres, tags, recent items): a list column, or a string column cut
+    by ``sep``. Each element gets the feature ID of a sparse value (hash spec 1, per element); the
+    first ``max_len`` non-missing elements are kept and the model pools their embeddings."""
+
+    name: str
+    sep: str | None = None             # "Action|Comedy" with sep "|"; None: the column is a list already
+    max_len: int = Field(8, ge=1, le=256)
+    pooling: Literal["mean", "sum"] = "mean"
+
+
+class SideTable(_Strict):
+    """A lookup table (users, items, ...) joined to every log row at ingest: a left join on ``on``,
+    so a row whose key the table lacks keeps its row and gets missing values (``features.sources.joins``)."""
+
+    path: str                          # a .csv / .tsv / .parquet file; relative like source.path
+    on: str                            # the key column of the logs
+    key: str | None = None             # the table's key column when it is named differently (unique there)
+    columns: list[str] = Field(min_length=1)   # the table's columns each row gains
+    sep: str = ","                     # CSV delimiter (".tsv": tab)
+
+    @property
+    def table_key(self) -> str:
+        return self.key or self.on
+
+
+_RULE = re.compile(r"^\s*(\w+)\s*(>=|<=|==|!=|>|<|\bin\b)\s*(.+?)\s*$")
+
+
+class LabelRule(_Strict):
+    """``label = column <op> value`` as 0/1, computed at ingest; written ``rating >= 4``,
+    ``action in [click, buy]`` or as a mapping ``{column, op, value}``."""
+
+    column: str
+    op: Literal[">=", ">", "<=", "<", "==", "!=", "in"]
+    value: int | float | str | list[int | float | str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        m = _RULE.match(v)
+        if not m:
+            raise ValueError(f"label_rule {v!r}: write `<column> <op> <value>` with op one of "
+                             f">=, >, <=, <, ==, !=, in (e.g. `rating >= 4`, `action in [click, buy]`)")
+        column, op, value = m.groups()
+        return {"column": column, "op": op, "value": yaml.safe_load(value)}
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> "LabelRule":
+        if (self.op == "in") != isinstance(self.value, list):
+            raise ValueError(f"label_rule on {self.column!r}: op 'in' takes a list and the others one value")
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.column} {self.op} {self.value}"
+
+
 class SourceSpec(_Strict):
     """Where the raw logs come from and how to cut them into days (see ``features.sources``)."""
 
@@ -54,6 +114,7 @@ class SourceSpec(_Strict):
     start_date: str = "2026-01-01"     # first pseudo-day
     date_column: str | None = None     # a raw column holding the date (parquet/csv)
     options: dict[str, Any] = Field(default_factory=dict)  # adapter-specific (separator, column names, ...)
+    join: list[SideTable] = Field(default_factory=list)    # lookup tables joined on a key, in order
 
 
 class RetentionPolicy(_Strict):
@@ -75,8 +136,10 @@ class DatasetSpec(_Strict):
 
     name: str
     label: str
+    label_rule: LabelRule | None = None     # computes `label` from another column at ingest (`rating >= 4`)
     group: str | None = None
     sparse: list[str] = Field(default_factory=list)
+    multi: list[MultiField] = Field(default_factory=list)   # multi-valued sparse fields (list<int64> IDs)
     dense: list[DenseField] = Field(default_factory=list)
     missing: Literal["token", "error"] = "token"   # token: missing -> the MISSING_TOKEN ID
     cross: list[tuple[str, str]] = Field(default_factory=list)
@@ -95,7 +158,7 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _fields_are_consistent(self) -> "DatasetSpec":
-        names = self.sparse + [d.name for d in self.dense]
+        names = self.sparse + self.multi_names + [d.name for d in self.dense]
         if not names:
             raise ValueError("a dataset needs at least one sparse or dense field")
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -112,11 +175,32 @@ class DatasetSpec(_Strict):
             for f in (a, b):
                 if f not in names:
                     raise ValueError(f"cross ({a}, {b}) names {f!r}, which is not a field")
+                if f in self.multi_names:
+                    raise ValueError(f"cross ({a}, {b}) names the multi-valued field {f!r}; a cross needs one "
+                                     f"value per row (the model pools multi-valued fields instead)")
+        self._check_joins()
         return self
+
+    def _check_joins(self) -> None:
+        used = set(self.raw_columns) | ({self.label_rule.column} if self.label_rule else set())
+        seen: set[str] = set()
+        for table in self.source.join:
+            unused = [c for c in table.columns if c not in used]
+            if unused:
+                raise ValueError(f"source.join {table.path}: columns {unused} are not fields, passthrough "
+                                 f"or the label rule's column; list only what the dataset uses")
+            twice = sorted(seen & set(table.columns))
+            if twice:
+                raise ValueError(f"source.join {table.path}: columns {twice} come from another table too")
+            seen |= set(table.columns)
 
     @property
     def dense_names(self) -> list[str]:
         return [d.name for d in self.dense]
+
+    @property
+    def multi_names(self) -> list[str]:
+        return [m.name for m in self.multi]
 
     @property
     def cross_names(self) -> list[str]:
@@ -124,18 +208,20 @@ class DatasetSpec(_Strict):
 
     @property
     def fields(self) -> list[str]:
-        """Model input fields in feature-table order: sparse, dense, crosses."""
-        return self.sparse + self.dense_names + self.cross_names
+        """Model input fields in feature-table order: sparse, multi-valued, dense, crosses."""
+        return self.sparse + self.multi_names + self.dense_names + self.cross_names
 
     @property
     def raw_columns(self) -> list[str]:
         """Columns a raw day must have."""
-        cols = [self.label] + self.sparse + self.dense_names + self.passthrough
+        cols = [self.label] + self.sparse + self.multi_names + self.dense_names + self.passthrough
         return list(dict.fromkeys(cols))
 
     def config_hash(self) -> str:
         """Hash of everything that changes the feature tables (not the source, gate or retention)."""
-        relevant = self.model_dump(exclude={"source", "gate", "retention"})
+        relevant = self.model_dump(exclude={"source", "gate", "retention", "label_rule"})
+        if not self.multi:
+            relevant.pop("multi")         # specs without multi-valued fields keep their hash
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

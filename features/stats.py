@@ -17,7 +17,10 @@ are the merge of its files' (``merge_counts``). Everything else is arithmetic on
     duplicate_rate = (R − #distinct rows) / R
     label_rate     = Σ label / R
 
-and per dense field the bucket histogram ``counts[k]`` (k = 0..n_buckets−1, mapped back from the
+A multi-valued field counts its elements (its null_rate is the share of rows with an empty list,
+its shares are per row: a row holds an element at most once in practice) and keeps the histogram of
+its list lengths ``lengths[f]`` (rows of length 0..max_len, shaped like a dense histogram); and per
+dense field the bucket histogram ``counts[k]`` (k = 0..n_buckets−1, mapped back from the
 bucket IDs ``feature_id(field, f"b{k}")`` of the manifest's boundaries) plus ``missing``.
 
 Day-over-day statistics compare two days' count tables (``new_ids``); which day is "yesterday"
@@ -46,9 +49,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from upath import UPath
 
-from features.hashing import MISSING_TOKEN, feature_id
+from features.hashing import MISSING_TOKEN, bag_ids, feature_id, list_offsets
 from features.lake import (Lake, staged_dir, fingerprint, make_record, read_record, up_to_date,
                            write_json_atomic, write_record)
 from features.manifest import Manifest
@@ -57,6 +61,7 @@ from features.storage import read_table, write_table
 log = logging.getLogger(__name__)
 
 STATS_VERSION = 2           # 2: the feature stage writes them, with counts.parquet; no new-ID rates
+LENGTH_SUFFIX = "#length"  # counts of a multi-valued field's list lengths ride along as a pseudo-field
 STATS_FILE = "stats.json"
 COUNTS_FILE = "counts.parquet"
 MIN_COUNT = 5               # default tail threshold (the gate's ``min_count`` default is this one)
@@ -98,6 +103,35 @@ def _numpy(table: pa.Table, column: str) -> np.ndarray:
     return (col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col).to_numpy()
 
 
+def _field_ids(table: pa.Table, field: str) -> np.ndarray:
+    """One ID per row: the field's ID, or a multi-valued field's bag ID (``hashing.bag_ids``)."""
+    col = table.column(field)
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        return bag_ids(field, *list_offsets(col))
+    return _numpy(table, field)
+
+
+def _element_ids(table: pa.Table, field: str) -> np.ndarray:
+    """What a field's statistics count: its IDs; a multi-valued field's elements and one missing ID
+    per empty list (its null rate is the share of empty lists)."""
+    col = table.column(field)
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        return _numpy(table, field)
+    offsets, elements = list_offsets(col)
+    empty = int((np.diff(offsets) == 0).sum())
+    return np.concatenate([elements, np.full(empty, feature_id(field, MISSING_TOKEN), np.int64)])
+
+
+def length_key(field: str) -> str:
+    """The counts entry of a multi-valued field's list lengths (value = length, count = rows)."""
+    return f"{field}{LENGTH_SUFFIX}"
+
+
+def _length_counts(table: pa.Table, manifest: Manifest) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {length_key(f): _value_counts(pc.list_value_length(table.column(f)).to_numpy(zero_copy_only=False)
+                                         .astype(np.int64)) for f in manifest.multi}
+
+
 def _value_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vc = pd.Series(values, copy=False).value_counts(sort=False)
     return vc.index.to_numpy(np.int64), vc.to_numpy(np.int64)
@@ -116,13 +150,13 @@ def row_hashes(table: pa.Table, manifest: Manifest) -> np.ndarray:
     h = pd.util.hash_pandas_object(other, index=False).to_numpy()
     with np.errstate(over="ignore"):
         for f in manifest.fields:
-            h = (h ^ _numpy(table, f).view(np.uint64)) * _MIX
+            h = (h ^ _field_ids(table, f).view(np.uint64)) * _MIX
     return h.view(np.int64)
 
 
 def table_counts(table: pa.Table, manifest: Manifest) -> Counts:
     """Counts of one feature table (a transform task's output, or a stored Parquet file)."""
-    fields = {f: _value_counts(_numpy(table, f)) for f in manifest.fields}
+    fields = {f: _value_counts(_element_ids(table, f)) for f in manifest.fields} | _length_counts(table, manifest)
     label = _numpy(table, "label")
     return Counts(fields, table.num_rows, int((label == 1).sum()), pd.unique(row_hashes(table, manifest)))
 
@@ -137,6 +171,7 @@ def coded_counts(features: pa.Table, coded: dict[str, tuple[np.ndarray, np.ndarr
         counts = np.bincount(codes, minlength=len(table))
         seen = counts > 0
         fields[f] = _summed(table[seen], counts[seen])
+    fields |= _length_counts(features, manifest)
     label = _numpy(features, "label")
     return Counts(fields, features.num_rows, int((label == 1).sum()), pd.unique(row_hashes(features, manifest)))
 
@@ -241,23 +276,33 @@ def _dense_histogram(field: str, n_buckets: int, ids: np.ndarray, counts: np.nda
             "unknown": int(counts[k == -2].sum())}
 
 
+def _length_histogram(max_len: int, lengths: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    """Rows per list length 0..max_len, shaped like a dense histogram (``missing``: the empty lists)
+    so the gate's PSI compares it with the reference days the same way."""
+    hist = np.bincount(lengths, weights=counts, minlength=max_len + 1).astype(np.int64)
+    return {"n_buckets": max_len, "counts": hist[1:].tolist(), "missing": int(hist[0]),
+            "mean_length": float((lengths * counts).sum() / max(counts.sum(), 1))}
+
+
 def day_stats(counts: Counts, manifest: Manifest, date: str, *, min_count: int = MIN_COUNT) -> dict:
     """The statistics of one feature day (see the module docstring) from its counts, JSON-ready."""
     rows = counts.rows
     if rows == 0:
         raise ValueError(f"dataset {manifest.dataset!r}, date {date}: the feature day has 0 rows")
     kinds = manifest.kinds
-    fields, dense = {}, {}
+    fields, dense, lengths = {}, {}, {}
     for f in manifest.fields:
         ids, cnt = counts.fields[f]
         fields[f] = {"kind": kinds[f], **_field_stats(ids, cnt, rows, feature_id(f, MISSING_TOKEN), min_count)}
         if kinds[f] == "dense":
             dense[f] = _dense_histogram(f, len(manifest.dense[f]["boundaries"]) + 1, ids, cnt)
+        if kinds[f] == "multi":
+            lengths[f] = _length_histogram(manifest.multi[f]["max_len"], *counts.fields[length_key(f)])
     duplicates = rows - counts.distinct_rows
     return {"dataset": manifest.dataset, "date": date, "stats_version": STATS_VERSION,
             "manifest_digest": manifest.digest, "rows": rows, "label_rate": counts.clicks / rows,
             "duplicate_rows": duplicates, "duplicate_rate": duplicates / rows, "min_count": min_count,
-            "fields": fields, "dense": dense}
+            "fields": fields, "dense": dense, "lengths": lengths}
 
 
 def new_ids(today: dict[str, tuple[np.ndarray, np.ndarray]], previous: dict[str, np.ndarray],

@@ -39,6 +39,7 @@ ALLOWED_TYPES = {
     "label": _INTS + ["bool"],
     "sparse": ["string"] + _INTS + ["bool", "null"],
     "dense": ["double", "float", "halffloat"] + _INTS + ["null"],
+    "multi": ["list<string>", "list<int64>"],
 }
 
 DESCRIPTIONS = {
@@ -155,9 +156,12 @@ def _jsonable(obj: Any) -> Any:
 # --- raw-day schema -------------------------------------------------------------------------------
 
 def type_name(t: pa.DataType) -> str:
-    """Canonical name of an Arrow type: dictionaries by their values, all string kinds as "string"."""
+    """Canonical name of an Arrow type: dictionaries by their values, all string kinds as "string",
+    lists as ``list<values>`` whatever their element's name."""
     if pa.types.is_dictionary(t):
         t = t.value_type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"list<{type_name(t.value_type)}>"
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return "string"
     return str(t)
@@ -178,7 +182,8 @@ def schema_checks(spec, schema: pd.DataFrame | None, raw_sample: pd.DataFrame | 
                     {"column_set": list(spec.raw_columns), "exact_match": False},
                     allowed=list(spec.raw_columns), basis="spec",
                     observed=f"missing {absent}" if absent else "all present")]
-    kinds = {spec.label: "label", **{s: "sparse" for s in spec.sparse}, **{d: "dense" for d in spec.dense_names}}
+    kinds = {spec.label: "label", **{s: "sparse" for s in spec.sparse}, **{m: "multi" for m in spec.multi_names},
+             **{d: "dense" for d in spec.dense_names}}
     for col, kind in kinds.items():
         allowed = ALLOWED_TYPES[kind]
         check = Check(f"dtype.{col}", "dtype", "schema", "error", "ExpectColumnValuesToBeInSet",
@@ -211,11 +216,16 @@ def bucket_shares(hist: dict) -> np.ndarray:
     return np.concatenate([[hist["missing"]], hist["counts"]]).astype(np.float64)
 
 
+def histogram(stats: dict, field: str) -> dict | None:
+    """A field's histogram: a dense field's buckets, a multi-valued field's list lengths."""
+    return stats.get("dense", {}).get(field) or stats.get("lengths", {}).get(field)
+
+
 def reference_histogram(field: str, stats: dict, reference: list[dict]) -> np.ndarray | None:
     """Pooled [missing, 0..n−1] counts of the reference days bucketed like today (same manifest)."""
-    today = stats["dense"][field]
-    same = [r["dense"][field] for r in reference
-            if field in r.get("dense", {}) and r["dense"][field]["n_buckets"] == today["n_buckets"]
+    today = histogram(stats, field)
+    same = [histogram(r, field) for r in reference
+            if histogram(r, field) and histogram(r, field)["n_buckets"] == today["n_buckets"]
             and r.get("manifest_digest") == stats.get("manifest_digest")]
     if not same:
         return None
@@ -296,7 +306,7 @@ def _field_metrics(stats: dict, reference: list[dict]):
         for kind in FIELD_KINDS[s["kind"]]:
             if kind == "psi":
                 ref = reference_histogram(f, stats, reference)
-                value = None if ref is None else psi(bucket_shares(stats["dense"][f]), ref)
+                value = None if ref is None else psi(bucket_shares(histogram(stats, f)), ref)
                 yield "psi", value, f, "ExpectColumnBucketPsiToBeLessThan", "no reference window"
             elif kind != "kl":
                 yield (kind, s.get(kind), f, "ExpectColumnMaxToBeBetween",

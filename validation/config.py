@@ -36,6 +36,7 @@ FIELD_KINDS: dict[str, tuple[str, ...]] = {
     "sparse": ("null_rate", "unique_ids", "tail_share", "top1_share", "new_id_rate"),
     "cross": ("unique_ids", "tail_share", "top1_share", "new_id_rate"),
     "dense": ("null_rate", "psi", "kl"),
+    "multi": ("null_rate", "unique_ids", "tail_share", "top1_share", "new_id_rate", "psi"),   # psi: of list lengths
 }
 
 

@@ -24,6 +24,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .bags import BagPooling
+
 __all__ = ["FieldEmbedding", "collision_rate", "gather_rows"]
 
 
@@ -83,13 +85,23 @@ class FieldEmbedding(nn.Module):
         self.n_fields, self.dim, self.rows = n_fields, dim, rows
         self.weight = nn.Parameter(torch.randn(n_fields * rows, dim) * init_std)
         self.register_buffer("offsets", torch.arange(n_fields) * rows, persistent=False)
+        self.bag_pooling: BagPooling | None = None        # multi-valued fields (use_bags)
+
+    def use_bags(self, bags) -> None:
+        """Pool multi-valued fields from element columns after the n field columns (``layers.bags``)."""
+        self.bag_pooling = BagPooling(bags, self.n_fields).to(self.weight.device) if bags else None
 
     def row_index(self, ids: Tensor) -> Tensor:
         """(B, n) int64 IDs → (B, n) table rows f·m + (x mod m)."""
         return ids.remainder(self.rows) + self.offsets
 
     def forward(self, ids: Tensor) -> Tensor:
-        return gather_rows(self.weight, self.row_index(ids), self.sparse)
+        """(B, n) IDs, or (B, n + W) with bags → (B, n, d)."""
+        e = gather_rows(self.weight, self.row_index(ids[:, :self.n_fields]), self.sparse)
+        if self.bag_pooling is None:
+            return e
+        gather = lambda rows: gather_rows(self.weight, rows, self.sparse)   # noqa: E731
+        return self.bag_pooling(gather, self.rows, e, ids[:, self.n_fields:])
 
     def extra_repr(self) -> str:
         return f"n_fields={self.n_fields}, dim={self.dim}, rows_per_field={self.rows}"

@@ -33,11 +33,13 @@ def available() -> list[str]:
     return sorted(REGISTRY)
 
 
-def build_model(name: str, n_fields: int, **hparams: Any) -> CTRModel:
-    """The model ``name`` for ``n_fields`` input fields; unknown hyperparameters raise ValueError."""
+def build_model(name: str, n_fields: int, bags=None, **hparams: Any) -> CTRModel:
+    """The model ``name`` for ``n_fields`` input fields; unknown hyperparameters raise ValueError.
+    ``bags``: the multi-valued fields [(field index, max_len, pooling)] (``CTRModel.use_bags``)."""
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
-    return REGISTRY[name](n_fields, **hparams)
+    model = REGISTRY[name](n_fields, **hparams)
+    return model.use_bags(bags) if bags else model
 
 
 def saved_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:

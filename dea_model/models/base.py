@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from .. import calibration, vocabulary
+from ..layers.bags import check_bags
+from ..layers.embedding import FieldEmbedding
 
 __all__ = ["CTRModel", "check_choice", "check_positive"]
 
@@ -39,7 +41,8 @@ def config_hparams(cfg: Any) -> dict[str, Any]:
 
 
 class CTRModel(nn.Module):
-    """Base class: ``forward(ids (B, n) int64) -> logits (B,)`` (pre-sigmoid).
+    """Base class: ``forward(ids (B, n) int64) -> logits (B,)`` (pre-sigmoid); with multi-valued
+    fields ids (B, n + W), their elements after the n field columns (:meth:`use_bags`).
 
     Subclasses set ``name`` and ``Config`` (a dataclass whose ``__post_init__`` validates values).
     Modules with ``is_embedding = True`` (hashed embedding tables, codebooks) hold the
@@ -69,14 +72,33 @@ class CTRModel(nn.Module):
         vocabulary.install(self)       # rare IDs → one OOV ID per field, fitted by the trainer (off until then)
         calibration.install(self)      # logit → a·logit + b, fitted by the trainer (identity until then)
 
+    bags: list = []              # multi-valued fields: [(field index, max_len, pooling)], see use_bags
+    bag_width = 0
+
     @property
     def hparams(self) -> dict[str, Any]:
-        """The hyperparameters, defaults filled in, JSON-serialisable (tuples as lists)."""
-        return config_hparams(self.cfg)
+        """The hyperparameters, defaults filled in, JSON-serialisable (tuples as lists); with
+        multi-valued fields also ``bags`` (what ``build_model`` needs to rebuild the model)."""
+        return config_hparams(self.cfg) | ({"bags": [list(b) for b in self.bags]} if self.bags else {})
+
+    def use_bags(self, bags) -> "CTRModel":
+        """Take ids (B, n + W) whose element columns pool into the multi-valued fields ``bags``
+        (``dea_model.layers.bags``): every ``FieldEmbedding`` of the model pools them."""
+        self.bags = check_bags(bags, self.n_fields)
+        self.bag_width = sum(w for _, w, _ in self.bags)
+        for module in self.modules():
+            if isinstance(module, FieldEmbedding):
+                module.use_bags(self.bags)
+        return self
+
+    def field_ids(self, ids: Tensor) -> Tensor:
+        """(B, n) one ID per field (a bag field's bag ID) of the input ids (B, n + W)."""
+        return ids[:, :self.n_fields]
 
     def check_ids(self, ids: Tensor) -> None:
-        if ids.dim() != 2 or ids.shape[1] != self.n_fields:
-            raise ValueError(f"model {self.name!r} expects ids of shape (B, {self.n_fields}), got {tuple(ids.shape)}")
+        width = self.n_fields + self.bag_width
+        if ids.dim() != 2 or ids.shape[1] != width:
+            raise ValueError(f"model {self.name!r} expects ids of shape (B, {width}), got {tuple(ids.shape)}")
 
     def output_bias(self) -> nn.Parameter | None:
         """The bias added last to the logit: the output layer of a ``head`` MLP, or a scalar ``bias``.

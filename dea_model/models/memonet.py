@@ -75,7 +75,7 @@ class MemoNet(CTRModel):
 
     def cross_fields(self, ids: Tensor, e: Tensor) -> Tensor:
         """H (B, n, d): per field, the (GAS-weighted) sum of the restored crosses it belongs to."""
-        m = self.hcnet(ids)                                                      # (B, P, d)
+        m = self.hcnet(self.field_ids(ids))                                                      # (B, P, d)
         if self.shrink is not None:
             m = m * self.shrink(e.flatten(1)).unsqueeze(-1)                      # w_p · m_p
         return torch.einsum("np,bpd->bnd", self.incidence, m)

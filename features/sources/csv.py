@@ -15,7 +15,7 @@ from .common import Kind, ReadContext, read_csv
 
 def read_plain_csv(ctx: ReadContext, path: Path, include: list[str] | None) -> pa.Table:
     spec = ctx.spec
-    types = {spec.label: pa.int64(), **{c: pa.string() for c in spec.sparse},
+    types = {spec.label: pa.int64(), **{c: pa.string() for c in spec.sparse + spec.multi_names},
              **{c: pa.float64() for c in spec.dense_names}}
     names = ctx.options.get("columns")
     return read_csv(ctx, path, sep=ctx.options.get("sep", ","), header=ctx.options.get("header", names is None),

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from features.hashing import combo_hash
 
 from .common import ReadContext, SourceError, reading
+from .joins import apply_label_rule, join_side_tables, joined_columns
 
 CUTS = ("contiguous", "seeded", "time")
 
@@ -44,10 +45,18 @@ def read(ctx: ReadContext, path: Path, include: list[str] | None = None) -> pa.T
 
 
 def needed_columns(ctx: ReadContext) -> list[str]:
-    extra = [ctx.spec.source.date_column] if ctx.spec.source.date_column else []
-    if ctx.options["cut"] == "time" and not ctx.spec.source.date_column:
+    """Columns the log files must have: the raw columns less what side tables and the label rule
+    supply, plus join keys, the rule's column and the date or time column."""
+    spec = ctx.spec
+    extra = [t.on for t in spec.source.join]
+    if spec.label_rule:
+        extra.append(spec.label_rule.column)
+    if spec.source.date_column:
+        extra.append(spec.source.date_column)
+    if ctx.options["cut"] == "time" and not spec.source.date_column:
         extra.append(ctx.options["time_column"])
-    return list(dict.fromkeys(ctx.spec.raw_columns + extra))
+    supplied = joined_columns(spec) | ({spec.label} if spec.label_rule else set())
+    return [c for c in dict.fromkeys(spec.raw_columns + extra) if c not in supplied]
 
 
 def row_dates(ctx: ReadContext, table: pa.Table, path: Path) -> pa.Array:
@@ -129,6 +138,8 @@ def _conform(ctx: ReadContext, piece: Piece, table: pa.Table) -> pa.Table:
             out[name] = col.cast(pa.int64())
         elif name in spec.sparse and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             out[name] = col.cast(pa.string())
+        elif name in spec.multi_names:
+            out[name] = _as_list(ctx, piece, name, col)
         elif name in spec.passthrough:
             out[name] = col
         else:
@@ -138,6 +149,19 @@ def _conform(ctx: ReadContext, piece: Piece, table: pa.Table) -> pa.Table:
     return pa.table(out)
 
 
+def _as_list(ctx: ReadContext, piece: Piece, name: str, col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A multi-valued column as ``list<string>`` or ``list<int64>``: a string column cut by its ``sep``."""
+    sep = next(m.sep for m in ctx.spec.multi if m.name == name)
+    kind = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+    if (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and sep:
+        return pc.split_pattern(col.cast(pa.string()), sep)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        inner = kind.value_type
+        return col.cast(pa.list_(pa.int64() if pa.types.is_integer(inner) else pa.string()))
+    raise SourceError(f"dataset {ctx.name!r}: multi-valued column {name!r} has type {col.type} in "
+                      f"{[str(f) for f in piece.files]}; give a list column, or strings with multi[].sep")
+
+
 def read_piece(ctx: ReadContext, piece: Piece, dates: list[str]) -> Iterator[tuple[str, pa.Table]]:
     """The rows of each of ``dates`` (a subset of ``piece.dates``), conformed, in file order."""
     tables = [read(ctx, f) for f in piece.files]
@@ -145,6 +169,7 @@ def read_piece(ctx: ReadContext, piece: Piece, dates: list[str]) -> Iterator[tup
     columns = needed_columns(ctx)
     table = pa.concat_tables([t.select(columns) for t in tables], promote_options="permissive")
     day = _date_index(ctx, piece, tables) if piece.cut == "date" else _cut(ctx, piece, table)
+    table = apply_label_rule(ctx, join_side_tables(ctx, table), [str(f) for f in piece.files])
     _check_label(ctx, piece, table[ctx.spec.label], day, file_of_row)
     table = _conform(ctx, piece, table)
     order = np.argsort(day, kind="stable")
