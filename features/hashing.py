@@ -114,8 +114,17 @@ def feature_id_codes(field: str, values) -> tuple[np.ndarray, np.ndarray]:
     a table may hold an ID twice, e.g. ``""`` and null). The codes also count the IDs
     (``features.stats.coded_counts``) without hashing the rows again.
     """
+    codes, table, _ = feature_id_codes_tokens(field, values)
+    return codes, table
+
+
+def feature_id_codes_tokens(field: str, values) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """``feature_id_codes`` and the tokens [K] of the table's IDs (the last, missing, is null): the
+    raw values that statistics keep beside the heaviest IDs."""
     indices, distinct = _encode(values)
-    return indices, np.append(hash64_tokens(field, _tokens(distinct)), np.int64(feature_id(field, MISSING_TOKEN)))
+    tokens = _tokens(distinct)
+    table = np.append(hash64_tokens(field, tokens), np.int64(feature_id(field, MISSING_TOKEN)))
+    return indices, table, pa.concat_arrays([tokens, pa.nulls(1, pa.string())])
 
 
 def bucket_ids(field: str, buckets: np.ndarray, missing: np.ndarray, n_buckets: int | None = None) -> np.ndarray:

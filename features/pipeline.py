@@ -176,19 +176,22 @@ def transform_table(table: pa.Table, manifest: Manifest, date: str) -> pa.Table:
     return transform_coded(table, manifest, date)[0]
 
 
-def transform_coded(table: pa.Table, manifest: Manifest, date: str) -> tuple[pa.Table, dict[str, hashing.Coded]]:
-    """``transform_table`` and, per field, ``(codes, table)`` with the IDs ``table[codes]`` (what the
-    statistics count: ``features.stats.coded_counts``)."""
+def transform_coded(table: pa.Table, manifest: Manifest,
+                    date: str) -> tuple[pa.Table, dict[str, hashing.Coded], dict[str, pa.Array]]:
+    """``transform_table``; per field ``(codes, table)`` with the IDs ``table[codes]`` (what the
+    statistics count: ``features.stats.coded_counts``); and per sparse or multi-valued field the raw
+    tokens of its ``table`` entries (the statistics keep those of the heaviest IDs)."""
     where = f"dataset {manifest.dataset!r}, date {date}"
     n = table.num_rows
     coded: dict[str, hashing.Coded] = {}
+    tokens: dict[str, pa.Array] = {}
     for field in manifest.sparse:
-        coded[field] = hashing.feature_id_codes(field, table[field])
+        *coded[field], tokens[field] = hashing.feature_id_codes_tokens(field, table[field])
         if manifest.missing == "error" and (_ids(coded[field]) == hashing.feature_id(field, hashing.MISSING_TOKEN)).any():
             raise ValueError(f"{where}: sparse field {field!r} has missing values and the spec says missing: error")
     lists = {}
     for field, options in manifest.multi.items():
-        lists[field], coded[field] = multi_id_codes(field, table[field], options["max_len"])
+        lists[field], coded[field], tokens[field] = multi_id_codes(field, table[field], options["max_len"])
     bucketizer = QuantileBucketizer.from_dict(manifest.dense)
     for field in manifest.dense:
         x = pc.fill_null(table[field].cast(pa.float64()), np.nan).to_numpy()
@@ -210,16 +213,16 @@ def transform_coded(table: pa.Table, manifest: Manifest, date: str) -> tuple[pa.
     columns["group"] = pa.array(ids[manifest.group] if manifest.group else np.zeros(n, np.int64))
     for col in manifest.passthrough:
         columns[col] = table[col]
-    return pa.table(columns), coded
+    return pa.table(columns), coded, tokens
 
 
-def multi_id_codes(field: str, column, max_len: int) -> tuple[pa.ListArray, hashing.Coded]:
+def multi_id_codes(field: str, column, max_len: int) -> tuple[pa.ListArray, hashing.Coded, pa.Array]:
     """A multi-valued field's ``list<int64>`` IDs (missing elements dropped, the first ``max_len``
     kept), and ``(codes, table)`` of the kept elements plus one missing ID per empty list: what the
-    statistics count (an empty list counts as the field's missing value)."""
+    statistics count (an empty list counts as the field's missing value); and the table's tokens."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     n = len(arr)
-    codes, table = hashing.feature_id_codes(field, pc.list_flatten(arr))
+    codes, table, tokens = hashing.feature_id_codes_tokens(field, pc.list_flatten(arr))
     rows = pc.list_parent_indices(arr).to_numpy().astype(np.int64)
     missing = len(table) - 1                                          # the table's last entry: MISSING_TOKEN
     keep = table[codes] != table[missing]
@@ -230,7 +233,7 @@ def multi_id_codes(field: str, column, max_len: int) -> tuple[pa.ListArray, hash
     offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int32)
     ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(table[codes], pa.int64()))
     empty = np.full(int((np.diff(offsets) == 0).sum()), missing, np.int64)
-    return ids, (np.concatenate([codes, empty]), table)
+    return ids, (np.concatenate([codes, empty]), table), tokens
 
 
 def _ids(coded: hashing.Coded) -> np.ndarray:
@@ -271,13 +274,13 @@ def _transform_piece(src: Piece, dst: UPath, manifest: Manifest, date: str) -> t
     as_dictionary = [c for c in manifest.sparse if pa.types.is_string(schema.field(c).type)
                      or pa.types.is_large_string(schema.field(c).type)]
     table = parquet_file(src.file, read_dictionary=as_dictionary).read_row_groups(list(src.groups), columns=columns)
-    features, coded = transform_coded(table, manifest, date)
+    features, coded, tokens = transform_coded(table, manifest, date)
     write_table(features, dst, compression="zstd")
     checks = {"rows": table.num_rows}
     for d in manifest.dense:
         col = table[d].cast(pa.float64())
         checks[f"nan:{d}"] = col.null_count + int(pc.sum(pc.is_nan(col)).as_py() or 0)
-    return checks, stats.coded_counts(features, coded, manifest)
+    return checks, stats.coded_counts(features, coded, manifest, tokens)
 
 
 def _write_features(spec: DatasetSpec, lake: Lake, date: str, manifest: Manifest, pieces: list[Piece],

@@ -59,17 +59,18 @@ class MultiField(_Strict):
 
 class SideTable(_Strict):
     """A lookup table (users, items, ...) joined to every log row at ingest: a left join on ``on``,
-    so a row whose key the table lacks keeps its row and gets missing values (``features.sources.joins``)."""
+    so a row whose key the table lacks keeps its row and gets missing values (``features.sources.joins``).
+    (The key is ``key``, not ``on``: YAML reads a bare ``on`` as the boolean true.)"""
 
     path: str                          # a .csv / .tsv / .parquet file; relative like source.path
-    on: str                            # the key column of the logs
-    key: str | None = None             # the table's key column when it is named differently (unique there)
+    key: str                           # the key column of the logs
+    table_key: str | None = None       # the table's key column when it is named differently (unique there)
     columns: list[str] = Field(min_length=1)   # the table's columns each row gains
     sep: str = ","                     # CSV delimiter (".tsv": tab)
 
     @property
-    def table_key(self) -> str:
-        return self.key or self.on
+    def key_in_table(self) -> str:
+        return self.table_key or self.key
 
 
 _RULE = re.compile(r"^\s*(\w+)\s*(>=|<=|==|!=|>|<|\bin\b)\s*(.+?)\s*$")

@@ -17,10 +17,13 @@ are the merge of its files' (``merge_counts``). Everything else is arithmetic on
     duplicate_rate = (R − #distinct rows) / R
     label_rate     = Σ label / R
 
-A multi-valued field counts its elements (its null_rate is the share of rows with an empty list,
-its shares are per row: a row holds an element at most once in practice) and keeps the histogram of
-its list lengths ``lengths[f]`` (rows of length 0..max_len, shaped like a dense histogram); and per
-dense field the bucket histogram ``counts[k]`` (k = 0..n_buckets−1, mapped back from the
+A sparse or multi-valued field lists ``top_values``: its ``TOP_LISTED`` heaviest present IDs with their
+share of rows and raw value (``brand=nike``, not a bare ID; each transform task keeps the raw values of
+its ``TOP_VALUES`` heaviest IDs, so memory stays bounded; statistics recomputed from a stored table,
+which holds IDs only, have none), and ``top1_value``. A multi-valued field counts its elements (its
+null_rate is the share of rows with an empty list, its shares are per row: a row holds an element at
+most once in practice) and keeps the histogram of its list lengths ``lengths[f]`` (rows of length
+0..max_len, shaped like a dense histogram); and per dense field the bucket histogram ``counts[k]`` (k = 0..n_buckets−1, mapped back from the
 bucket IDs ``feature_id(field, f"b{k}")`` of the manifest's boundaries) plus ``missing``.
 
 Day-over-day statistics compare two days' count tables (``new_ids``); which day is "yesterday"
@@ -43,6 +46,7 @@ import hashlib
 import json
 import logging
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +68,8 @@ STATS_VERSION = 2           # 2: the feature stage writes them, with counts.parq
 LENGTH_SUFFIX = "#length"  # counts of a multi-valued field's list lengths ride along as a pseudo-field
 STATS_FILE = "stats.json"
 COUNTS_FILE = "counts.parquet"
+TOP_LISTED = 10             # heaviest IDs listed per field in stats.json, with their raw values
+TOP_VALUES = 32             # heaviest IDs per field whose raw value the statistics keep
 MIN_COUNT = 5               # default tail threshold (the gate's ``min_count`` default is this one)
 
 
@@ -92,6 +98,8 @@ class Counts:
     rows: int
     clicks: int
     row_hashes: np.ndarray                              # the distinct 64-bit row hashes (duplicates)
+    tokens: dict[str, dict[int, str]] = dataclasses.field(default_factory=dict)
+    #                                     field -> {ID: raw value} of its heaviest IDs (at most TOP_VALUES)
 
     @property
     def distinct_rows(self) -> int:
@@ -161,19 +169,26 @@ def table_counts(table: pa.Table, manifest: Manifest) -> Counts:
     return Counts(fields, table.num_rows, int((label == 1).sum()), pd.unique(row_hashes(table, manifest)))
 
 
-def coded_counts(features: pa.Table, coded: dict[str, tuple[np.ndarray, np.ndarray]], manifest: Manifest) -> Counts:
+def coded_counts(features: pa.Table, coded: dict[str, tuple[np.ndarray, np.ndarray]], manifest: Manifest,
+                 tokens: dict[str, pa.Array] | None = None) -> Counts:
     """``table_counts`` of a transform's output from its ``(codes, table)`` per field
     (``features.pipeline.transform_coded``): a ``bincount`` of the codes instead of hashing every
-    row's ID again; IDs a table holds twice (``""`` and null are both missing) are summed."""
-    fields = {}
+    row's ID again; IDs a table holds twice (``""`` and null are both missing) are summed. With the
+    fields' ``tokens`` (raw values of the table entries) the heaviest IDs keep their raw value."""
+    fields, values = {}, {}
     for f in manifest.fields:
         codes, table = coded[f]
         counts = np.bincount(codes, minlength=len(table))
         seen = counts > 0
         fields[f] = _summed(table[seen], counts[seen])
+        if tokens and f in tokens:
+            top = np.argsort(-counts, kind="stable")[:TOP_VALUES]
+            names = tokens[f].take(pa.array(top)).to_pylist()
+            values[f] = {int(table[c]): v for c, v in zip(top, names) if counts[c] and v is not None}
     fields |= _length_counts(features, manifest)
     label = _numpy(features, "label")
-    return Counts(fields, features.num_rows, int((label == 1).sum()), pd.unique(row_hashes(features, manifest)))
+    return Counts(fields, features.num_rows, int((label == 1).sum()), pd.unique(row_hashes(features, manifest)),
+                  values)
 
 
 def _summed(ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +210,18 @@ def merge_counts(parts: list[Counts]) -> Counts:
         summed = np.bincount(codes, weights=np.concatenate([p.fields[f][1] for p in parts]), minlength=len(ids))
         fields[f] = (ids.astype(np.int64, copy=False), summed.astype(np.int64))
     return Counts(fields, sum(p.rows for p in parts), sum(p.clicks for p in parts),
-                  pd.unique(np.concatenate([p.row_hashes for p in parts])))
+                  pd.unique(np.concatenate([p.row_hashes for p in parts])), _merged_tokens(parts, fields))
+
+
+def _merged_tokens(parts: list[Counts], fields: dict) -> dict[str, dict[int, str]]:
+    """The parts' raw values of the IDs now among the ``TOP_VALUES`` heaviest (bounded at every merge)."""
+    out = {}
+    for f in {f for p in parts for f in p.tokens}:
+        known = {i: v for p in parts for i, v in p.tokens.get(f, {}).items()}
+        ids, counts = fields[f]
+        top = ids[np.argsort(-counts, kind="stable")[:TOP_VALUES]].tolist()
+        out[f] = {i: known[i] for i in top if i in known}
+    return out
 
 
 def merge_tree(parts: list, split_every: int = 8):
@@ -276,6 +302,19 @@ def _dense_histogram(field: str, n_buckets: int, ids: np.ndarray, counts: np.nda
             "unknown": int(counts[k == -2].sum())}
 
 
+def _top_values(field: str, ids: np.ndarray, counts: np.ndarray, rows: int,
+                tokens: dict[int, str] | None) -> dict[str, Any]:
+    """The ``TOP_LISTED`` heaviest present IDs with their share of rows and raw value (None where the
+    statistics were computed from a stored table, which keeps IDs only), and ``top1_value``."""
+    if tokens is None:
+        return {}
+    present = ids != feature_id(field, MISSING_TOKEN)
+    ids, counts = ids[present], counts[present]
+    order = np.lexsort((ids, -counts))[:TOP_LISTED]         # ties: the smaller ID, like top1_id
+    top = [{"id": int(ids[k]), "value": tokens.get(int(ids[k])), "share": float(counts[k] / rows)} for k in order]
+    return {"top1_value": top[0]["value"] if top else None, "top_values": top}
+
+
 def _length_histogram(max_len: int, lengths: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
     """Rows per list length 0..max_len, shaped like a dense histogram (``missing``: the empty lists)
     so the gate's PSI compares it with the reference days the same way."""
@@ -293,7 +332,8 @@ def day_stats(counts: Counts, manifest: Manifest, date: str, *, min_count: int =
     fields, dense, lengths = {}, {}, {}
     for f in manifest.fields:
         ids, cnt = counts.fields[f]
-        fields[f] = {"kind": kinds[f], **_field_stats(ids, cnt, rows, feature_id(f, MISSING_TOKEN), min_count)}
+        fields[f] = {"kind": kinds[f], **_field_stats(ids, cnt, rows, feature_id(f, MISSING_TOKEN), min_count),
+                     **_top_values(f, ids, cnt, rows, counts.tokens.get(f))}
         if kinds[f] == "dense":
             dense[f] = _dense_histogram(f, len(manifest.dense[f]["boundaries"]) + 1, ids, cnt)
         if kinds[f] == "multi":

@@ -118,8 +118,8 @@ def movielens_with_side_tables(tmp_path: Path, rows: int = 20_000) -> Path:
             "multi": [{"name": "genres", "sep": "|", "max_len": 3}],
             "dense": [{"name": "age", "buckets": 8}],
             "source": {"kind": "movielens", "path": str(folder / "u.data"), "days": 4, "join": [
-                {"path": str(folder / "users.csv"), "on": "user_id", "columns": ["age", "gender", "occupation"]},
-                {"path": str(folder / "items.csv"), "on": "item_id", "key": "movie", "columns": ["genres"]}]}}
+                {"path": str(folder / "users.csv"), "key": "user_id", "columns": ["age", "gender", "occupation"]},
+                {"path": str(folder / "items.csv"), "key": "item_id", "table_key": "movie", "columns": ["genres"]}]}}
     path = tmp_path / "ml_side.yaml"
     path.write_text(json.dumps(spec))          # JSON is YAML
     return path

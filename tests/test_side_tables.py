@@ -26,8 +26,8 @@ def toy(folder: Path, *, users: str = "user_id,age,gender\n1,25,M\n2,33,F\n3,,F\
         "name": "toy", "label": "click", "label_rule": "rating >= 4",
         "sparse": ["user_id", "item_id", "gender", "genres"], "dense": [{"name": "age", "buckets": 4}],
         "source": {"kind": "csv", "path": str(folder / "logs.csv"), "days": 2, "join": [
-            {"path": str(folder / "users.csv"), "on": "user_id", "columns": ["age", "gender"]},
-            {"path": str(folder / "items.tsv"), "on": "item_id", "key": "id", "columns": ["genres"]}]},
+            {"path": str(folder / "users.csv"), "key": "user_id", "columns": ["age", "gender"]},
+            {"path": str(folder / "items.tsv"), "key": "item_id", "table_key": "id", "columns": ["genres"]}]},
         **extra})
 
 
@@ -113,6 +113,6 @@ def test_joined_columns_must_be_used_and_come_from_one_table(tmp_path):
 def test_a_shipped_spec_with_a_typo_in_a_join_key_is_named(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("name: bad\nlabel: click\nsparse: [u]\nsource: {kind: csv, path: x.csv, "
-                    "join: [{path: u.csv, on: u, colums: [a]}]}\n")
+                    "join: [{path: u.csv, key: u, colums: [a]}]}\n")
     with pytest.raises(SpecError, match=r"source.join.0.colums: unknown key"):
         load_spec(path)

@@ -386,6 +386,7 @@ def test_bad_source_options_are_named(tmp_path):
 def test_the_readme_bring_your_own_data_spec_runs_as_written(prefect_harness, tmp_path):
     """The README's "Bring your own data" spec, as written but for its folder, takes four days of CSV
     logs to a registered champion with `dea run --dataset <spec>.yaml`."""
+    import json
     import re
 
     import yaml
@@ -401,16 +402,29 @@ def test_the_readme_bring_your_own_data_spec_runs_as_written(prefect_harness, tm
     for day in range(1, 5):
         n = 600
         user, ad = rng.integers(0, 40, n), rng.integers(0, 25, n)
-        clicked = (rng.random(n) < 0.1 + 0.3 * (ad % 3 == 0)).astype(int)
+        dwell = np.where(rng.random(n) < 0.1 + 0.3 * (ad % 3 == 0), 5000, 500)     # ms
         ts = [f"2026-03-{day:02d} {h:02d}:{m:02d}:00" for h, m in zip(rng.integers(0, 24, n), rng.integers(0, 60, n))]
         pv.write_csv(pa.table({"ts": ts, "user": user, "ad": ad, "site": rng.integers(0, 4, n),
-                               "price": rng.lognormal(2, 1, n).round(2), "clicked": clicked}),
+                               "price": rng.lognormal(2, 1, n).round(2), "dwell_ms": dwell}),
                      folder / f"2026-03-{day:02d}.csv")
+    ads = np.arange(22)                                   # ads 22-24 have no row: missing advertiser and tags
+    tags = ["sports|outdoor", "sports", "", "food|drinks|wine"]
+    pv.write_csv(pa.table({"ad": ads, "advertiser": [f"acme{a % 5}" for a in ads], "tags": [tags[a % 4] for a in ads]}),
+                 tmp_path / "ads.csv")
     spec["source"]["path"] = str(folder)
+    spec["source"]["join"][0]["path"] = str(tmp_path / "ads.csv")
     path = tmp_path / "myclicks.yaml"
     path.write_text(yaml.safe_dump(spec))
     home = tmp_path / "lake"
     assert main(["--home", str(home), "run", "--dataset", str(path), "--date", "2026-03-04",
                  "--set", "model=fm", "--set", "epochs=1"]) == 0
     assert (home / "models" / "myclicks" / "v0001" / "model.pt").is_file()
-    assert Lake(home).dates("raw", "myclicks") == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]
+    lake = Lake(home)
+    assert lake.dates("raw", "myclicks") == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04"]
+    raw = pq.read_table(lake.raw("myclicks", "2026-03-04"))
+    assert raw.column_names == ["clicked", "user", "ad", "site", "advertiser", "tags", "price"]
+    assert 0.1 < np.mean(raw["clicked"].to_numpy()) < 0.45                  # dwell_ms >= 3000
+    assert raw["tags"].type == pa.list_(pa.string()) and raw["advertiser"].null_count > 0   # ads 22-24 unknown
+    stats = json.loads((lake.stats("myclicks", "2026-03-04") / "stats.json").read_text())
+    assert stats["fields"]["advertiser"]["top1_value"].startswith("acme")
+    assert stats["fields"]["tags"]["kind"] == "multi" and stats["lengths"]["tags"]["n_buckets"] == 4

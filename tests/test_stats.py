@@ -206,3 +206,33 @@ def test_stats_on_a_distributed_client_match_the_threaded_run(lake, stats):
             Client(cluster) as client:
         on_client = compute_day_stats(MANIFEST, lake, "2026-03-02", client=client)
     assert on_client == stats
+
+
+def test_the_heaviest_ids_keep_their_raw_values_whatever_the_merge_order():
+    """Each transform task keeps the raw values of its heaviest IDs; the day lists the top IDs with
+    their value (``brand=nike``), the same for any split and merge order, equal to pandas' counts."""
+    from features.pipeline import transform_coded
+    from features.stats import TOP_LISTED, coded_counts, day_stats
+
+    rng = np.random.default_rng(3)
+    brands = np.array([f"brand{v}" for v in rng.zipf(1.5, N)], dtype=object)
+    brands[rng.random(N) < 0.3] = None                               # missing is never a listed value
+    raw = pa.table({"brand": pa.array(list(brands)), "click": pa.array(rng.integers(0, 2, N), pa.int8())})
+    manifest = _manifest(["brand"], ["brand"], {}, [], []).model_copy(update={"label": "click"})
+
+    def counts_of(bounds):
+        parts = []
+        for a, b in bounds:
+            features, coded, tokens = transform_coded(raw.slice(a, b - a), manifest, "d")
+            parts.append(coded_counts(features, coded, manifest, tokens))
+        return merge_counts(parts)
+
+    one = day_stats(counts_of([(0, 2000), (2000, 4000), (4000, N)]), manifest, "d")["fields"]["brand"]
+    other = day_stats(counts_of([(4000, N), (0, 1000), (1000, 4000)]), manifest, "d")["fields"]["brand"]
+    assert one["top_values"] == other["top_values"]
+    expected = pd.Series(brands).value_counts()
+    listed = one["top_values"]
+    assert len(listed) == TOP_LISTED and one["top1_value"] == expected.index[0]
+    for entry, (value, count) in zip(listed, expected.items()):
+        assert entry["value"] == value and entry["id"] == feature_id("brand", value)
+        assert entry["share"] == pytest.approx(count / N)

@@ -144,6 +144,10 @@ def test_gate_catches_fault(lake, spec, fault, breaker, expectation, observed):
     doc = json.loads(result.verdict_path.read_text())
     assert doc["verdict"] == "fail" and doc["blocked"] is True
     assert doc["reference_dates"] == REFERENCE
+    if expectation.startswith("top1_share."):  # the dominating value is named by its raw value, not its ID
+        value = str(_clean(spec)["user_id"][0].as_py())
+        assert named["details"]["top1_value"] == value
+        assert f"(user_id={value})" in result.summary_path.read_text()
     if stage_error is not None:   # schema faults stop the feature stage: the gate says so too
         assert result.check("features_complete")["status"] == "fail"
         assert "no complete feature day" in result.check("features_complete")["note"]

@@ -325,7 +325,9 @@ def metric_checks(spec, cfg: GateConfig, stats: dict | None, reference: list[dic
                ("duplicate_rate", stats["duplicate_rate"], None, "ExpectColumnMaxToBeBetween", "not measured"),
                *_field_metrics(stats, reference)]
     for kind, value, fld, gx_type, unmeasured in metrics:
-        checks.append(bounded_check(spec, cfg, reference, kind, value, fld, gx_type=gx_type, unmeasured=unmeasured))
+        top = stats["fields"][fld].get("top1_value") if kind == "top1_share" else None
+        checks.append(bounded_check(spec, cfg, reference, kind, value, fld, gx_type=gx_type, unmeasured=unmeasured,
+                                    details={"top1_value": top} if top is not None else None))
     checks.append(bounded_check(spec, cfg, reference, "combo_collision_rate", collision["all_collision_rate"],
                                 details=collision))
     for check in checks[len(AVAILABILITY):]:

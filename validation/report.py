@@ -50,6 +50,8 @@ def summary_markdown(doc: dict) -> str:
         if c["status"] == "fail" and c["severity"] == "warning":
             status = "⚠ warn"
         observed = fmt_value(c["observed"])
+        if c.get("details", {}).get("top1_value") is not None:
+            observed = f"{observed} ({c['field']}={c['details']['top1_value']})"
         if c.get("note") and c["status"] != "pass":
             observed = f"{observed} ({c['note']})" if observed != "—" else c["note"]
         lines.append(f"| {status} | {c['severity']} | `{c['expectation']}` | {observed} | {c['bound']} |")

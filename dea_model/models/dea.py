@@ -30,6 +30,12 @@ With both combo and collapse off the model is AutoInt-style attention over S wit
 handled by ``diag``; without combo, Q/K are the only source of scores; without collapse (and with
 combo) Q/K are not computed at all.
 
+Multi-valued fields (genres, tags; ``CTRModel.use_bags``): a pooled field is one field token, e_f the
+mean (or sum) of its elements' embeddings, and its Combo-ID pairs hash its bag ID (the order-free sum
+of its element IDs, ``features.hashing``): the codebooks memorise (user, {Action, Comedy}) as a
+pair, while the attention's Q·Kᵀ sees what "Action|Comedy" shares with "Comedy" through the pooled
+embedding. The paper has single-valued fields only; this is the reading that keeps Eq. 4-5 unchanged.
+
 The scale of S (``qk_norm``, issue 21). Embeddings start at std 0.01, so an unnormalised Q·Kᵀ/√d_h
 starts near 1e-5 and stays near 1e-4 through training: softmax(S) is uniform, the τ mask picks noise,
 and inside the multiply fusion (W and g's output zero-initialised) A_c ≈ 0 gives the fusion's weights

@@ -1,7 +1,7 @@
 """Side tables and label rules: what a source's rows gain at ingest, before they are cut into days.
 
 A side table (``source.join``: users, items, ...) is a lookup keyed by a unique column. Every log
-row gains the table's ``columns`` by a left join on ``on``: the row keeps its place and its day, and
+row gains the table's ``columns`` by a left join on ``key``: the row keeps its place and its day, and
 a key the table lacks (or a missing key) gives missing values, never a dropped row. The join is a
 vectorised lookup, ``pc.index_in(log_keys, table_keys)`` then ``take``, run by Arrow where the rows
 are read; side tables are small next to the logs, so each is read once per ingest and broadcast.
@@ -41,35 +41,35 @@ def read_side_table(ctx: ReadContext, side: SideTable) -> pa.Table:
     """The table's key and columns, checked: the file exists, has them, and its key is unique."""
     path = resolve_path(side.path)
     if not path.is_file():
-        raise SourceError(f"dataset {ctx.name!r}: side table {path} (source.join, on {side.on!r}) does not exist")
+        raise SourceError(f"dataset {ctx.name!r}: side table {path} (source.join, key {side.key!r}) does not exist")
     if path.suffix == ".parquet":
         with reading(ctx, path):
             table = pq.read_table(path)
     else:
         table = read_csv(ctx, path, sep="\t" if path.suffix == ".tsv" else side.sep, header=True)
-    wanted = [side.table_key, *side.columns]
+    wanted = [side.key_in_table, *side.columns]
     missing = [c for c in wanted if c not in table.column_names]
     if missing:
         raise SourceError(f"dataset {ctx.name!r}: side table {path} has no column(s) {missing} "
                           f"(it has {table.column_names})")
     table = table.select(wanted)
-    keys = table[side.table_key]
+    keys = table[side.key_in_table]
     if keys.null_count or pc.count_distinct(keys).as_py() != table.num_rows:
         counts = pc.value_counts(keys.drop_null())
         dupes = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()[:5]
-        raise SourceError(f"dataset {ctx.name!r}: side table {path} must have one row per {side.table_key!r}; "
+        raise SourceError(f"dataset {ctx.name!r}: side table {path} must have one row per {side.key_in_table!r}; "
                           f"{keys.null_count} missing key(s), repeated keys e.g. {dupes}")
     return table
 
 
 def _lookup(ctx: ReadContext, side: SideTable, logs: pa.Table, table: pa.Table) -> pa.Table:
     """Left join ``table``'s columns onto ``logs`` by position: row i of the result is row i of the logs."""
-    keys, table_keys = logs[side.on], table[side.table_key]
+    keys, table_keys = logs[side.key], table[side.key_in_table]
     if keys.type != table_keys.type:
         try:
             table_keys = table_keys.cast(keys.type)
         except pa.ArrowInvalid as e:
-            raise SourceError(f"dataset {ctx.name!r}: join key {side.on!r} is {keys.type} in the logs but "
+            raise SourceError(f"dataset {ctx.name!r}: join key {side.key!r} is {keys.type} in the logs but "
                               f"{table_keys.type} in {side.path}, and does not convert: {e}") from None
     index = pc.index_in(keys, value_set=table_keys)          # null where the key is missing or unknown
     for name in side.columns:

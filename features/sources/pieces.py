@@ -48,7 +48,7 @@ def needed_columns(ctx: ReadContext) -> list[str]:
     """Columns the log files must have: the raw columns less what side tables and the label rule
     supply, plus join keys, the rule's column and the date or time column."""
     spec = ctx.spec
-    extra = [t.on for t in spec.source.join]
+    extra = [t.key for t in spec.source.join]
     if spec.label_rule:
         extra.append(spec.label_rule.column)
     if spec.source.date_column:
