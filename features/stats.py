@@ -182,7 +182,7 @@ def coded_counts(features: pa.Table, coded: dict[str, tuple[np.ndarray, np.ndarr
         seen = counts > 0
         fields[f] = _summed(table[seen], counts[seen])
         if tokens and f in tokens:
-            top = np.argsort(-counts, kind="stable")[:TOP_VALUES]
+            top = _heaviest(counts)
             names = tokens[f].take(pa.array(top)).to_pylist()
             values[f] = {int(table[c]): v for c, v in zip(top, names) if counts[c] and v is not None}
     fields |= _length_counts(features, manifest)
@@ -213,13 +213,20 @@ def merge_counts(parts: list[Counts]) -> Counts:
                   pd.unique(np.concatenate([p.row_hashes for p in parts])), _merged_tokens(parts, fields))
 
 
+def _heaviest(counts: np.ndarray) -> np.ndarray:
+    """Positions of the ``TOP_VALUES`` largest counts (any order among them): O(K), no sort."""
+    if counts.size <= TOP_VALUES:
+        return np.arange(counts.size)
+    return np.argpartition(counts, counts.size - TOP_VALUES)[counts.size - TOP_VALUES:]
+
+
 def _merged_tokens(parts: list[Counts], fields: dict) -> dict[str, dict[int, str]]:
     """The parts' raw values of the IDs now among the ``TOP_VALUES`` heaviest (bounded at every merge)."""
     out = {}
     for f in {f for p in parts for f in p.tokens}:
         known = {i: v for p in parts for i, v in p.tokens.get(f, {}).items()}
         ids, counts = fields[f]
-        top = ids[np.argsort(-counts, kind="stable")[:TOP_VALUES]].tolist()
+        top = ids[_heaviest(counts)].tolist()
         out[f] = {i: known[i] for i in top if i in known}
     return out
 

@@ -155,6 +155,14 @@ def test_rerun_with_unchanged_inputs_does_nothing_and_force_recomputes(lake):
     assert read_day_stats(lake, "toy", DAYS[0], features=features)["rows"] == 100
 
 
+def ids_only(stats: dict) -> dict:
+    """Statistics without the raw values of the heaviest IDs (only the transform pass knows them: a
+    stored feature table holds IDs)."""
+    fields = {f: {k: v for k, v in s.items() if k not in ("top_values", "top1_value")}
+              for f, s in stats["fields"].items()}
+    return {**stats, "fields": fields}
+
+
 def test_transform_writes_the_days_statistics_in_the_same_pass(lake):
     """The statistics and count table the transform tasks produce (2 raw files, counts merged) are
     exactly those of a separate pass over the stored feature table, keyed by its fingerprint."""
@@ -162,7 +170,8 @@ def test_transform_writes_the_days_statistics_in_the_same_pass(lake):
     manifest = pipeline.fit(spec, lake, DAYS[:1])
     pipeline.transform(spec, lake, DAYS[1], manifest)
     stats = read_day_stats(lake, "toy", DAYS[1])
-    assert stats == compute_day_stats(manifest, lake, DAYS[1], min_count=3)
+    assert ids_only(stats) == compute_day_stats(manifest, lake, DAYS[1], min_count=3)
+    assert all(len(stats["fields"][f]["top_values"]) > 0 for f in spec.sparse)
     assert stats["rows"] == 3000 and stats["min_count"] == 3
     counts, direct = read_day_counts(lake, "toy", DAYS[1]), stored_counts(manifest, lake, DAYS[1])
     for f in spec.fields:                    # the same counts (in whatever order the IDs were met)
@@ -183,7 +192,7 @@ def test_a_skipped_transform_writes_statistics_a_feature_day_lacks(lake):
     mtime = (lake.features("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns
     assert pipeline.transform(spec, lake, DAYS[0], manifest).skipped
     assert (lake.features("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns == mtime
-    assert read_day_stats(lake, "toy", DAYS[0]) == written
+    assert read_day_stats(lake, "toy", DAYS[0]) == ids_only(written)
     stats_mtime = (lake.stats("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns
     assert pipeline.transform(spec, lake, DAYS[0], manifest).skipped                  # current: left alone
     assert (lake.stats("toy", DAYS[0]) / COMPLETE).stat().st_mtime_ns == stats_mtime
@@ -216,7 +225,7 @@ def test_transform_runs_on_a_local_cluster(lake, tmp_path):
         a, b = on_cluster[name].combine_chunks(), in_process[name].combine_chunks()
         assert a.type == b.type and a.equals(b), name
     assert on_cluster.equals(in_process)
-    assert read_day_stats(lake, "toy", DAYS[1]) == compute_day_stats(manifest, lake, DAYS[1])
+    assert ids_only(read_day_stats(lake, "toy", DAYS[1])) == compute_day_stats(manifest, lake, DAYS[1])
     local = Lake(tmp_path / "no-cluster")
     write_raw(local, DAYS[0], raw_frame(seed=0))
     assert pipeline.fit(spec, local, DAYS[:1]).dense == manifest.dense
