@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/dea run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The quick tier while editing: no servers, subprocesses or process clusters, nothing over ~10 s
 # (markers in pyproject.toml). `make test` (what CI runs) still runs everything.
