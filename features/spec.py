@@ -13,6 +13,10 @@ Example::
       - {name: price, buckets: 32, log1p: true}
     cross: [[user_id, category]]
     source: {kind: synthetic, days: 3, rows_per_day: 200000}
+
+A file source may add ``label_rule: rating >= 4``, multi-valued fields ``multi: [{name: genres,
+sep: "|", max_len: 4}]`` and side tables ``source.join: [{path: items.csv, key: item_id, columns:
+[genres]}]`` (README, "Bring your own data").
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ class MultiField(_Strict):
 
 
 class SideTable(_Strict):
-    """A lookup table (users, items, ...) joined to every log row at ingest: a left join on ``on``,
+    """A lookup table (users, items, ...) joined to every log row at ingest: a left join on ``key``,
     so a row whose key the table lacks keeps its row and gets missing values (``features.sources.joins``).
-    (The key is ``key``, not ``on``: YAML reads a bare ``on`` as the boolean true.)"""
+    The key is named ``key``, not ``on``: YAML reads a bare ``on`` as the boolean true."""
 
     path: str                          # a .csv / .tsv / .parquet file; relative like source.path
     key: str                           # the key column of the logs
