@@ -103,7 +103,10 @@ def _arrays(table: pa.Table, fields: list[str], where: str,
         col = table.column(name)
         if col.null_count:
             raise ValueError(f"{where}: field {name!r} holds {col.null_count} nulls; feature IDs must be set")
-        if name in widths and pa.types.is_list(col.type):
+        if name in widths:
+            if not pa.types.is_list(col.type):
+                raise ValueError(f"{where}: field {name!r} is {col.type}, but the manifest makes it multi-valued "
+                                 f"(list<int64>); rebuild the features (`dea features --force`)")
             ids[:, j], ids[:, start:start + widths[name]] = _elements(name, col, widths[name], where)
             start += widths[name]
         elif not pa.types.is_integer(col.type):

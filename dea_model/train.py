@@ -259,7 +259,7 @@ def _new_model(cfg: TrainConfig, lake: Lake, dataset: str, train_dates: list[str
                bags: list) -> nn.Module:
     """``cfg.model`` built from ``cfg.hparams`` (pooling the multi-valued fields ``bags``), its output
     bias at the training CTR's log-odds."""
-    model = models.build_model(cfg.model, n_fields, **cfg.hparams, **({"bags": bags} if bags else {}))
+    model = models.build_model(cfg.model, n_fields, bags=bags, **cfg.hparams)
     bias = model.output_bias() if hasattr(model, "output_bias") else None
     ctr = label_rate(lake, dataset, list(train_dates))
     if bias is not None and 0 < ctr < 1:

@@ -17,7 +17,8 @@ The vocabulary lives in the model as two buffers, ``vocab_ids`` (each field's ke
 concatenated) and ``vocab_offsets`` (n + 1 field boundaries), applied to the input ids by a
 forward pre-hook; they are saved in the state_dict, so ``load_model``, the registry and one-row
 serving map IDs the same way. With multi-valued fields only the n field columns (a bag field's
-bag ID) are mapped; the element columns after them reach their hashed rows unmapped. Empty (no mapping) until the trainer fits it (``min_id_count``).
+bag ID) are mapped; the element columns after them reach their hashed rows unmapped. Empty (no
+mapping) until the trainer fits it (``min_id_count``).
 """
 
 from __future__ import annotations

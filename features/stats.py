@@ -23,8 +23,9 @@ its ``TOP_VALUES`` heaviest IDs, so memory stays bounded; statistics recomputed 
 which holds IDs only, have none), and ``top1_value``. A multi-valued field counts its elements (its
 null_rate is the share of rows with an empty list, its shares are per row: a row holds an element at
 most once in practice) and keeps the histogram of its list lengths ``lengths[f]`` (rows of length
-0..max_len, shaped like a dense histogram); and per dense field the bucket histogram ``counts[k]`` (k = 0..n_buckets−1, mapped back from the
-bucket IDs ``feature_id(field, f"b{k}")`` of the manifest's boundaries) plus ``missing``.
+0..max_len, shaped like a dense histogram); and per dense field the bucket histogram ``counts[k]``
+(k = 0..n_buckets−1, mapped back from the bucket IDs ``feature_id(field, f"b{k}")`` of the
+manifest's boundaries) plus ``missing``.
 
 Day-over-day statistics compare two days' count tables (``new_ids``); which day is "yesterday"
 is the gate's decision (the last day its verdict accepted), so they are not stored here::
@@ -45,8 +46,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any
 

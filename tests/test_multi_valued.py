@@ -60,6 +60,19 @@ def test_serving_gives_the_batch_ids_of_a_multi_valued_field():
     assert batch[2] == [] and batch[3] == [feature_id("tags", "7"), feature_id("tags", "8")]
 
 
+def test_the_loader_pads_lists_and_refuses_a_multi_valued_field_stored_as_one_id():
+    from dea_model.data import _arrays
+
+    table = pa.table({"user": pa.array([5, 6], pa.int64()), "tags": pa.array([[11, 12], []], pa.list_(pa.int64())),
+                      "label": pa.array([0, 1], pa.int8()), "group": pa.array([0, 0], pa.int64())})
+    ids, _, _ = _arrays(table, ["user", "tags"], "day", {"tags": 3})
+    assert ids.tolist() == [[5, bag_id("tags", [11, 12]), 11, 12, PAD_ID],
+                            [6, feature_id("tags", MISSING_TOKEN), PAD_ID, PAD_ID, PAD_ID]]
+    flat = table.set_column(1, "tags", pa.array([7, 8], pa.int64()))
+    with pytest.raises(ValueError, match=r"day: field 'tags' is int64, but the manifest makes it multi-valued"):
+        _arrays(flat, ["user", "tags"], "day", {"tags": 3})
+
+
 def test_the_bag_embedding_is_the_mean_of_its_elements_rows():
     model = models.build_model("fm", 3, bags=[(1, 3, "mean")])
     ids = torch.tensor([[5, 0, 9, 11, 12, PAD_ID], [5, 0, 9, PAD_ID, PAD_ID, PAD_ID]])

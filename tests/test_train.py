@@ -45,7 +45,7 @@ REAL_BUILD = models.build_model
 @pytest.fixture(autouse=True, scope="module")
 def tiny_registry():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(models, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, **hp))
+        mp.setattr(models, "build_model", lambda name, n_fields, bags=None, **hp: Tiny(n_fields, **hp))
         yield
 
 
@@ -139,7 +139,7 @@ def test_tiny_dataset_is_overfit(tmp_path):
 
 def test_nan_loss_stops_with_a_clear_error_and_writes_nothing(lake, tmp_path, monkeypatch):
     lk, dates = lake
-    monkeypatch.setattr(models, "build_model", lambda name, n_fields, **hp: Tiny(n_fields, nan_at_call=17))
+    monkeypatch.setattr(models, "build_model", lambda name, n_fields, bags=None, **hp: Tiny(n_fields, nan_at_call=17))
     cfg = CFG.model_copy(update={"check_every": 5})
     with pytest.raises(T.NonFiniteLossError, match=r"loss is nan at epoch 2, step 4"):  # 12 steps per epoch
         T.train(cfg, lk, "toy", dates[:1], dates[1], tmp_path / "runs" / "x")
@@ -373,7 +373,7 @@ class RecordsAutocast(Tiny):
 @pytest.mark.parametrize("bf16_cpu", [False, True])
 def test_training_and_scoring_autocast_on_the_cpu_only_with_bf16_cpu(lake, tmp_path, monkeypatch, bf16_cpu):
     lk, dates = lake
-    monkeypatch.setattr(models, "build_model", lambda name, n_fields, **hp: RecordsAutocast(n_fields, **hp))
+    monkeypatch.setattr(models, "build_model", lambda name, n_fields, bags=None, **hp: RecordsAutocast(n_fields, **hp))
     monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     monkeypatch.setattr(RecordsAutocast, "seen", set())
     r = T.train(CFG.model_copy(update={"bf16_cpu": bf16_cpu}), lk, "toy", dates[:1], dates[1], tmp_path / "m",

@@ -42,8 +42,9 @@ def check_bags(bags: Sequence[Sequence], n_fields: int) -> list[tuple[int, int, 
 class BagPooling(nn.Module):
     """Pools the element columns of ``ids`` into their fields' embeddings; one gather for all bags.
 
-    ``forward(table, rows_per_field, e (B, n, d), elements (B, W)) -> (B, n, d)`` with the bag fields'
-    embeddings replaced by their pooled elements.
+    ``forward(gather, rows, e (B, n, d), elements (B, W)) -> (B, n, d)``: ``gather`` looks rows of the
+    embedding table up, ``rows`` is a field's row count; the bag fields' embeddings are replaced by
+    their pooled elements.
     """
 
     def __init__(self, bags: Sequence[Sequence], n_fields: int):
@@ -57,7 +58,6 @@ class BagPooling(nn.Module):
         self.register_buffer("segments", nn.functional.one_hot(column_bag, len(self.bags)).T.float(),
                              persistent=False)                                                # (K, W)
         self.register_buffer("mean", torch.tensor([p == "mean" for _, _, p in self.bags]), persistent=False)
-        self.width = int(widths.sum())
 
     def forward(self, gather, rows: int, e: Tensor, elements: Tensor) -> Tensor:
         mask = (elements != PAD_ID).to(e.dtype)                                              # (B, W)

@@ -173,7 +173,8 @@ class DEA(CTRModel):
         self.check_ids(ids)
         e = self.embedding(ids)                                                     # (B, n, d)
         L = len(self.blocks)
-        a_m = self.combo(self.field_ids(ids)).unflatten(0, (L, -1)).unbind(0) if self.combo is not None else [None] * L
+        a_m = ([None] * L if self.combo is None
+               else self.combo(self.field_ids(ids)).unflatten(0, (L, -1)).unbind(0))        # Combo-ID on bag IDs
         x = e
         for block, a_m_l in zip(self.blocks, a_m):
             x = block(x, a_m_l)                                                     # (B, n, d_a)

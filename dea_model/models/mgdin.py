@@ -123,7 +123,7 @@ class MGDIN(CTRModel):
     def forward(self, ids: Tensor) -> Tensor:
         self.check_ids(ids)
         if self.training and not self.density_fixed:
-            self.set_density(batch_density(self.field_ids(ids)))                                # once, on the first batch
+            self.set_density(batch_density(self.field_ids(ids)))                    # once, on the first batch
         x = torch.einsum("tn,bnd->btd", self.pool, self.embedding(ids))         # (B, T, d)
         for l, attn in enumerate(self.attn):
             active = self.start <= l                                             # (T,)
