@@ -116,3 +116,26 @@ def test_a_shipped_spec_with_a_typo_in_a_join_key_is_named(tmp_path):
                     "join: [{path: u.csv, key: u, colums: [a]}]}\n")
     with pytest.raises(SpecError, match=r"source.join.0.colums: unknown key"):
         load_spec(path)
+
+
+def test_side_tables_are_read_once_per_ingest_and_not_when_every_day_is_current(tmp_path, monkeypatch):
+    import features.sources.joins as joins
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for i in range(3):                                   # three files: three pieces of a split source
+        rows = [f"{u}\t{10 + u}\t{u % 5 + 1}\t{100 * i + u}\n" for u in range(1, 9)]
+        (folder / f"part{i}.data").write_text("".join(rows))
+    (folder / "users.csv").write_text("user_id,gender\n" + "".join(f"{u},{'MF'[u % 2]}\n" for u in range(1, 6)))
+    spec = DatasetSpec.model_validate({
+        "name": "toy", "label": "liked", "label_rule": "rating >= 4", "sparse": ["user_id", "item_id", "gender"],
+        "source": {"kind": "movielens", "path": str(folder), "days": 3, "options": {"files": ["part*.data"]},
+                   "join": [{"path": str(folder / "users.csv"), "key": "user_id", "columns": ["gender"]}]}})
+    reads = []
+    real = joins.read_side_table
+    monkeypatch.setattr(joins, "read_side_table", lambda ctx, side: reads.append(side.path) or real(ctx, side))
+    lake = Lake(tmp_path / "lake")
+    assert sorted(ingest(spec, lake).written) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert reads == [str(folder / "users.csv")]
+    assert ingest(spec, lake).written == {} and len(reads) == 1
+    assert raw(lake, "2026-01-03")["gender"] == ["F", "M", "F", "M", "F", None, None, None]

@@ -55,6 +55,7 @@ rows per written Parquet part.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -73,7 +74,7 @@ from . import avazu, criteo, csv, libfm, movielens, parquet
 from .common import COMMON_OPTIONS, Kind, ReadContext, SourceError
 from .criteo import CRITEO_DENSE, CRITEO_SPARSE
 from .files import REPO_ROOT, SHARED_DATA, data_root, resolve_path, source_files
-from .joins import side_files
+from .joins import read_side_tables, side_files
 from .pieces import CUTS, Piece, read, read_piece, row_dates
 from .synthetic import synthetic_pieces, write_synthetic_day
 
@@ -215,6 +216,7 @@ def ingest(spec: DatasetSpec, lake: Lake, *, dates: list[str] | None = None, for
     config = ingest_hash(spec)
     ctx = None if spec.source.kind == "synthetic" else _context(spec)
     sides = side_files(spec)
+    side_tables = functools.cache(lambda: read_side_tables(ctx))     # once, and only when a day is stale
     pieces = synthetic_pieces(spec) if ctx is None else _plan(ctx)
     wanted = _wanted(spec, pieces, dates)
     for piece in pieces:
@@ -229,7 +231,7 @@ def ingest(spec: DatasetSpec, lake: Lake, *, dates: list[str] | None = None, for
         if ctx is None:
             result.written |= {date: write_synthetic_day(lake, spec, date, record) for date in stale}
         elif stale:
-            for date, table in read_piece(ctx, piece, stale):
+            for date, table in read_piece(ctx, piece, stale, side_tables()):
                 _write_day(lake, spec, date, table, record, int(ctx.options.get("rows_per_part", 1_000_000)))
                 result.written[date] = table.num_rows
     result.skipped.sort()

@@ -77,10 +77,15 @@ def _lookup(ctx: ReadContext, side: SideTable, logs: pa.Table, table: pa.Table) 
     return logs
 
 
-def join_side_tables(ctx: ReadContext, logs: pa.Table) -> pa.Table:
-    """``logs`` with every side table's columns, in ``source.join`` order."""
-    for side in ctx.spec.source.join:
-        logs = _lookup(ctx, side, logs, read_side_table(ctx, side))
+def read_side_tables(ctx: ReadContext) -> list[pa.Table]:
+    """Every side table of the source, in ``source.join`` order (``read_side_table``)."""
+    return [read_side_table(ctx, side) for side in ctx.spec.source.join]
+
+
+def join_side_tables(ctx: ReadContext, logs: pa.Table, tables: list[pa.Table]) -> pa.Table:
+    """``logs`` with the columns of the side tables ``tables`` (``read_side_tables``)."""
+    for side, table in zip(ctx.spec.source.join, tables):
+        logs = _lookup(ctx, side, logs, table)
     return logs
 
 

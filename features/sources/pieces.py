@@ -162,14 +162,16 @@ def _as_list(ctx: ReadContext, piece: Piece, name: str, col: pa.ChunkedArray) ->
                       f"{[str(f) for f in piece.files]}; give a list column, or strings with multi[].sep")
 
 
-def read_piece(ctx: ReadContext, piece: Piece, dates: list[str]) -> Iterator[tuple[str, pa.Table]]:
-    """The rows of each of ``dates`` (a subset of ``piece.dates``), conformed, in file order."""
+def read_piece(ctx: ReadContext, piece: Piece, dates: list[str],
+               side_tables: list[pa.Table]) -> Iterator[tuple[str, pa.Table]]:
+    """The rows of each of ``dates`` (a subset of ``piece.dates``), joined with the ``side_tables``
+    (``joins.read_side_tables``), labelled and conformed, in file order."""
     tables = [read(ctx, f) for f in piece.files]
     file_of_row = np.repeat(np.arange(len(tables)), [t.num_rows for t in tables])
     columns = needed_columns(ctx)
     table = pa.concat_tables([t.select(columns) for t in tables], promote_options="permissive")
     day = _date_index(ctx, piece, tables) if piece.cut == "date" else _cut(ctx, piece, table)
-    table = apply_label_rule(ctx, join_side_tables(ctx, table), [str(f) for f in piece.files])
+    table = apply_label_rule(ctx, join_side_tables(ctx, table, side_tables), [str(f) for f in piece.files])
     _check_label(ctx, piece, table[ctx.spec.label], day, file_of_row)
     table = _conform(ctx, piece, table)
     order = np.argsort(day, kind="stable")
