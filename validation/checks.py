@@ -224,8 +224,7 @@ def histogram(stats: dict, field: str) -> dict | None:
 def reference_histogram(field: str, stats: dict, reference: list[dict]) -> np.ndarray | None:
     """Pooled [missing, 0..n−1] counts of the reference days bucketed like today (same manifest)."""
     today = histogram(stats, field)
-    same = [histogram(r, field) for r in reference
-            if histogram(r, field) and histogram(r, field)["n_buckets"] == today["n_buckets"]
+    same = [h for r in reference if (h := histogram(r, field)) and h["n_buckets"] == today["n_buckets"]
             and r.get("manifest_digest") == stats.get("manifest_digest")]
     if not same:
         return None
