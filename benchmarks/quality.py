@@ -102,8 +102,9 @@ def peer_model(kind: str, lake: Lake, dataset: str, train_dates: list[str], cfg:
 # --- datasets -----------------------------------------------------------------------------------
 
 # The synthetic worlds: ``synthetic`` is the spec's default world (deployments/configs/synthetic.yaml);
-# ``synthetic_small`` scales the hard world (300 k users, 100 k items) down so that heads, tails and the planted pairs repeat within a few
-# hundred thousand rows (CTR 9-10 %, oracle AUC about 0.81, 0.75 without the planted pairs).
+# ``synthetic_small`` scales the hard world (300 k users, 100 k items) down so that heads, tails and
+# the planted pairs repeat within a few hundred thousand rows (CTR 9-10 %, oracle AUC about 0.81, 0.75
+# without the planted pairs).
 SMALL_WORLD = {"users": 20_000, "items": 6_000, "merchants": 600, "brands": 400, "categories": 100, "sites": 500,
                "cities": 200, "new_users_per_day": 200, "new_items_per_day": 60, "intercept": -2.6}
 # name -> (the spec it starts from, generator overrides): ``synthetic`` is the platform's default world,

@@ -2,7 +2,8 @@
 groups of hash spec 1, as the feature stage wrote them before it was made faster (issue 20: the
 compiled MurmurHash3 and bucket search, counts from codes). Regenerate the pins only with a new hash
 spec version, or for a dataset whose raw rows change (``synthetic`` became the small world in issue
-21, then a smaller one of mostly low-rank taste; ``synthetic_hard`` keeps the old world's pin): ``python tests/golden/feature_digests.py > tests/golden/feature_digests.json``."""
+21, then a smaller one of mostly low-rank taste; ``synthetic_hard`` keeps the old world's pin):
+``python tests/golden/feature_digests.py > tests/golden/feature_digests.json``."""
 
 from __future__ import annotations
 

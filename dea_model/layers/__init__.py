@@ -13,6 +13,6 @@ from .pairs import DIAG_MODES, apply_diagonal, mirror_to_square, ordered_pairs, 
 __all__ = [
     "DIAG_MODES", "FUSIONS", "GATE_ON", "MLP", "PAD_ID", "BagPooling", "Codebooks", "CollapseAvoiding",
     "ComboIDScores", "FieldAttention", "FieldEmbedding", "ScoreFusion", "apply_diagonal", "codebook_seeds",
-    "collision_rate", "combo_addresses", "combo_hash", "fm_interaction", "mirror_to_square", "ordered_pairs", "pairs_to_square", "safe_softmax",
-    "unordered_pairs",
+    "collision_rate", "combo_addresses", "combo_hash", "fm_interaction", "mirror_to_square", "ordered_pairs",
+    "pairs_to_square", "safe_softmax", "unordered_pairs",
 ]
