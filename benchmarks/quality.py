@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", help="lake with (or to keep) the datasets' feature days (default: a temporary one)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 1 seed, small synthetic days")
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--train-days", type=int, help="train on the last N days before the valid day (default: all)")
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--embedding-dim", type=int, default=16, help="embedding size of every model")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             except FileNotFoundError as e:
                 log.warning("skipping dataset %s: %s", ds, e)
                 continue
-            split = split_days(days)
+            split = split_days(days, train_days=args.train_days)
             oracle = (oracle_metrics(lake, ds, split[2]) or {}).get("auc")
             log.info("%s: train %s..%s, valid %s, test %s", ds, split[0][0], split[0][-1], split[1], split[2])
             rows.append({**logistic_row(lake, ds, split), "oracle_auc": oracle})
