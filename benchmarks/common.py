@@ -33,3 +33,17 @@ def log_progress(*quiet: str) -> None:
                         datefmt="%H:%M:%S")
     for name in quiet:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def paired_difference(diff) -> dict:
+    """Mean, sample sd and t = mean / (sd / √n) of per-seed differences (better − worse, same seed),
+    with the verdict at |t| > 2: "holds", "fails" (t < −2), "inconclusive", or "one seed"."""
+    import math
+
+    import numpy as np
+
+    diff = np.asarray(diff, dtype=float)
+    sd = float(diff.std(ddof=1)) if diff.size > 1 else float("nan")
+    t = float(diff.mean()) / (sd / math.sqrt(diff.size)) if sd > 0 else math.copysign(math.inf, diff.mean())
+    verdict = "one seed" if diff.size < 2 else "holds" if t > 2 else "fails" if t < -2 else "inconclusive"
+    return {"mean": float(diff.mean()), "sd": sd, "t": t, "verdict": verdict}

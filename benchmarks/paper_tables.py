@@ -389,9 +389,8 @@ def check_tables(rows, plan) -> list[str]:
 
 
 def claim_rows(rows, plan) -> list[dict]:
-    """Paired (same dataset and seed) differences better − worse in AUC and GAUC, with a verdict:
-    "holds" when the mean difference is positive and t = mean/(sd/√n) > 2, "fails" when it is
-    negative with t < −2, otherwise "inconclusive" (3 seeds: a coarse screen, not a test)."""
+    """Paired (same dataset and seed) differences better − worse in AUC, GAUC and IA, each with
+    ``common.paired_difference``'s verdict (a few seeds: a coarse screen, not a test)."""
     out = []
     for ds in plan:
         for claim, better, worse in CLAIMS:
@@ -407,11 +406,7 @@ def claim_rows(rows, plan) -> list[dict]:
                 diff = np.array([value(a[s]) - value(b[s]) for s in seeds])
                 if np.isnan(diff).any():
                     continue
-                sd = diff.std(ddof=1) if len(diff) > 1 else float("nan")
-                t = diff.mean() / (sd / math.sqrt(len(diff))) if sd > 0 else math.copysign(math.inf, diff.mean())
-                verdict = ("one seed" if len(diff) < 2 else "holds" if t > 2 else "fails" if t < -2
-                           else "inconclusive")
-                item[metric] = {"mean": float(diff.mean()), "sd": float(sd), "t": float(t), "verdict": verdict}
+                item[metric] = common.paired_difference(diff)
             out.append(item)
     return out
 

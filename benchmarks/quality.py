@@ -22,6 +22,8 @@ the same optimizer, so their ``nn.Embedding`` tables get the row-sparse lazy Ada
     .venv/bin/python benchmarks/quality.py --quick --datasets synthetic --models fm --out /tmp/q.json
     .venv/bin/python benchmarks/quality.py --datasets synthetic_small --synthetic-rows 200000 \\
         --synthetic-days 5 --models dea,autoint --out /tmp/small.json
+    .venv/bin/python benchmarks/quality.py --datasets criteo --models dea --seeds 1 --first-seed 4 --out /tmp/s4.json
+    .venv/bin/python benchmarks/quality.py --report /tmp/s0-3.json /tmp/s4.json --paired-against dea --out /tmp/q.json
 
 Datasets are ingested and featurised into a temporary lake unless ``--home`` names a lake that
 already has (or should keep) them.
@@ -265,6 +267,45 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired_table(rows: list[dict], reference: str) -> list[str]:
+    """``reference`` − each other model, test AUC paired by seed (``common.paired_difference``); the
+    logistic regression has no seed, so every seed of ``reference`` is paired with its one row."""
+    lines = [f"Paired by seed: {reference} − model, test AUC; verdict at |t| > 2", "",
+             "| dataset | model | seeds | Δ test AUC (mean ± sd) | t | verdict |", "|---|---|---|---|---|---|"]
+    words = {"holds": f"{reference} better", "fails": f"{reference} worse", "inconclusive": "within noise",
+             "one seed": "one seed"}
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        ref = {r["seed"]: r for r in rows if r["dataset"] == ds and r["model"] == reference}
+        for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == ds and r["model"] != reference):
+            other = {r["seed"]: r for r in rows if r["dataset"] == ds and r["model"] == model}
+            if model == "logistic":
+                other = dict.fromkeys(ref, next(iter(other.values())))
+            seeds = sorted(set(ref) & set(other))
+            if not seeds:
+                continue
+            d = common.paired_difference([ref[s]["auc"] - other[s]["auc"] for s in seeds])
+            lines.append(f"| {ds} | {model} | {len(seeds)} | {d['mean']:+.4f} ± {d['sd']:.4f} | {d['t']:+.2f} | "
+                         f"{words[d['verdict']]} |")
+    return lines
+
+
+def merged_rows(paths: list[str]) -> list[dict]:
+    """The rows of earlier runs' JSON files, one per (dataset, model, seed): a later file's wins."""
+    rows = {}
+    for path in paths:
+        for r in json.loads(Path(path).read_text()):
+            rows[(r["dataset"], r["model"], r["seed"])] = r
+    return list(rows.values())
+
+
+def write_report(rows: list[dict], out: Path, paired_against: str | None) -> None:
+    out.write_text(json.dumps(rows, indent=2))
+    table = markdown(rows) + ("\n\n" + "\n".join(paired_table(rows, paired_against)) if paired_against else "")
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"-> {out} and {out.with_suffix('.md')}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="synthetic,criteo,frappe,movielens",
@@ -273,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="dea,autoint,fm,transformer,deepctr_autoint,deepctr_fibinet",
                     help="comma list; a variant is name:key=value[:key=value] (hparams or TrainConfig fields), "
                          "e.g. dea:symmetric=true, autoint:min_id_count=1")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per (dataset, model)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds per (dataset, model): FIRST..FIRST+N-1")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first seed (adds seeds to an earlier run)")
     ap.add_argument("--out", required=True, help="JSON results; the markdown table goes next to it (.md)")
     ap.add_argument("--home", help="lake with (or to keep) the datasets' feature days (default: a temporary one)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 1 seed, small synthetic days")
@@ -287,8 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic-rows", type=int, help="rows per day of the synthetic datasets (default: the spec's 100 k)")
     ap.add_argument("--synthetic-days", type=int, help="days of the synthetic datasets (default: the spec's 4; "
                                                        "train on all but the last two)")
+    ap.add_argument("--paired-against", metavar="MODEL",
+                    help="add a table of MODEL − each other model's test AUC, paired by seed, with its t")
+    ap.add_argument("--report", nargs="+", metavar="JSON",
+                    help="train nothing: write the tables of earlier runs' rows (same protocol), merged")
     args = ap.parse_args(argv)
     common.log_progress()
+    if args.report:
+        write_report(merged_rows(args.report), Path(args.out), args.paired_against)
+        return 0
     seeds = 1 if args.quick else args.seeds
     base = TrainConfig(epochs=1 if args.quick else args.epochs, batch_size=args.batch_size, progress=False,
                        plot=False).with_overrides(args.set)
@@ -313,18 +362,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({**logistic_row(lake, ds, split), "oracle_auc": oracle})
             log.info("%s logistic (C=%g on the valid day): test AUC %.4f", ds, rows[-1]["C"], rows[-1]["auc"])
             for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-                for seed in range(seeds):
+                for seed in range(args.first_seed, args.first_seed + seeds):
                     row = run_one(lake, ds, model, seed, split, base if model_variant(model)[0] in PEERS else ours,
                                   Path(tmp) / "runs" / f"{ds}-{model}-{seed}", args.embedding_dim)
                     rows.append({**row, "oracle_auc": oracle})
                     log.info("%s %s seed %d: test AUC %.4f GAUC %.4f logloss %.4f (%.0f samples/s)", ds, model,
                              seed, row["auc"], row["gauc"], row["logloss"], row["samples_per_second"])
                     out.write_text(json.dumps(rows, indent=2))        # partial results survive a crash
-    out.write_text(json.dumps(rows, indent=2))
-    table = markdown(rows)
-    out.with_suffix(".md").write_text(table + "\n")
-    print(table)
-    print(f"-> {out} and {out.with_suffix('.md')}")
+    write_report(rows, out, args.paired_against)
     return 0
 
 

@@ -388,3 +388,20 @@ def test_training_and_scoring_autocast_on_the_cpu_only_with_bf16_cpu(lake, tmp_p
     assert np.abs(in_bf16 - in_fp32).max() > 1e-4                    # bf16 rounding is visible ...
     np.testing.assert_array_equal(scoring.predict(r.out_dir, lk, "toy", dates[2]), in_bf16)   # ... and reloads keep it
     assert scoring.evaluate(r.out_dir, lk, "toy", dates[2])["auc"] == pytest.approx(r.metrics["test"]["auc"], abs=1e-12)
+
+
+def test_quality_report_pairs_models_by_seed_and_merges_runs(tmp_path):
+    quality = _quality_benchmark()
+    row = lambda model, seed, auc: {"dataset": "d", "model": model, "seed": seed, "auc": auc}
+    first = [row("logistic", 0, 0.70), row("dea", 0, 0.72), row("dea", 1, 0.73), row("fm", 0, 0.71),
+             row("fm", 1, 0.70)]
+    later = [row("logistic", 0, 0.70), row("dea", 2, 0.71), row("fm", 2, 0.69), row("fm", 1, 0.725)]
+    (tmp_path / "a.json").write_text(json.dumps(first))
+    (tmp_path / "b.json").write_text(json.dumps(later))
+    rows = quality.merged_rows([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert len(rows) == 7 and [r["auc"] for r in rows if r["model"] == "fm"] == [0.71, 0.725, 0.69]
+    table = {line.split(" | ")[1]: line.split(" | ")[2:] for line in quality.paired_table(rows, "dea")[4:]}
+    # dea − fm per seed: +0.01, +0.005, +0.02 → mean 0.01167, sd 0.00764, t 2.65
+    assert table["fm"] == ["3", "+0.0117 ± 0.0076", "+2.65", "dea better |"]
+    # the one logistic row is paired with every dea seed: +0.02, +0.03, +0.01
+    assert table["logistic"] == ["3", "+0.0200 ± 0.0100", "+3.46", "dea better |"]
