@@ -240,11 +240,12 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> Any:
             return elastic_launch(config, _rank_main)(fn, nproc, *args)[0]
         except ChildFailedError as e:
             raise RankFailedError(_failure(e, nproc)) from None
-        except SignalException as e:                        # the ranks are stopped: now the signal's own effect
-            if previous.get(e.sigval) is not None:
-                signal.signal(e.sigval, previous[e.sigval])
-                signal.raise_signal(e.sigval)
-            raise
+        except SignalException as e:
+            stopped = e
+    # the ranks are stopped, their logs removed and the handlers restored: now the signal's own effect
+    if previous.get(stopped.sigval) is not None:
+        signal.raise_signal(stopped.sigval)
+    raise stopped
 
 
 def _failure(e, nproc: int) -> str:
