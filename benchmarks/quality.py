@@ -269,17 +269,18 @@ def markdown(rows: list[dict]) -> str:
 
 def paired_table(rows: list[dict], reference: str) -> list[str]:
     """``reference`` − each other model, test AUC paired by seed (``common.paired_difference``); the
-    logistic regression has no seed, so every seed of ``reference`` is paired with its one row."""
+    logistic regression has no seed, so its one row is paired with every seed of the other model."""
     lines = [f"Paired by seed: {reference} − model, test AUC; verdict at |t| > 2", "",
              "| dataset | model | seeds | Δ test AUC (mean ± sd) | t | verdict |", "|---|---|---|---|---|---|"]
     words = {"holds": f"{reference} better", "fails": f"{reference} worse", "inconclusive": "within noise",
              "one seed": "one seed"}
     for ds in dict.fromkeys(r["dataset"] for r in rows):
-        ref = {r["seed"]: r for r in rows if r["dataset"] == ds and r["model"] == reference}
         for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == ds and r["model"] != reference):
-            other = {r["seed"]: r for r in rows if r["dataset"] == ds and r["model"] == model}
+            ref, other = _by_seed(rows, ds, reference), _by_seed(rows, ds, model)
+            if reference == "logistic" and ref:
+                ref = dict.fromkeys(other, ref[0])
             if model == "logistic":
-                other = dict.fromkeys(ref, next(iter(other.values())))
+                other = dict.fromkeys(ref, other[0])
             seeds = sorted(set(ref) & set(other))
             if not seeds:
                 continue
@@ -287,6 +288,10 @@ def paired_table(rows: list[dict], reference: str) -> list[str]:
             lines.append(f"| {ds} | {model} | {len(seeds)} | {d['mean']:+.4f} ± {d['sd']:.4f} | {d['t']:+.2f} | "
                          f"{words[d['verdict']]} |")
     return lines
+
+
+def _by_seed(rows: list[dict], dataset: str, model: str) -> dict[int, dict]:
+    return {r["seed"]: r for r in rows if r["dataset"] == dataset and r["model"] == model}
 
 
 def merged_rows(paths: list[str]) -> list[dict]:

@@ -405,3 +405,7 @@ def test_quality_report_pairs_models_by_seed_and_merges_runs(tmp_path):
     assert table["fm"] == ["3", "+0.0117 ± 0.0076", "+2.65", "dea better |"]
     # the one logistic row is paired with every dea seed: +0.02, +0.03, +0.01
     assert table["logistic"] == ["3", "+0.0200 ± 0.0100", "+3.46", "dea better |"]
+    against_logistic = {line.split(" | ")[1]: line.split(" | ")[2:]
+                        for line in quality.paired_table(rows, "logistic")[4:]}
+    assert against_logistic["dea"] == ["3", "-0.0200 ± 0.0100", "-3.46", "logistic worse |"]
+    assert against_logistic["fm"][:2] == ["3", "-0.0083 ± 0.0176"]
