@@ -117,8 +117,9 @@ def test_the_daily_defaults_read_the_same_in_the_form_the_help_and_the_readme():
     from flows.params import DAILY_TRAIN
 
     form = dea_daily.parameters.model_dump()["properties"]["train"]["default"]
-    assert {k: form[k] for k in ("model", "epochs", "patience", "batch_size", "lr")} == \
-        {"model": "dea", "epochs": DAILY_TRAIN.epochs, "patience": 1, "batch_size": DAILY_TRAIN.batch_size, "lr": 3e-3}
+    assert {k: form[k] for k in ("model", "epochs", "patience", "batch_size", "lr", "min_id_count")} == \
+        {"model": "dea", "epochs": DAILY_TRAIN.epochs, "patience": 1, "batch_size": DAILY_TRAIN.batch_size, "lr": 3e-3,
+         "min_id_count": 1}
     run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert f"(default: {DAILY_TRAIN.epochs}; the daily retrain trains in batches of {DAILY_TRAIN.batch_size} at lr" \
         in " ".join(run.split())

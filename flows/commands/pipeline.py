@@ -25,7 +25,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help=f"training epochs (default: {DAILY['epochs']}; the daily retrain trains "
                                               f"in batches of {DAILY['batch_size']} at lr {DAILY['lr']:g}, "
                                               f"early-stopping after {DAILY['patience']} epoch without a better "
-                                              f"validation AUC)")
+                                              f"validation AUC, with a training vocabulary: min_id_count="
+                                              f"{DAILY['min_id_count']}, an ID seen fewer times in training is its "
+                                              f"field's out-of-vocabulary ID)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any TrainConfig field, e.g. --set lr=3e-4 --set hparams.k=2 (repeatable)")
     p.add_argument("--rows", type=int, help="synthetic rows per day (default: the synthetic config's)")
