@@ -240,7 +240,8 @@ def test_registry_commands_and_predict(env, runs, capsys, monkeypatch):
     table = pq.read_table(env.root / "predictions" / "synthetic" / f"dt={D1}" / "part-00000.parquet")
     p = table["p_click"].to_numpy()
     assert table.num_rows == 4000 and ((p > 0) & (p < 1)).all()
-    model_dir = next(d for d in env.runs().glob(f"synthetic/dt={D1}/fm-*") if not d.name.endswith(".eval"))
+    trained = [d for d in env.runs().glob(f"synthetic/dt={D1}/fm-*") if not d.name.endswith(".eval")]
+    model_dir = max(trained, key=lambda d: d.stat().st_mtime)   # the latest: earlier tests rebuilt the features
     assert main(home + ["evaluate", "--model-dir", str(model_dir), "--date", D1]) == 0
     assert f"on synthetic {D1}" in capsys.readouterr().out
 
