@@ -11,6 +11,7 @@ the platform's packages that the benchmark imports next are this checkout's, ins
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -38,8 +39,6 @@ def log_progress(*quiet: str) -> None:
 def paired_difference(diff) -> dict:
     """Mean, sample sd and t = mean / (sd / √n) of per-seed differences (better − worse, same seed),
     with the verdict at |t| > 2: "holds", "fails" (t < −2), "inconclusive", or "one seed"."""
-    import math
-
     import numpy as np
 
     diff = np.asarray(diff, dtype=float)

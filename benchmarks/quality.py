@@ -275,8 +275,9 @@ def paired_table(rows: list[dict], reference: str) -> list[str]:
     words = {"holds": f"{reference} better", "fails": f"{reference} worse", "inconclusive": "within noise",
              "one seed": "one seed"}
     for ds in dict.fromkeys(r["dataset"] for r in rows):
+        reference_rows = _by_seed(rows, ds, reference)
         for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == ds and r["model"] != reference):
-            ref, other = _by_seed(rows, ds, reference), _by_seed(rows, ds, model)
+            ref, other = reference_rows, _by_seed(rows, ds, model)
             if reference == "logistic" and ref:
                 ref = dict.fromkeys(other, ref[0])
             if model == "logistic":

@@ -123,5 +123,6 @@ def test_the_daily_defaults_read_the_same_in_the_form_the_help_and_the_readme():
     run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert f"(default: {DAILY_TRAIN.epochs}; the daily retrain trains in batches of {DAILY_TRAIN.batch_size} at lr" \
         in " ".join(run.split())
+    assert f"with a training vocabulary: min_id_count={DAILY_TRAIN.min_id_count}," in " ".join(run.split())
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     assert f"DEA, {DAILY_TRAIN.epochs} epochs in batches of {DAILY_TRAIN.batch_size}" in readme
